@@ -1,0 +1,324 @@
+//! The node's settings: `cluster.toml` (or the file given with `--config`), then
+//! `RELAYBOX__<SECTION>__<KEY>` environment variables on top, over built-in defaults.
+//!
+//! Every knob has a default, so an empty file (or none) runs a one-node embedded-store setup.
+//! Unknown keys and bad values stop start-up with a message naming the key.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+/// The file read when `--config` is not given, if it exists.
+pub const DEFAULT_FILE: &str = "cluster.toml";
+
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Settings {
+    pub node: NodeSettings,
+    pub log: LogSettings,
+    pub store: StoreSettings,
+    pub inbox: InboxSettings,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct NodeSettings {
+    /// Address of the plain HTTP listener. Port 0 picks a free port (logged at start).
+    pub listen: SocketAddr,
+    /// HTTP worker threads; 0 means one per CPU core.
+    pub workers: usize,
+    /// Seconds that in-flight requests get to finish after SIGTERM/SIGINT.
+    pub shutdown_timeout: u64,
+}
+
+impl Default for NodeSettings {
+    fn default() -> Self {
+        NodeSettings {
+            listen: SocketAddr::from(([127, 0, 0, 1], 3001)),
+            workers: 0,
+            shutdown_timeout: 10,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogSettings {
+    /// A `RUST_LOG`-style filter; the `RUST_LOG` variable, when set, wins.
+    pub level: String,
+    pub format: LogFormat,
+    /// One line per HTTP request (target `relaybox::access`).
+    pub access_log: bool,
+}
+
+impl Default for LogSettings {
+    fn default() -> Self {
+        LogSettings {
+            level: "info".to_owned(),
+            format: LogFormat::Text,
+            access_log: true,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Backend {
+    /// Embedded, in this process's memory: no set-up, not durable, one node.
+    Memory,
+}
+
+impl Backend {
+    pub fn name(self) -> &'static str {
+        match self {
+            Backend::Memory => "memory",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StoreSettings {
+    pub backend: Backend,
+    /// Partitions of the embedded store, each served by its own shard actor.
+    pub shards: usize,
+    /// Seconds between sweeps that drop expired transactions and queue entries.
+    pub sweep_interval: u64,
+}
+
+impl Default for StoreSettings {
+    fn default() -> Self {
+        StoreSettings {
+            backend: Backend::Memory,
+            shards: 16,
+            sweep_interval: 30,
+        }
+    }
+}
+
+/// The limits and defaults of PopBox's API (names follow its `agent.*` options).
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct InboxSettings {
+    /// Largest request body announced with `Content-Length` (larger: 413).
+    pub max_body_size: usize,
+    /// Largest chunked request body; above `max_body_size` so that an oversized payload still
+    /// gets the validator's precise 400.
+    pub max_chunked_body_size: usize,
+    /// Longest payload, in UTF-16 code units.
+    pub max_payload_size: usize,
+    /// Most queues one transaction may name.
+    pub max_queues: usize,
+    /// Default `max` of pop and peek; `GET /queue/<id>` lists at most this + 1 per priority.
+    pub max_messages: usize,
+    /// Default `timeout` of pop, seconds.
+    pub pop_timeout: u64,
+    /// Largest `timeout` of pop, seconds.
+    pub max_pop_timeout: u64,
+    /// Lifetime of a transaction without `expirationDate`, seconds.
+    pub default_expire_delay: u64,
+    /// Let an `id_org` query or body parameter pick the tenant (the `/org/<org>/…` routes always do).
+    pub org_from_params: bool,
+}
+
+impl Default for InboxSettings {
+    fn default() -> Self {
+        InboxSettings {
+            max_body_size: 1_048_576,
+            max_chunked_body_size: 8 * 1_048_576,
+            max_payload_size: 1_048_576,
+            max_queues: 10_000,
+            max_messages: 1_000,
+            pop_timeout: 5,
+            max_pop_timeout: 300,
+            default_expire_delay: 3_600,
+            org_from_params: false,
+        }
+    }
+}
+
+/// Why the settings were refused; the message names the key.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read configuration: {0}")]
+    Load(#[from] config::ConfigError),
+    #[error("configuration file {0} does not exist")]
+    Missing(PathBuf),
+    #[error("invalid configuration: {key} {problem}")]
+    Invalid { key: &'static str, problem: String },
+}
+
+impl Settings {
+    /// Loads `file` (or `./cluster.toml` when present), then the environment, then validates.
+    pub fn load(file: Option<&Path>) -> Result<Self, ConfigError> {
+        let mut builder = config::Config::builder();
+        match file {
+            Some(path) if !path.exists() => return Err(ConfigError::Missing(path.to_owned())),
+            Some(path) => {
+                builder =
+                    builder.add_source(config::File::from(path).format(config::FileFormat::Toml))
+            }
+            None if Path::new(DEFAULT_FILE).exists() => {
+                builder =
+                    builder.add_source(config::File::new(DEFAULT_FILE, config::FileFormat::Toml))
+            }
+            None => {}
+        }
+        let env = config::Environment::with_prefix("RELAYBOX")
+            .prefix_separator("__")
+            .separator("__")
+            .try_parsing(true);
+        let settings: Settings = builder.add_source(env).build()?.try_deserialize()?;
+        settings.validate()?;
+        Ok(settings)
+    }
+
+    /// Checks what types alone cannot.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        fn check(
+            ok: bool,
+            key: &'static str,
+            problem: impl fmt::Display,
+        ) -> Result<(), ConfigError> {
+            if ok {
+                Ok(())
+            } else {
+                Err(ConfigError::Invalid {
+                    key,
+                    problem: problem.to_string(),
+                })
+            }
+        }
+        let (store, inbox) = (&self.store, &self.inbox);
+        check(
+            (1..=1024).contains(&store.shards),
+            "store.shards",
+            format!("must be from 1 to 1024, not {}", store.shards),
+        )?;
+        check(
+            store.sweep_interval >= 1,
+            "store.sweep_interval",
+            "must be at least 1 second",
+        )?;
+        check(
+            self.node.workers <= 256,
+            "node.workers",
+            "must be at most 256 (0 = one per core)",
+        )?;
+        check(
+            inbox.max_body_size >= 1024,
+            "inbox.max_body_size",
+            "must be at least 1024 bytes",
+        )?;
+        check(
+            inbox.max_chunked_body_size >= inbox.max_body_size,
+            "inbox.max_chunked_body_size",
+            "must be at least inbox.max_body_size",
+        )?;
+        check(
+            inbox.max_payload_size >= 1,
+            "inbox.max_payload_size",
+            "must be at least 1",
+        )?;
+        check(
+            inbox.max_queues >= 1,
+            "inbox.max_queues",
+            "must be at least 1",
+        )?;
+        check(
+            inbox.max_messages >= 1,
+            "inbox.max_messages",
+            "must be at least 1",
+        )?;
+        check(
+            inbox.max_pop_timeout >= 1,
+            "inbox.max_pop_timeout",
+            "must be at least 1 second",
+        )?;
+        check(
+            inbox.pop_timeout <= inbox.max_pop_timeout,
+            "inbox.pop_timeout",
+            "must not exceed inbox.max_pop_timeout",
+        )?;
+        check(
+            inbox.default_expire_delay >= 1,
+            "inbox.default_expire_delay",
+            "must be at least 1 second",
+        )?;
+        if let Err(e) = self.log.level.parse::<tracing_subscriber::EnvFilter>() {
+            return Err(ConfigError::Invalid {
+                key: "log.level",
+                problem: format!("is not a valid filter: {e}"),
+            });
+        }
+        Ok(())
+    }
+
+    /// The effective settings as TOML, for `relaybox check-config`.
+    pub fn to_toml(&self) -> String {
+        toml::to_string_pretty(self).expect("settings always serialise")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    fn load_str(text: &str) -> Result<Settings, ConfigError> {
+        let mut file = tempfile::Builder::new().suffix(".toml").tempfile().unwrap();
+        file.write_all(text.as_bytes()).unwrap();
+        Settings::load(Some(file.path()))
+    }
+
+    #[test]
+    fn defaults_run_one_embedded_node() {
+        let s = load_str("").unwrap();
+        assert_eq!(s.node.listen.to_string(), "127.0.0.1:3001");
+        assert_eq!(s.store.backend, Backend::Memory);
+        assert_eq!(s.store.shards, 16);
+    }
+
+    #[test]
+    fn unknown_keys_are_named() {
+        let err = load_str("[node]\nlisten = \"127.0.0.1:1\"\nlisen = 3\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("lisen"), "{err}");
+        let err = load_str("[nod]\n").unwrap_err().to_string();
+        assert!(err.contains("nod"), "{err}");
+    }
+
+    #[test]
+    fn bad_values_are_named() {
+        let err = load_str("[store]\nshards = 0\n").unwrap_err().to_string();
+        assert!(err.contains("store.shards"), "{err}");
+        let err = load_str("[store]\nbackend = \"disk\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("disk"), "{err}");
+        let err = load_str("[node]\nlisten = \"nowhere\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("listen"), "{err}");
+        let err = load_str("[inbox]\npop_timeout = 500\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("inbox.pop_timeout"), "{err}");
+    }
+
+    #[test]
+    fn a_missing_file_is_an_error() {
+        let err = Settings::load(Some(Path::new("/nonexistent/relaybox.toml"))).unwrap_err();
+        assert!(err.to_string().contains("/nonexistent/relaybox.toml"));
+    }
+}

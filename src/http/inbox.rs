@@ -1,0 +1,245 @@
+//! Handlers of PopBox's inbox API. Each one reads the request, asks the [`Inbox`], and renders
+//! the answer in PopBox's exact shapes.
+
+use std::collections::BTreeMap;
+
+use actix_web::http::StatusCode;
+use actix_web::{HttpRequest, HttpResponse};
+use serde_json::{Map, Value, json};
+
+use super::request::{Body, Params, content_type};
+use super::response::{ApiError, json};
+use crate::inbox::params::{max_messages, pop_timeout};
+use crate::inbox::provision::{validate_new, validate_update};
+use crate::inbox::{DeliveryState, Inbox, Message, Namespace, StateFilter, TxId, unix_now};
+
+type Reply = Result<HttpResponse, ApiError>;
+
+fn invalid_content_type() -> ApiError {
+    ApiError::bad_request("invalid content-type header")
+}
+
+/// The tenant comes from `/org/<org>/…`, or — only when enabled — from an `id_org` parameter.
+fn namespace(inbox: &Inbox, org: Option<String>, params: &Params) -> Result<Namespace, ApiError> {
+    let org = match org {
+        Some(org) => Some(org),
+        None if inbox.settings().org_from_params => params.get_str("id_org")?,
+        None => None,
+    };
+    Ok(Namespace::plain(org))
+}
+
+fn host(req: &HttpRequest) -> String {
+    req.connection_info().host().to_owned()
+}
+
+/// `{"ok":true,"data":[payload|null…],"transactions":[id…]}`, as pop and peek answer.
+fn messages_reply(messages: &[Message]) -> HttpResponse {
+    let data: Vec<Option<&str>> = messages.iter().map(|m| m.payload.as_deref()).collect();
+    let ids: Vec<&TxId> = messages.iter().map(|m| &m.tx).collect();
+    json(&json!({ "ok": true, "data": data, "transactions": ids }))
+}
+
+/// `POST /trans`: store a message and push it into every queue it names.
+pub async fn provision(inbox: &Inbox, req: &HttpRequest, body: Body, org: Option<String>) -> Reply {
+    // PopBox accepts a charset suffix here (but not on PUT).
+    if !content_type(req)
+        .trim_start()
+        .to_ascii_lowercase()
+        .starts_with("application/json")
+    {
+        return Err(invalid_content_type());
+    }
+    let params = Params::new(req, &body)?;
+    let ns = namespace(inbox, org, &params)?;
+    let tx = validate_new(params.body(), inbox.settings(), unix_now())
+        .map_err(|errors| ApiError::new(StatusCode::BAD_REQUEST, errors))?;
+    let id = inbox.provision(&ns, tx).await?;
+    Ok(json(&json!({ "ok": true, "data": id })))
+}
+
+/// `GET /trans/<id>`: the metadata, with the queues' states when `queues` asks for them.
+pub async fn get_transaction(inbox: &Inbox, req: &HttpRequest, body: Body, id: String) -> Reply {
+    let params = Params::new(req, &body)?;
+    let view = params
+        .get_str("queues")?
+        .map(|q| QueuesView::parse(&q))
+        .transpose()?;
+    let id = TxId::from(id);
+    let Some(meta) = inbox.transaction(&id).await? else {
+        return Ok(json(&match view {
+            Some(_) => json!({ "queues": {} }),
+            None => json!({}),
+        }));
+    };
+    let mut out: Map<String, Value> = meta
+        .into_iter()
+        .map(|(k, v)| (k, Value::String(v)))
+        .collect();
+    if let Some(view) = view {
+        let states = inbox.states(&id).await?;
+        let queues = match view {
+            QueuesView::Summary => summary(&states),
+            QueuesView::Filter(filter) => {
+                let host = host(req);
+                states
+                    .iter()
+                    .filter(|(_, s)| filter.admits(**s))
+                    .map(|(q, s)| {
+                        let href = format!("http://{host}/queue/{q}");
+                        (q.clone(), json!({ "state": s.as_str(), "href": href }))
+                    })
+                    .collect()
+            }
+        };
+        out.insert("queues".to_owned(), Value::Object(queues));
+    }
+    Ok(json(&out))
+}
+
+/// How `queues=` and `/state/<state>` ask for per-queue states.
+enum QueuesView {
+    Summary,
+    Filter(StateFilter),
+}
+
+impl QueuesView {
+    fn parse(s: &str) -> Result<Self, ApiError> {
+        match s {
+            "summary" => Ok(QueuesView::Summary),
+            other => StateFilter::parse(other)
+                .map(QueuesView::Filter)
+                .ok_or_else(|| ApiError::bad_request(format!("Wrong State:{other}"))),
+        }
+    }
+}
+
+/// `{"totalNotifications": n, "<State>": count…}` with only the states present.
+fn summary(states: &BTreeMap<String, DeliveryState>) -> Map<String, Value> {
+    let mut out = Map::new();
+    out.insert("totalNotifications".to_owned(), json!(states.len()));
+    for state in states.values() {
+        let count = out.entry(state.as_str()).or_insert(json!(0));
+        *count = json!(count.as_u64().unwrap_or(0) + 1);
+    }
+    out
+}
+
+/// `PUT /trans/<id>`: change payload, callback, expiration or extra fields.
+pub async fn update_transaction(inbox: &Inbox, req: &HttpRequest, body: Body, id: String) -> Reply {
+    if !content_type(req)
+        .trim()
+        .eq_ignore_ascii_case("application/json")
+    {
+        return Err(invalid_content_type());
+    }
+    let fields = body.object_or_empty();
+    let update = match validate_update(&fields, inbox.settings()) {
+        Ok(None) => return Ok(json(&json!({ "ok": true, "data": "empty data" }))),
+        Ok(Some(update)) => update,
+        Err(errors) => return Err(ApiError::new(StatusCode::BAD_REQUEST, errors)),
+    };
+    if inbox
+        .update_transaction(&TxId::from(id.as_str()), update)
+        .await?
+    {
+        Ok(json(&json!({ "ok": true })))
+    } else {
+        Err(ApiError::bad_request(format!("{id} does not exist")))
+    }
+}
+
+/// `DELETE /trans/<id>`: always `{"ok":true}`.
+pub async fn delete_transaction(inbox: &Inbox, id: String) -> Reply {
+    inbox.delete_transaction(&TxId::from(id)).await?;
+    Ok(json(&json!({ "ok": true })))
+}
+
+/// `GET /trans/<id>/state[/<state>]`.
+pub async fn transaction_state(
+    inbox: &Inbox,
+    req: &HttpRequest,
+    body: Body,
+    id: String,
+    state: Option<String>,
+) -> Reply {
+    let params = Params::new(req, &body)?;
+    let state = match state {
+        Some(s) => s,
+        None => params.get_str("state")?.unwrap_or_else(|| "All".to_owned()),
+    };
+    let view = QueuesView::parse(&state)?;
+    let states = inbox.states(&TxId::from(id)).await?;
+    let data: Map<String, Value> = match view {
+        QueuesView::Summary => summary(&states),
+        QueuesView::Filter(filter) => states
+            .into_iter()
+            .filter(|(_, s)| filter.admits(*s))
+            .map(|(q, s)| (q, json!(s.as_str())))
+            .collect(),
+    };
+    Ok(json(&json!({ "ok": true, "data": data })))
+}
+
+/// `POST /queue/<id>/pop`: wait up to `timeout` seconds for up to `max` messages.
+pub async fn pop(
+    inbox: &Inbox,
+    req: &HttpRequest,
+    body: Body,
+    org: Option<String>,
+    queue: String,
+) -> Reply {
+    let params = Params::new(req, &body)?;
+    let ns = namespace(inbox, org, &params)?;
+    let max = max_messages(params.get("max"), inbox.settings())?;
+    let timeout = pop_timeout(params.get("timeout"), inbox.settings())?;
+    let delivery = inbox.pop(ns.queue(&queue), max, timeout).await?;
+    let messages = delivery.commit();
+    Ok(messages_reply(&messages))
+}
+
+/// `GET /queue/<id>/peek`: look at up to `max` messages without taking them.
+pub async fn peek(
+    inbox: &Inbox,
+    req: &HttpRequest,
+    body: Body,
+    org: Option<String>,
+    queue: String,
+) -> Reply {
+    let params = Params::new(req, &body)?;
+    let ns = namespace(inbox, org, &params)?;
+    let max = max_messages(params.get("max"), inbox.settings())?;
+    let messages = inbox.peek(ns.queue(&queue), max).await?;
+    Ok(messages_reply(&messages))
+}
+
+/// `GET /queue/<id>`: what the queue holds and whether someone waits on it.
+pub async fn queue_state(
+    inbox: &Inbox,
+    req: &HttpRequest,
+    body: Body,
+    org: Option<String>,
+    queue: String,
+) -> Reply {
+    let params = Params::new(req, &body)?;
+    let ns = namespace(inbox, org, &params)?;
+    let info = inbox.queue_info(ns.queue(&queue)).await?;
+    let host = host(req);
+    let entries = |ids: &[TxId]| -> Vec<Value> {
+        ids.iter()
+            .map(|id| json!({ "id": id, "href": format!("http://{host}/trans/{id}?queues=All") }))
+            .collect()
+    };
+    let mut out = json!({
+        "ok": true,
+        "host": host,
+        "blocked": info.blocked,
+        "size": info.high.len() + info.low.len(),
+        "high": entries(&info.high),
+        "low": entries(&info.low),
+    });
+    if let Some(last_pop) = info.last_pop {
+        out["lastPop"] = json!(last_pop.to_string());
+    }
+    Ok(json(&out))
+}

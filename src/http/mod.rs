@@ -1,0 +1,89 @@
+//! The HTTP surface: one actix-web service per listener, dispatching PopBox's route table to
+//! thin handlers.
+//!
+//! Routing is done by [`routes::Route`] rather than actix-web's router because PopBox matches
+//! literal segments case-insensitively while keeping parameters' case.
+
+mod inbox;
+pub mod request;
+pub mod response;
+pub mod routes;
+
+use std::time::Instant;
+
+use actix_web::{HttpRequest, HttpResponse, web};
+use serde_json::json;
+
+use self::request::read_body;
+use self::response::{ApiError, json, not_found};
+use self::routes::Route;
+use crate::inbox::Inbox;
+
+/// What every handler can reach.
+pub struct AppState {
+    pub inbox: Inbox,
+    pub backend: &'static str,
+    pub started: Instant,
+}
+
+/// Mounts the node's routes on an actix-web app.
+pub fn configure(state: web::Data<AppState>) -> impl FnOnce(&mut web::ServiceConfig) {
+    move |cfg| {
+        cfg.app_data(state).default_service(web::to(dispatch));
+    }
+}
+
+async fn dispatch(
+    req: HttpRequest,
+    payload: web::Payload,
+    state: web::Data<AppState>,
+) -> HttpResponse {
+    let route = match Route::parse(req.method(), req.path()) {
+        Ok(Some(route)) => route,
+        Ok(None) => return not_found(req.method().as_str(), &req.uri().to_string()),
+        Err(e) => {
+            return actix_web::ResponseError::error_response(&ApiError::bad_request(e.to_string()));
+        }
+    };
+    let inbox = &state.inbox;
+    let result = async {
+        let body = read_body(&req, payload, inbox.settings()).await?;
+        match route {
+            Route::DeployInfo => Ok(deploy_info(&state)),
+            Route::Provision { org } => inbox::provision(inbox, &req, body, org).await,
+            Route::GetTransaction { org: _, id } => {
+                inbox::get_transaction(inbox, &req, body, id).await
+            }
+            Route::UpdateTransaction { org: _, id } => {
+                inbox::update_transaction(inbox, &req, body, id).await
+            }
+            Route::DeleteTransaction { id } => inbox::delete_transaction(inbox, id).await,
+            Route::TransactionState { id, state } => {
+                inbox::transaction_state(inbox, &req, body, id, state).await
+            }
+            Route::Pop { org, queue } => inbox::pop(inbox, &req, body, org, queue).await,
+            Route::Peek { org, queue } => inbox::peek(inbox, &req, body, org, queue).await,
+            Route::QueueState { org, queue } => {
+                inbox::queue_state(inbox, &req, body, org, queue).await
+            }
+        }
+    };
+    result
+        .await
+        .unwrap_or_else(|e: ApiError| actix_web::ResponseError::error_response(&e))
+}
+
+/// `GET /`: what this node is and what it runs on.
+fn deploy_info(state: &AppState) -> HttpResponse {
+    json(&json!({
+        "name": "relaybox",
+        "version": env!("CARGO_PKG_VERSION"),
+        "show": false,
+        "nCores": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
+        "backend": state.backend,
+        "shards": state.inbox.shard_count(),
+        "uptime": state.started.elapsed().as_secs(),
+        "queuesRedisHosts": [],
+        "transRedisHost": null,
+    }))
+}

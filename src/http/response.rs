@@ -1,0 +1,77 @@
+//! How answers are written: JSON with `Content-Type: application/json; charset=utf-8`, errors
+//! as `{"errors":[…]}`, and the few plain-text answers PopBox's clients expect.
+
+use actix_web::http::StatusCode;
+use actix_web::{HttpResponse, ResponseError};
+use serde::Serialize;
+use serde_json::json;
+
+use crate::inbox::InboxError;
+use crate::store::StoreError;
+
+pub const JSON: &str = "application/json; charset=utf-8";
+pub const TEXT: &str = "text/plain; charset=utf-8";
+
+pub fn json(body: &impl Serialize) -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type(JSON)
+        .body(serde_json::to_vec(body).expect("responses always serialise"))
+}
+
+/// PopBox's answer to an unknown route, kept byte for byte.
+pub fn not_found(method: &str, url: &str) -> HttpResponse {
+    HttpResponse::NotFound()
+        .content_type(TEXT)
+        .body(format!("Cannot {method} {url}"))
+}
+
+/// An error answer: a status and the problems, rendered as `{"errors":[…]}`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{status}: {}", messages.join("; "))]
+pub struct ApiError {
+    pub status: StatusCode,
+    pub messages: Vec<String>,
+}
+
+impl ApiError {
+    pub fn new(status: StatusCode, messages: Vec<String>) -> Self {
+        ApiError { status, messages }
+    }
+
+    pub fn bad_request(message: impl Into<String>) -> Self {
+        ApiError::new(StatusCode::BAD_REQUEST, vec![message.into()])
+    }
+
+    pub fn too_large(limit: usize) -> Self {
+        ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            vec![format!("request body larger than {limit} bytes")],
+        )
+    }
+}
+
+impl ResponseError for ApiError {
+    fn status_code(&self) -> StatusCode {
+        self.status
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        HttpResponse::build(self.status)
+            .content_type(JSON)
+            .body(json!({ "errors": self.messages }).to_string())
+    }
+}
+
+impl From<InboxError> for ApiError {
+    fn from(e: InboxError) -> Self {
+        match e {
+            InboxError::Invalid(messages) => ApiError::new(StatusCode::BAD_REQUEST, messages),
+            InboxError::Store(e @ StoreError::Unavailable { .. }) => {
+                ApiError::new(StatusCode::SERVICE_UNAVAILABLE, vec![e.to_string()])
+            }
+            InboxError::ShuttingDown => {
+                ApiError::new(StatusCode::SERVICE_UNAVAILABLE, vec![e.to_string()])
+            }
+        }
+    }
+}

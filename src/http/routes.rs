@@ -1,0 +1,187 @@
+//! PopBox's route table. Literal segments match case-insensitively, one trailing slash is
+//! tolerated, and parameter segments are percent-decoded and keep their case (`/QUEUE/Q1/peek/`
+//! peeks queue `Q1`).
+
+use actix_web::http::Method;
+use percent_encoding::percent_decode_str;
+
+/// A request the node knows how to serve, with its path parameters.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Route {
+    DeployInfo,
+    /// `POST /trans`, or `/org/<org>/trans`.
+    Provision {
+        org: Option<String>,
+    },
+    GetTransaction {
+        org: Option<String>,
+        id: String,
+    },
+    UpdateTransaction {
+        org: Option<String>,
+        id: String,
+    },
+    DeleteTransaction {
+        id: String,
+    },
+    TransactionState {
+        id: String,
+        state: Option<String>,
+    },
+    Pop {
+        org: Option<String>,
+        queue: String,
+    },
+    Peek {
+        org: Option<String>,
+        queue: String,
+    },
+    QueueState {
+        org: Option<String>,
+        queue: String,
+    },
+}
+
+/// A path parameter that does not decode to UTF-8.
+#[derive(Debug, PartialEq, Eq, thiserror::Error)]
+#[error("path segment {0:?} is not valid percent-encoded UTF-8")]
+pub struct BadSegment(pub String);
+
+impl Route {
+    /// `Ok(None)` when no route matches (the caller answers 404).
+    pub fn parse(method: &Method, path: &str) -> Result<Option<Route>, BadSegment> {
+        let path = path.strip_prefix('/').unwrap_or(path);
+        let path = path.strip_suffix('/').unwrap_or(path);
+        let segments: Vec<&str> = if path.is_empty() {
+            Vec::new()
+        } else {
+            path.split('/').collect()
+        };
+        // No route has an empty segment (`/queue//peek`, `/trans//`).
+        if segments.iter().any(|s| s.is_empty()) {
+            return Ok(None);
+        }
+
+        let (org, rest) = match segments.as_slice() {
+            [o, org, rest @ ..] if is(o, "org") && !rest.is_empty() => (Some(param(org)?), rest),
+            _ => (None, segments.as_slice()),
+        };
+        let m = method;
+        let route = match rest {
+            [] if org.is_none() && m == Method::GET => Route::DeployInfo,
+            [t] if is(t, "trans") && m == Method::POST => Route::Provision { org },
+            [t, id] if is(t, "trans") && m == Method::GET => Route::GetTransaction {
+                org,
+                id: param(id)?,
+            },
+            [t, id] if is(t, "trans") && m == Method::PUT => Route::UpdateTransaction {
+                org,
+                id: param(id)?,
+            },
+            [t, id] if is(t, "trans") && m == Method::DELETE && org.is_none() => {
+                Route::DeleteTransaction { id: param(id)? }
+            }
+            [t, id, s] if is(t, "trans") && is(s, "state") && m == Method::GET && org.is_none() => {
+                Route::TransactionState {
+                    id: param(id)?,
+                    state: None,
+                }
+            }
+            [t, id, s, state]
+                if is(t, "trans") && is(s, "state") && m == Method::GET && org.is_none() =>
+            {
+                Route::TransactionState {
+                    id: param(id)?,
+                    state: Some(param(state)?),
+                }
+            }
+            [q, id, p] if is(q, "queue") && is(p, "pop") && m == Method::POST => Route::Pop {
+                org,
+                queue: param(id)?,
+            },
+            [q, id, p] if is(q, "queue") && is(p, "peek") && m == Method::GET => Route::Peek {
+                org,
+                queue: param(id)?,
+            },
+            [q, id] if is(q, "queue") && m == Method::GET => Route::QueueState {
+                org,
+                queue: param(id)?,
+            },
+            _ => return Ok(None),
+        };
+        Ok(Some(route))
+    }
+}
+
+fn is(segment: &str, literal: &str) -> bool {
+    segment.eq_ignore_ascii_case(literal)
+}
+
+/// A parameter segment, percent-decoded.
+fn param(segment: &str) -> Result<String, BadSegment> {
+    percent_decode_str(segment)
+        .decode_utf8()
+        .map(|s| s.into_owned())
+        .map_err(|_| BadSegment(segment.to_owned()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(method: Method, path: &str) -> Option<Route> {
+        Route::parse(&method, path).unwrap()
+    }
+
+    #[test]
+    fn literals_ignore_case_and_one_trailing_slash() {
+        assert_eq!(
+            parse(Method::GET, "/QUEUE/Q1/Peek/"),
+            Some(Route::Peek {
+                org: None,
+                queue: "Q1".into()
+            })
+        );
+        assert_eq!(
+            parse(Method::POST, "/trans/"),
+            Some(Route::Provision { org: None })
+        );
+        assert_eq!(parse(Method::POST, "/trans//"), None);
+        assert_eq!(parse(Method::GET, "/"), Some(Route::DeployInfo));
+    }
+
+    #[test]
+    fn org_variants_exist_only_where_popbox_has_them() {
+        assert_eq!(
+            parse(Method::POST, "/org/acme/queue/q/pop"),
+            Some(Route::Pop {
+                org: Some("acme".into()),
+                queue: "q".into()
+            })
+        );
+        assert_eq!(
+            parse(Method::POST, "/org/acme/trans"),
+            Some(Route::Provision {
+                org: Some("acme".into())
+            })
+        );
+        assert_eq!(parse(Method::DELETE, "/org/acme/trans/x"), None);
+        assert_eq!(parse(Method::GET, "/org/acme/trans/x/state"), None);
+        assert_eq!(parse(Method::GET, "/org/acme"), None);
+    }
+
+    #[test]
+    fn parameters_are_decoded_and_methods_checked() {
+        assert_eq!(
+            parse(Method::GET, "/trans/a%20b/state/Pending"),
+            Some(Route::TransactionState {
+                id: "a b".into(),
+                state: Some("Pending".into())
+            })
+        );
+        assert_eq!(parse(Method::GET, "/queue/q/pop"), None);
+        assert_eq!(parse(Method::PATCH, "/trans/x"), None);
+        assert_eq!(parse(Method::GET, "/queue//peek"), None);
+        assert!(Route::parse(&Method::GET, "/queue/%FF").is_err());
+    }
+}

@@ -1,0 +1,185 @@
+//! The inbox domain (PopBox's API): transactions fanned out to queues, and the consumers that
+//! take them.
+//!
+//! [`Inbox`] is the one entry point the HTTP layer uses. It knows which
+//! [`ShardActor`](crate::shard::ShardActor) owns each queue and transaction and sends it the
+//! work; it never touches the store itself.
+
+mod error;
+pub mod js;
+mod model;
+pub mod params;
+pub mod provision;
+
+use std::collections::{BTreeMap, HashMap};
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix::Addr;
+use futures_util::future::join_all;
+
+pub use error::InboxError;
+pub use model::*;
+pub use provision::{NewTransaction, TransactionUpdate};
+
+use crate::config::InboxSettings;
+use crate::session::PopSession;
+use crate::shard::{Delivery, Push, ReleaseAll, Run, ShardActor};
+use crate::store::{ShardId, Store, StoreResult};
+
+#[derive(Clone)]
+pub struct Inbox {
+    shards: Arc<[Addr<ShardActor>]>,
+    settings: Arc<InboxSettings>,
+}
+
+impl Inbox {
+    pub fn new(shards: Vec<Addr<ShardActor>>, settings: InboxSettings) -> Self {
+        assert!(!shards.is_empty(), "an inbox needs at least one shard");
+        Inbox {
+            shards: shards.into(),
+            settings: Arc::new(settings),
+        }
+    }
+
+    pub fn settings(&self) -> &InboxSettings {
+        &self.settings
+    }
+
+    pub fn shard_count(&self) -> usize {
+        self.shards.len()
+    }
+
+    fn shard_index(&self, name: &str) -> usize {
+        shard_of(name, self.shards.len())
+    }
+
+    fn queue_shard(&self, queue: &QueueName) -> &Addr<ShardActor> {
+        &self.shards[self.shard_index(queue.id())]
+    }
+
+    fn tx_shard(&self, id: &TxId) -> &Addr<ShardActor> {
+        &self.shards[self.shard_index(id.as_str())]
+    }
+
+    /// Runs one store operation on the shard that owns the data.
+    async fn run<R, F, Fut>(&self, shard: &Addr<ShardActor>, op: F) -> Result<R, InboxError>
+    where
+        R: Send + 'static,
+        F: FnOnce(Arc<dyn Store>, ShardId) -> Fut + Send + 'static,
+        Fut: Future<Output = StoreResult<R>> + Send + 'static,
+    {
+        Ok(shard.send(Run::new(op)).await??)
+    }
+
+    /// Stores a transaction and pushes it into its queues. If any push fails the transaction is
+    /// deleted again, so a producer told "error" does not find it half-delivered later.
+    pub async fn provision(&self, ns: &Namespace, tx: NewTransaction) -> Result<TxId, InboxError> {
+        let tx = Arc::new(tx);
+        let stored = Arc::clone(&tx);
+        self.run(self.tx_shard(&tx.id), move |store, _| async move {
+            store.create_transaction(&stored).await
+        })
+        .await?;
+
+        let mut by_shard: HashMap<usize, Vec<QueueName>> = HashMap::new();
+        for id in &tx.queues {
+            by_shard
+                .entry(self.shard_index(id))
+                .or_default()
+                .push(ns.queue(id));
+        }
+        let pushes = by_shard.into_iter().map(|(shard, queues)| {
+            self.shards[shard].send(Push {
+                queues,
+                tx: tx.id.clone(),
+                priority: tx.priority,
+            })
+        });
+        let failure = join_all(pushes).await.into_iter().find_map(|r| match r {
+            Ok(Ok(())) => None,
+            Ok(Err(e)) => Some(InboxError::from(e)),
+            Err(e) => Some(InboxError::from(e)),
+        });
+        if let Some(e) = failure {
+            // Best effort: the error the producer sees is the push failure either way.
+            let _ = self.delete_transaction(&tx.id).await;
+            return Err(e);
+        }
+        Ok(tx.id.clone())
+    }
+
+    pub async fn transaction(&self, id: &TxId) -> Result<Option<Meta>, InboxError> {
+        let id = id.clone();
+        self.run(self.tx_shard(&id), move |store, _| async move {
+            store.transaction(&id).await
+        })
+        .await
+    }
+
+    pub async fn states(&self, id: &TxId) -> Result<BTreeMap<String, DeliveryState>, InboxError> {
+        let id = id.clone();
+        self.run(self.tx_shard(&id), move |store, _| async move {
+            store.states(&id).await
+        })
+        .await
+    }
+
+    /// Applies a change; `false` when the transaction does not exist.
+    pub async fn update_transaction(
+        &self,
+        id: &TxId,
+        update: TransactionUpdate,
+    ) -> Result<bool, InboxError> {
+        let id = id.clone();
+        self.run(self.tx_shard(&id), move |store, _| async move {
+            store
+                .update_transaction(&id, &update.meta, update.expires_at)
+                .await
+        })
+        .await
+    }
+
+    pub async fn delete_transaction(&self, id: &TxId) -> Result<(), InboxError> {
+        let id = id.clone();
+        self.run(self.tx_shard(&id), move |store, _| async move {
+            store.delete_transaction(&id).await
+        })
+        .await
+    }
+
+    /// Waits up to `timeout` for messages on `queue` and takes up to `max` of them. The caller
+    /// must [`commit`](Delivery::commit) what it hands to its client; dropping the delivery, or
+    /// this future, gives everything back.
+    pub async fn pop(
+        &self,
+        queue: QueueName,
+        max: usize,
+        timeout: Duration,
+    ) -> Result<Delivery, InboxError> {
+        let outcome = PopSession::start_on(self.queue_shard(&queue).clone(), queue, max, timeout);
+        outcome.await.map_err(|_| InboxError::ShuttingDown)?
+    }
+
+    pub async fn peek(&self, queue: QueueName, max: usize) -> Result<Vec<Message>, InboxError> {
+        self.run(self.queue_shard(&queue), move |store, shard| async move {
+            store.peek(shard, &queue, max).await
+        })
+        .await
+    }
+
+    /// The queue's contents, each priority capped at `max_messages + 1` entries as in PopBox.
+    pub async fn queue_info(&self, queue: QueueName) -> Result<QueueInfo, InboxError> {
+        let cap = self.settings.max_messages + 1;
+        self.run(self.queue_shard(&queue), move |store, shard| async move {
+            store.queue_info(shard, &queue, cap).await
+        })
+        .await
+    }
+
+    /// Answers every waiting consumer with nothing and refuses new waits (node shutdown).
+    pub async fn release_waiters(&self) {
+        join_all(self.shards.iter().map(|s| s.send(ReleaseAll))).await;
+    }
+}

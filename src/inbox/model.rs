@@ -1,0 +1,249 @@
+//! The nouns of the inbox: transaction ids, priorities, delivery states and queue names.
+
+use std::fmt;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use serde::Serialize;
+
+/// The metadata of a transaction: every field the producer sent, as strings (PopBox stores them
+/// in a Redis hash, so clients read strings back).
+pub type Meta = std::collections::BTreeMap<String, String>;
+
+/// Seconds since the Unix epoch, the unit of `expirationDate` and `lastPop`.
+pub fn unix_now() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
+/// A transaction id: a lowercase UUID v4 for transactions made here, any string when a client
+/// asks about one.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(transparent)]
+pub struct TxId(String);
+
+impl TxId {
+    pub fn generate() -> Self {
+        TxId(uuid::Uuid::new_v4().to_string())
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl From<String> for TxId {
+    fn from(s: String) -> Self {
+        TxId(s)
+    }
+}
+
+impl From<&str> for TxId {
+    fn from(s: &str) -> Self {
+        TxId(s.to_owned())
+    }
+}
+
+impl fmt::Display for TxId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// `H` messages are always delivered before `L` ones; FIFO within each.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Priority {
+    High,
+    Low,
+}
+
+impl Priority {
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "H" => Some(Priority::High),
+            "L" => Some(Priority::Low),
+            _ => None,
+        }
+    }
+}
+
+/// Where one (transaction, queue) pair is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+pub enum DeliveryState {
+    Pending,
+    Blocked,
+    Delivered,
+}
+
+impl DeliveryState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DeliveryState::Pending => "Pending",
+            DeliveryState::Blocked => "Blocked",
+            DeliveryState::Delivered => "Delivered",
+        }
+    }
+}
+
+/// The states a client may filter on: `All` or one [`DeliveryState`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StateFilter {
+    All,
+    Only(DeliveryState),
+}
+
+impl StateFilter {
+    /// Exact, case-sensitive names, as PopBox accepts them.
+    pub fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "All" => StateFilter::All,
+            "Pending" => StateFilter::Only(DeliveryState::Pending),
+            "Blocked" => StateFilter::Only(DeliveryState::Blocked),
+            "Delivered" => StateFilter::Only(DeliveryState::Delivered),
+            _ => return None,
+        })
+    }
+
+    pub fn admits(self, state: DeliveryState) -> bool {
+        match self {
+            StateFilter::All => true,
+            StateFilter::Only(s) => s == state,
+        }
+    }
+}
+
+/// Which family of queues a request addresses: an optional tenant (organisation) and whether
+/// it came in on the secure listener. `SEC:q1` and `UNSEC:q1` are different queues.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Namespace {
+    pub org: Option<String>,
+    pub secure: bool,
+}
+
+impl Namespace {
+    pub fn plain(org: Option<String>) -> Self {
+        Namespace { org, secure: false }
+    }
+
+    /// The key prefix PopBox uses: `[<org>:]UNSEC:` or `[<org>:]SEC:`.
+    pub fn prefix(&self) -> String {
+        let listener = if self.secure { "SEC:" } else { "UNSEC:" };
+        match &self.org {
+            Some(org) => format!("{org}:{listener}"),
+            None => listener.to_owned(),
+        }
+    }
+
+    pub fn queue(&self, id: &str) -> QueueName {
+        QueueName::new(&self.prefix(), id)
+    }
+}
+
+/// A queue's full name (namespace prefix + the id the client uses). Transaction states are
+/// keyed by the bare id, so both halves are kept.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct QueueName {
+    key: String,
+    id_start: usize,
+}
+
+impl QueueName {
+    pub fn new(prefix: &str, id: &str) -> Self {
+        QueueName {
+            key: format!("{prefix}{id}"),
+            id_start: prefix.len(),
+        }
+    }
+
+    /// The namespaced name, unique across tenants and listeners.
+    pub fn key(&self) -> &str {
+        &self.key
+    }
+
+    /// The id as the client spelled it, which is also the field name in transaction states.
+    pub fn id(&self) -> &str {
+        &self.key[self.id_start..]
+    }
+}
+
+impl fmt::Display for QueueName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.key)
+    }
+}
+
+/// One entry of a queue: a reference to a transaction, and the list it came from (so that it
+/// can be put back where it was).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QueuedRef {
+    pub tx: TxId,
+    pub priority: Priority,
+}
+
+/// A message as a consumer sees it: its transaction and its payload, `None` when the
+/// transaction expired or was deleted after the reference was queued.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Message {
+    pub tx: TxId,
+    pub payload: Option<String>,
+}
+
+impl Message {
+    pub fn from_meta(tx: TxId, meta: Option<&Meta>) -> Self {
+        let payload = meta.and_then(|m| m.get("payload").cloned());
+        Message { tx, payload }
+    }
+}
+
+/// What `GET /queue/<id>` reports.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct QueueInfo {
+    pub high: Vec<TxId>,
+    pub low: Vec<TxId>,
+    pub blocked: bool,
+    pub last_pop: Option<i64>,
+}
+
+/// Queue names and transaction ids map to shards with PopBox's hash (the sum of the UTF-16 code
+/// units, modulo the shard count), so a Redis deployment written by PopBox keeps its layout.
+pub fn shard_of(name: &str, shards: usize) -> usize {
+    let sum: u64 = name.encode_utf16().map(u64::from).sum();
+    (sum % shards.max(1) as u64) as usize
+}
+
+/// Ids for waiters, unique within the process.
+pub fn next_waiter_id() -> u64 {
+    static NEXT: AtomicU64 = AtomicU64::new(1);
+    NEXT.fetch_add(1, Ordering::Relaxed)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn queue_name_keeps_prefix_and_id_apart() {
+        let q = Namespace::plain(Some("acme".into())).queue("q1");
+        assert_eq!(q.key(), "acme:UNSEC:q1");
+        assert_eq!(q.id(), "q1");
+        let s = Namespace {
+            org: None,
+            secure: true,
+        }
+        .queue("q1");
+        assert_eq!(s.key(), "SEC:q1");
+        assert_ne!(s, Namespace::default().queue("q1"));
+    }
+
+    #[test]
+    fn shard_hash_is_popbox_compatible() {
+        // 'q' = 113, '1' = 49
+        assert_eq!(shard_of("q1", 1000), 162);
+        assert_eq!(shard_of("q1", 16), 162 % 16);
+        assert_eq!(shard_of("", 4), 0);
+        // Non-ASCII counts UTF-16 units, as JavaScript does.
+        assert_eq!(shard_of("é", 1000), 0xe9);
+    }
+}

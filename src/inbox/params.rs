@@ -1,0 +1,108 @@
+//! The numeric request parameters (`max`, `timeout`) and PopBox's rules for them.
+
+use std::time::Duration;
+
+use serde_json::Value;
+
+use super::InboxError;
+use crate::config::InboxSettings;
+
+/// A parameter as found in the JSON body or the query string.
+#[derive(Debug, Clone, Copy)]
+pub enum ParamValue<'a> {
+    Json(&'a Value),
+    Text(&'a str),
+}
+
+/// Reads a non-negative whole number. Fractions are cut off (PopBox used `parseInt`); anything
+/// negative or not a number is refused with a message naming the parameter.
+pub fn non_negative_int(
+    name: &str,
+    value: Option<ParamValue<'_>>,
+) -> Result<Option<u64>, InboxError> {
+    let Some(value) = value else { return Ok(None) };
+    let number = match value {
+        ParamValue::Json(Value::Number(n)) => n.as_f64(),
+        ParamValue::Json(Value::String(s)) => s.trim().parse::<f64>().ok(),
+        ParamValue::Text(s) => s.trim().parse::<f64>().ok(),
+        ParamValue::Json(_) => None,
+    };
+    match number {
+        Some(n) if n.is_finite() && n >= 0.0 => Ok(Some(n.trunc().min(u64::MAX as f64) as u64)),
+        _ => Err(InboxError::invalid(format!(
+            "invalid {name}: expected a non-negative whole number, got {}",
+            describe(value)
+        ))),
+    }
+}
+
+fn describe(value: ParamValue<'_>) -> String {
+    match value {
+        ParamValue::Json(v) => v.to_string(),
+        ParamValue::Text(s) => format!("{s:?}"),
+    }
+}
+
+/// How many messages one pop or peek takes: default `max_messages`, at least one.
+pub fn max_messages(
+    value: Option<ParamValue<'_>>,
+    settings: &InboxSettings,
+) -> Result<usize, InboxError> {
+    let max = non_negative_int("max", value)?.unwrap_or(settings.max_messages as u64);
+    Ok(max.clamp(1, usize::MAX as u64) as usize)
+}
+
+/// How long a pop waits: default `pop_timeout`, `0` means one second (as in PopBox), capped at
+/// `max_pop_timeout`.
+pub fn pop_timeout(
+    value: Option<ParamValue<'_>>,
+    settings: &InboxSettings,
+) -> Result<Duration, InboxError> {
+    let secs = non_negative_int("timeout", value)?.unwrap_or(settings.pop_timeout);
+    Ok(Duration::from_secs(secs.clamp(1, settings.max_pop_timeout)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn settings() -> InboxSettings {
+        InboxSettings::default()
+    }
+
+    #[test]
+    fn timeout_rules() {
+        let s = settings();
+        assert_eq!(pop_timeout(None, &s).unwrap(), Duration::from_secs(5));
+        assert_eq!(
+            pop_timeout(Some(ParamValue::Text("0")), &s).unwrap(),
+            Duration::from_secs(1)
+        );
+        assert_eq!(
+            pop_timeout(Some(ParamValue::Text("1000")), &s).unwrap(),
+            Duration::from_secs(300)
+        );
+        assert_eq!(
+            pop_timeout(Some(ParamValue::Json(&json!(2.9))), &s).unwrap(),
+            Duration::from_secs(2)
+        );
+        let err = pop_timeout(Some(ParamValue::Text("-1")), &s).unwrap_err();
+        assert!(err.to_string().contains("invalid timeout"), "{err}");
+        assert!(pop_timeout(Some(ParamValue::Text("soon")), &s).is_err());
+        assert!(pop_timeout(Some(ParamValue::Json(&json!([1]))), &s).is_err());
+    }
+
+    #[test]
+    fn max_rules() {
+        let s = settings();
+        assert_eq!(max_messages(None, &s).unwrap(), 1000);
+        assert_eq!(max_messages(Some(ParamValue::Text("0")), &s).unwrap(), 1);
+        assert_eq!(
+            max_messages(Some(ParamValue::Json(&json!("7"))), &s).unwrap(),
+            7
+        );
+        assert!(max_messages(Some(ParamValue::Json(&json!(-3))), &s).is_err());
+        assert!(max_messages(Some(ParamValue::Json(&json!(true))), &s).is_err());
+    }
+}

@@ -1,0 +1,21 @@
+//! relaybox: one node of an inbox-notification and device-relay cloud.
+//!
+//! The node serves PopBox's inbox API over plain HTTP. Its layers, outside in:
+//!
+//! - [`http`]: actix-web handlers, thin — parse, ask the inbox, render;
+//! - [`inbox`]: the domain (transactions, queues, validation) and the [`inbox::Inbox`] facade
+//!   that routes work to actors;
+//! - [`shard`] and [`session`]: the actors — one [`shard::ShardActor`] per store shard owning
+//!   its queues and their waiters, one [`session::PopSession`] per waiting client;
+//! - [`store`]: the [`store::Store`] trait and its backends.
+//!
+//! [`config`] holds the typed settings, [`node`] starts and stops everything.
+
+pub mod config;
+pub mod http;
+pub mod inbox;
+pub mod logging;
+pub mod node;
+pub mod session;
+pub mod shard;
+pub mod store;

@@ -1,0 +1,99 @@
+//! Starting and stopping one node: the store, the shard actors (spread over one arbiter thread
+//! per core), and the HTTP listener.
+//!
+//! Shutdown on SIGTERM or SIGINT: the listener stops accepting at once, every held pop is
+//! answered with empty data, requests in flight get `node.shutdown_timeout` seconds to finish,
+//! and then the process exits.
+
+use std::io;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use actix::{Actor, Arbiter};
+use actix_web::middleware::{Condition, Logger};
+use actix_web::{App, HttpServer, web};
+use tracing::info;
+
+use crate::config::Settings;
+use crate::http::{self, AppState};
+use crate::inbox::Inbox;
+use crate::shard::ShardActor;
+use crate::store;
+
+/// Runs a node until it is told to stop by a signal.
+pub async fn run(settings: Settings) -> io::Result<()> {
+    let threads = match settings.node.workers {
+        0 => std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1),
+        n => n,
+    };
+    let store = store::open(&settings.store);
+    let sweep = Duration::from_secs(settings.store.sweep_interval);
+    let arbiters: Vec<Arbiter> = (0..threads).map(|_| Arbiter::new()).collect();
+    let shards = (0..store.shards())
+        .map(|i| {
+            let store = Arc::clone(&store);
+            ShardActor::start_in_arbiter(&arbiters[i % threads].handle(), move |_| {
+                ShardActor::new(i, store, sweep)
+            })
+        })
+        .collect();
+    let inbox = Inbox::new(shards, settings.inbox.clone());
+    let state = web::Data::new(AppState {
+        inbox: inbox.clone(),
+        backend: settings.store.backend.name(),
+        started: Instant::now(),
+    });
+
+    let access_log = settings.log.access_log;
+    let server = HttpServer::new(move || {
+        App::new()
+            .wrap(Condition::new(
+                access_log,
+                Logger::new(r#"%a "%r" %s %b %Dms"#).log_target("relaybox::access"),
+            ))
+            .configure(http::configure(state.clone()))
+    })
+    .workers(threads)
+    .disable_signals()
+    // A client that closes its side while its pop waits is gone: dropping the handler is what
+    // keeps a dead connection from taking a message.
+    .h1_allow_half_closed(false)
+    .shutdown_timeout(settings.node.shutdown_timeout)
+    .bind(settings.node.listen)?;
+    let addrs: Vec<SocketAddr> = server.addrs();
+    for addr in &addrs {
+        info!(
+            backend = settings.store.backend.name(),
+            shards = inbox.shard_count(),
+            "relaybox listening on http://{addr}"
+        );
+    }
+
+    let server = server.run();
+    let handle = server.handle();
+    actix_web::rt::spawn(async move {
+        let signal = shutdown_signal().await;
+        info!("{signal} received: shutting down");
+        let stopped = handle.stop(true);
+        inbox.release_waiters().await;
+        stopped.await;
+    });
+    server.await?;
+    for arbiter in arbiters {
+        arbiter.stop();
+    }
+    info!("relaybox stopped");
+    Ok(())
+}
+
+async fn shutdown_signal() -> &'static str {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate()).expect("can listen for SIGTERM");
+    tokio::select! {
+        _ = term.recv() => "SIGTERM",
+        _ = tokio::signal::ctrl_c() => "SIGINT",
+    }
+}

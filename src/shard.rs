@@ -1,0 +1,441 @@
+//! **ShardActor**: one per store shard. It runs every operation on the queues that hash to its
+//! shard and keeps the registry of consumers waiting on them.
+//!
+//! Waiting consumers never block on the store. A pop registers a waiter here; whenever a queue
+//! may have gained messages (a push, a message put back, a waiter arriving) the actor *drains*
+//! it: it takes as many messages as the oldest waiter wants and hands them over, until the
+//! queue is empty or nobody waits. At most one drain per queue is in flight, so one take can
+//! never race another for the same waiter.
+//!
+//! What a waiter receives is a [`Delivery`]: if it is dropped before the consumer commits it (the
+//! client went away, the pop timed out at that instant), its messages go back to the head of
+//! their queue as `Pending`.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix::prelude::*;
+use futures_util::future::BoxFuture;
+use tracing::{debug, warn};
+
+use crate::inbox::{DeliveryState, Message, Meta, Priority, QueueName, QueuedRef, TxId, unix_now};
+use crate::store::{ShardId, Store, StoreError, StoreResult, TakenRef};
+
+/// Messages taken from a queue for one consumer. Dropping it uncommitted puts them back.
+#[derive(Debug)]
+pub struct Delivery {
+    messages: Vec<Message>,
+    metas: Vec<Option<Meta>>,
+    guard: Option<PutBackGuard>,
+}
+
+impl Delivery {
+    /// Nothing arrived in time.
+    pub fn empty() -> Self {
+        Delivery {
+            messages: Vec::new(),
+            metas: Vec::new(),
+            guard: None,
+        }
+    }
+
+    pub fn messages(&self) -> &[Message] {
+        &self.messages
+    }
+
+    /// The full metadata of each message (`None` when it had expired), for event listeners.
+    pub fn metas(&self) -> &[Option<Meta>] {
+        &self.metas
+    }
+
+    /// The consumer has the messages: from now on they are its responsibility.
+    pub fn commit(mut self) -> Vec<Message> {
+        if let Some(guard) = &mut self.guard {
+            guard.refs.clear();
+        }
+        std::mem::take(&mut self.messages)
+    }
+}
+
+/// Sends taken references back to their shard unless they were committed.
+#[derive(Debug)]
+struct PutBackGuard {
+    shard: Addr<ShardActor>,
+    queue: QueueName,
+    refs: Vec<QueuedRef>,
+}
+
+impl Drop for PutBackGuard {
+    fn drop(&mut self) {
+        if !self.refs.is_empty() {
+            debug!(queue = %self.queue, count = self.refs.len(), "delivery abandoned; putting messages back");
+            self.shard.do_send(PutBack {
+                queue: self.queue.clone(),
+                refs: std::mem::take(&mut self.refs),
+            });
+        }
+    }
+}
+
+/// What the shard tells a waiter.
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub enum WaiterNotice {
+    /// Messages for you.
+    Deliver(Delivery),
+    /// The node is shutting down: answer your client with nothing.
+    Release,
+    /// The store failed while serving you.
+    Fail(StoreError),
+}
+
+/// A consumer waiting for messages on one queue.
+pub struct Waiter {
+    pub id: u64,
+    pub max: usize,
+    pub mark: DeliveryState,
+    pub notify: Recipient<WaiterNotice>,
+}
+
+/// Register a waiter. The shard notifies it exactly once, unless it is cancelled first.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Wait {
+    pub queue: QueueName,
+    pub waiter: Waiter,
+}
+
+/// The waiter `id` no longer waits (timed out, or its client went away).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct CancelWait {
+    pub queue: QueueName,
+    pub id: u64,
+}
+
+/// Put references back at the head of their queue, as `Pending`.
+#[derive(Message)]
+#[rtype(result = "()")]
+struct PutBack {
+    queue: QueueName,
+    refs: Vec<QueuedRef>,
+}
+
+/// Push a transaction into queues of this shard.
+#[derive(Message)]
+#[rtype(result = "StoreResult<()>")]
+pub struct Push {
+    pub queues: Vec<QueueName>,
+    pub tx: TxId,
+    pub priority: Priority,
+}
+
+/// One store operation run by the shard that owns the data, for operations that need no
+/// waiter bookkeeping (transactions, peeks, queue state). Its result type is the operation's.
+pub struct Run<R>(
+    Box<dyn FnOnce(Arc<dyn Store>, ShardId) -> BoxFuture<'static, StoreResult<R>> + Send>,
+);
+
+impl<R> Run<R> {
+    pub fn new<F, Fut>(op: F) -> Self
+    where
+        F: FnOnce(Arc<dyn Store>, ShardId) -> Fut + Send + 'static,
+        Fut: Future<Output = StoreResult<R>> + Send + 'static,
+    {
+        Run(Box::new(move |store, shard| Box::pin(op(store, shard))))
+    }
+}
+
+impl<R: 'static> actix::Message for Run<R> {
+    type Result = StoreResult<R>;
+}
+
+/// Answer every waiter with nothing and refuse new waits: the node is going down.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct ReleaseAll;
+
+#[derive(Default)]
+struct QueueWaiters {
+    waiters: VecDeque<Waiter>,
+    /// A take is in flight for this queue.
+    draining: bool,
+    /// Something changed while it was: look again when it lands.
+    again: bool,
+}
+
+pub struct ShardActor {
+    id: ShardId,
+    store: Arc<dyn Store>,
+    queues: HashMap<QueueName, QueueWaiters>,
+    sweep_every: Duration,
+    closing: bool,
+}
+
+impl ShardActor {
+    pub fn new(id: ShardId, store: Arc<dyn Store>, sweep_every: Duration) -> Self {
+        ShardActor {
+            id,
+            store,
+            queues: HashMap::new(),
+            sweep_every,
+            closing: false,
+        }
+    }
+
+    /// Serves waiters on `queue` from what it holds, one take at a time.
+    fn drain(&mut self, queue: QueueName, ctx: &mut Context<Self>) {
+        let Some(entry) = self.queues.get_mut(&queue) else {
+            return;
+        };
+        if entry.draining {
+            entry.again = true;
+            return;
+        }
+        // Waiters whose session is gone would only bounce messages back.
+        entry.waiters.retain(|w| w.notify.connected());
+        let Some(front) = entry.waiters.front() else {
+            self.queues.remove(&queue);
+            return;
+        };
+        let (max, mark) = (front.max, front.mark);
+        entry.draining = true;
+        entry.again = false;
+
+        let store = Arc::clone(&self.store);
+        let (shard, q) = (self.id, queue.clone());
+        let take = async move { store.take(shard, &q, max, mark).await };
+        ctx.spawn(
+            take.into_actor(self)
+                .map(move |result, act, ctx| act.drained(queue, result, ctx)),
+        );
+    }
+
+    fn drained(
+        &mut self,
+        queue: QueueName,
+        result: StoreResult<Vec<TakenRef>>,
+        ctx: &mut Context<Self>,
+    ) {
+        // The registry entry may be gone (shutdown released every waiter): what was taken must
+        // still become a delivery, so that with nobody to give it to it goes back.
+        let again = match self.queues.get_mut(&queue) {
+            Some(entry) => {
+                entry.draining = false;
+                entry.again
+            }
+            None => false,
+        };
+        match result {
+            Ok(taken) if taken.is_empty() => {
+                if again {
+                    self.drain(queue, ctx);
+                }
+            }
+            Ok(taken) => {
+                let delivery = self.delivery(&queue, taken, ctx);
+                self.hand_over(&queue, delivery);
+                self.drain(queue, ctx);
+            }
+            Err(e) => {
+                warn!(shard = self.id, %queue, error = %e, "take failed");
+                if let Some(waiter) = self.next_waiter(&queue) {
+                    waiter.notify.do_send(WaiterNotice::Fail(e));
+                }
+                self.drain(queue, ctx);
+            }
+        }
+    }
+
+    fn delivery(&self, queue: &QueueName, taken: Vec<TakenRef>, ctx: &Context<Self>) -> Delivery {
+        let mut refs = Vec::with_capacity(taken.len());
+        let mut messages = Vec::with_capacity(taken.len());
+        let mut metas = Vec::with_capacity(taken.len());
+        for t in taken {
+            messages.push(Message::from_meta(t.queued.tx.clone(), t.meta.as_ref()));
+            // An expired message is reported but never goes back.
+            if t.meta.is_some() {
+                refs.push(t.queued);
+            }
+            metas.push(t.meta);
+        }
+        Delivery {
+            messages,
+            metas,
+            guard: Some(PutBackGuard {
+                shard: ctx.address(),
+                queue: queue.clone(),
+                refs,
+            }),
+        }
+    }
+
+    /// Gives `delivery` to the oldest waiter still there; with none, dropping it puts it back.
+    fn hand_over(&mut self, queue: &QueueName, mut delivery: Delivery) {
+        while let Some(waiter) = self.next_waiter(queue) {
+            match waiter.notify.try_send(WaiterNotice::Deliver(delivery)) {
+                Ok(()) => return,
+                Err(SendError::Full(notice)) => {
+                    // A session's mailbox only ever holds a notice or two; never skip a live one.
+                    waiter.notify.do_send(notice);
+                    return;
+                }
+                Err(SendError::Closed(WaiterNotice::Deliver(d))) => delivery = d,
+                Err(SendError::Closed(_)) => unreachable!("we sent a delivery"),
+            }
+        }
+    }
+
+    /// Takes the oldest waiter on `queue` out of the registry.
+    fn next_waiter(&mut self, queue: &QueueName) -> Option<Waiter> {
+        let waiter = self.queues.get_mut(queue)?.waiters.pop_front()?;
+        self.waiter_left(queue);
+        Some(waiter)
+    }
+
+    /// Bookkeeping for a waiter leaving the registry, however it leaves.
+    fn waiter_left(&self, queue: &QueueName) {
+        let store = Arc::clone(&self.store);
+        let (shard, queue) = (self.id, queue.clone());
+        actix::spawn(async move {
+            if let Err(e) = store.wait_ended(shard, &queue).await {
+                warn!(shard, %queue, error = %e, "could not record the end of a wait");
+            }
+        });
+    }
+}
+
+impl Actor for ShardActor {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        // Sessions and handlers may queue many requests at once; back-pressure comes from the
+        // HTTP side, so the mailbox need not push back too.
+        ctx.set_mailbox_capacity(1024);
+        ctx.run_interval(self.sweep_every, |act, _ctx| {
+            let store = Arc::clone(&act.store);
+            let shard = act.id;
+            actix::spawn(async move {
+                match store.purge_expired(shard, unix_now()).await {
+                    Ok(0) => {}
+                    Ok(n) => debug!(shard, purged = n, "expired entries dropped"),
+                    Err(e) => warn!(shard, error = %e, "expiry sweep failed"),
+                }
+            });
+        });
+    }
+}
+
+impl Handler<Wait> for ShardActor {
+    type Result = ();
+
+    fn handle(&mut self, msg: Wait, ctx: &mut Self::Context) {
+        if self.closing {
+            msg.waiter.notify.do_send(WaiterNotice::Release);
+            return;
+        }
+        let store = Arc::clone(&self.store);
+        let (shard, queue) = (self.id, msg.queue.clone());
+        // Recorded before the waiter can be served, so `blocked` never goes below zero.
+        ctx.spawn(
+            async move { store.wait_started(shard, &queue, unix_now()).await }
+                .into_actor(self)
+                .map(move |result, act, ctx| {
+                    if let Err(e) = result {
+                        msg.waiter.notify.do_send(WaiterNotice::Fail(e));
+                        return;
+                    }
+                    if act.closing {
+                        act.waiter_left(&msg.queue);
+                        msg.waiter.notify.do_send(WaiterNotice::Release);
+                        return;
+                    }
+                    act.queues
+                        .entry(msg.queue.clone())
+                        .or_default()
+                        .waiters
+                        .push_back(msg.waiter);
+                    act.drain(msg.queue, ctx);
+                }),
+        );
+    }
+}
+
+impl Handler<CancelWait> for ShardActor {
+    type Result = ();
+
+    fn handle(&mut self, msg: CancelWait, _ctx: &mut Self::Context) {
+        let Some(entry) = self.queues.get_mut(&msg.queue) else {
+            return;
+        };
+        let before = entry.waiters.len();
+        entry.waiters.retain(|w| w.id != msg.id);
+        if entry.waiters.len() < before {
+            self.waiter_left(&msg.queue);
+        }
+    }
+}
+
+impl Handler<PutBack> for ShardActor {
+    type Result = ();
+
+    fn handle(&mut self, msg: PutBack, ctx: &mut Self::Context) {
+        let store = Arc::clone(&self.store);
+        let shard = self.id;
+        let queue = msg.queue.clone();
+        ctx.spawn(
+            async move { store.requeue(shard, &msg.queue, &msg.refs).await }
+                .into_actor(self)
+                .map(move |result, act, ctx| match result {
+                    Ok(()) => act.drain(queue, ctx),
+                    Err(e) => warn!(shard, %queue, error = %e, "could not put messages back"),
+                }),
+        );
+    }
+}
+
+impl Handler<Push> for ShardActor {
+    type Result = ResponseActFuture<Self, StoreResult<()>>;
+
+    fn handle(&mut self, msg: Push, _ctx: &mut Self::Context) -> Self::Result {
+        let store = Arc::clone(&self.store);
+        let shard = self.id;
+        let queues = msg.queues;
+        Box::pin(
+            async move {
+                store.push(shard, &queues, &msg.tx, msg.priority).await?;
+                Ok(queues)
+            }
+            .into_actor(self)
+            .map(|result: StoreResult<Vec<QueueName>>, act, ctx| {
+                for queue in result? {
+                    act.drain(queue, ctx);
+                }
+                Ok(())
+            }),
+        )
+    }
+}
+
+impl<R: Send + 'static> Handler<Run<R>> for ShardActor {
+    type Result = ResponseFuture<StoreResult<R>>;
+
+    fn handle(&mut self, msg: Run<R>, _ctx: &mut Self::Context) -> Self::Result {
+        (msg.0)(Arc::clone(&self.store), self.id)
+    }
+}
+
+impl Handler<ReleaseAll> for ShardActor {
+    type Result = ();
+
+    fn handle(&mut self, _msg: ReleaseAll, _ctx: &mut Self::Context) {
+        self.closing = true;
+        for (queue, entry) in std::mem::take(&mut self.queues) {
+            for waiter in entry.waiters {
+                self.waiter_left(&queue);
+                waiter.notify.do_send(WaiterNotice::Release);
+            }
+        }
+    }
+}

@@ -1,0 +1,426 @@
+//! The embedded store: everything in this process's memory, partitioned by shard.
+//!
+//! It needs no set-up and is fast, but it is not durable and not shared: it serves one node.
+//! Each shard's queues sit behind their own lock, and so do the transactions that hash to it,
+//! so shards served from different threads do not contend.
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::sync::{Mutex, MutexGuard};
+
+use async_trait::async_trait;
+
+use super::{ShardId, Store, StoreResult, TakenRef};
+use crate::inbox::{
+    DeliveryState, Message, Meta, NewTransaction, Priority, QueueInfo, QueueName, QueuedRef, TxId,
+    shard_of, unix_now,
+};
+
+/// How long an idle, empty queue keeps its `lastPop` before it is forgotten.
+const IDLE_QUEUE_RETENTION: i64 = 24 * 3600;
+
+pub struct MemoryStore {
+    queues: Vec<Mutex<HashMap<QueueName, QueueData>>>,
+    transactions: Vec<Mutex<HashMap<TxId, TxRecord>>>,
+}
+
+#[derive(Default)]
+struct QueueData {
+    high: VecDeque<TxId>,
+    low: VecDeque<TxId>,
+    blocked: u64,
+    last_pop: Option<i64>,
+}
+
+impl QueueData {
+    fn list(&mut self, priority: Priority) -> &mut VecDeque<TxId> {
+        match priority {
+            Priority::High => &mut self.high,
+            Priority::Low => &mut self.low,
+        }
+    }
+
+    /// High first, then low, FIFO within each.
+    fn iter(&self) -> impl Iterator<Item = QueuedRef> + '_ {
+        let high = self.high.iter().map(|tx| QueuedRef {
+            tx: tx.clone(),
+            priority: Priority::High,
+        });
+        let low = self.low.iter().map(|tx| QueuedRef {
+            tx: tx.clone(),
+            priority: Priority::Low,
+        });
+        high.chain(low)
+    }
+
+    fn forgettable(&self, now: i64) -> bool {
+        self.high.is_empty()
+            && self.low.is_empty()
+            && self.blocked == 0
+            && self.last_pop.is_none_or(|t| now - t > IDLE_QUEUE_RETENTION)
+    }
+}
+
+struct TxRecord {
+    meta: Meta,
+    states: BTreeMap<String, DeliveryState>,
+    expires_at: i64,
+}
+
+impl TxRecord {
+    fn live(&self, now: i64) -> bool {
+        self.expires_at > now
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // A panic while holding the lock cannot leave these maps half-updated in a way that matters
+    // more than losing the node, so poisoning is ignored.
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl MemoryStore {
+    pub fn new(shards: usize) -> Self {
+        let shards = shards.max(1);
+        MemoryStore {
+            queues: (0..shards).map(|_| Mutex::default()).collect(),
+            transactions: (0..shards).map(|_| Mutex::default()).collect(),
+        }
+    }
+
+    fn transactions_of(&self, id: &TxId) -> MutexGuard<'_, HashMap<TxId, TxRecord>> {
+        lock(&self.transactions[shard_of(id.as_str(), self.transactions.len())])
+    }
+
+    /// Runs `f` on a live transaction, dropping it first if it has expired.
+    fn with_live<R>(&self, id: &TxId, f: impl FnOnce(&mut TxRecord) -> R) -> Option<R> {
+        let now = unix_now();
+        let mut txs = self.transactions_of(id);
+        match txs.get_mut(id) {
+            Some(rec) if rec.live(now) => Some(f(rec)),
+            Some(_) => {
+                txs.remove(id);
+                None
+            }
+            None => None,
+        }
+    }
+
+    fn queues(&self, shard: ShardId) -> MutexGuard<'_, HashMap<QueueName, QueueData>> {
+        lock(&self.queues[shard])
+    }
+
+    fn is_live(&self, id: &TxId) -> bool {
+        self.with_live(id, |_| ()).is_some()
+    }
+}
+
+#[async_trait]
+impl Store for MemoryStore {
+    fn shards(&self) -> usize {
+        self.queues.len()
+    }
+
+    async fn create_transaction(&self, tx: &NewTransaction) -> StoreResult<()> {
+        let states = tx
+            .queues
+            .iter()
+            .map(|q| (q.clone(), DeliveryState::Pending))
+            .collect();
+        let record = TxRecord {
+            meta: tx.meta.clone(),
+            states,
+            expires_at: tx.expires_at,
+        };
+        self.transactions_of(&tx.id).insert(tx.id.clone(), record);
+        Ok(())
+    }
+
+    async fn transaction(&self, id: &TxId) -> StoreResult<Option<Meta>> {
+        Ok(self.with_live(id, |rec| rec.meta.clone()))
+    }
+
+    async fn states(&self, id: &TxId) -> StoreResult<BTreeMap<String, DeliveryState>> {
+        Ok(self
+            .with_live(id, |rec| rec.states.clone())
+            .unwrap_or_default())
+    }
+
+    async fn update_transaction(
+        &self,
+        id: &TxId,
+        fields: &Meta,
+        expires_at: Option<i64>,
+    ) -> StoreResult<bool> {
+        let found = self.with_live(id, |rec| {
+            rec.meta
+                .extend(fields.iter().map(|(k, v)| (k.clone(), v.clone())));
+            if let Some(at) = expires_at {
+                rec.expires_at = at;
+            }
+        });
+        if found.is_some() && expires_at.is_some_and(|at| at <= unix_now()) {
+            self.transactions_of(id).remove(id);
+        }
+        Ok(found.is_some())
+    }
+
+    async fn delete_transaction(&self, id: &TxId) -> StoreResult<()> {
+        self.transactions_of(id).remove(id);
+        Ok(())
+    }
+
+    async fn push(
+        &self,
+        shard: ShardId,
+        queues: &[QueueName],
+        tx: &TxId,
+        priority: Priority,
+    ) -> StoreResult<()> {
+        let mut map = self.queues(shard);
+        for queue in queues {
+            map.entry(queue.clone())
+                .or_default()
+                .list(priority)
+                .push_back(tx.clone());
+        }
+        Ok(())
+    }
+
+    async fn take(
+        &self,
+        shard: ShardId,
+        queue: &QueueName,
+        max: usize,
+        mark: DeliveryState,
+    ) -> StoreResult<Vec<TakenRef>> {
+        let taken: Vec<QueuedRef> = {
+            let mut map = self.queues(shard);
+            let Some(data) = map.get_mut(queue) else {
+                return Ok(Vec::new());
+            };
+            let from_high = data.high.len().min(max);
+            let from_low = data.low.len().min(max - from_high);
+            let high = data.high.drain(..from_high).map(|tx| QueuedRef {
+                tx,
+                priority: Priority::High,
+            });
+            let low = data.low.drain(..from_low).map(|tx| QueuedRef {
+                tx,
+                priority: Priority::Low,
+            });
+            high.chain(low).collect()
+        };
+        // The references are out of the queue, so no other caller can take them; marking their
+        // state afterwards keeps the two locks apart.
+        Ok(taken
+            .into_iter()
+            .map(|queued| {
+                let meta = self.with_live(&queued.tx, |rec| {
+                    rec.states.insert(queue.id().to_owned(), mark);
+                    rec.meta.clone()
+                });
+                TakenRef { queued, meta }
+            })
+            .collect())
+    }
+
+    async fn requeue(
+        &self,
+        shard: ShardId,
+        queue: &QueueName,
+        refs: &[QueuedRef],
+    ) -> StoreResult<()> {
+        let live: Vec<&QueuedRef> = refs
+            .iter()
+            .filter(|r| {
+                self.with_live(&r.tx, |rec| {
+                    rec.states
+                        .insert(queue.id().to_owned(), DeliveryState::Pending)
+                })
+                .is_some()
+            })
+            .collect();
+        let mut map = self.queues(shard);
+        let data = map.entry(queue.clone()).or_default();
+        for r in live.into_iter().rev() {
+            data.list(r.priority).push_front(r.tx.clone());
+        }
+        Ok(())
+    }
+
+    async fn peek(
+        &self,
+        shard: ShardId,
+        queue: &QueueName,
+        max: usize,
+    ) -> StoreResult<Vec<Message>> {
+        let refs: Vec<QueuedRef> = match self.queues(shard).get(queue) {
+            Some(data) => data.iter().take(max).collect(),
+            None => Vec::new(),
+        };
+        Ok(refs
+            .into_iter()
+            .map(|r| {
+                let meta = self.with_live(&r.tx, |rec| rec.meta.clone());
+                Message::from_meta(r.tx, meta.as_ref())
+            })
+            .collect())
+    }
+
+    async fn queue_info(
+        &self,
+        shard: ShardId,
+        queue: &QueueName,
+        cap: usize,
+    ) -> StoreResult<QueueInfo> {
+        Ok(match self.queues(shard).get(queue) {
+            Some(data) => QueueInfo {
+                high: data.high.iter().take(cap).cloned().collect(),
+                low: data.low.iter().take(cap).cloned().collect(),
+                blocked: data.blocked > 0,
+                last_pop: data.last_pop,
+            },
+            None => QueueInfo::default(),
+        })
+    }
+
+    async fn wait_started(&self, shard: ShardId, queue: &QueueName, now: i64) -> StoreResult<()> {
+        let mut map = self.queues(shard);
+        let data = map.entry(queue.clone()).or_default();
+        data.blocked += 1;
+        data.last_pop = Some(now);
+        Ok(())
+    }
+
+    async fn wait_ended(&self, shard: ShardId, queue: &QueueName) -> StoreResult<()> {
+        if let Some(data) = self.queues(shard).get_mut(queue) {
+            data.blocked = data.blocked.saturating_sub(1);
+        }
+        Ok(())
+    }
+
+    async fn purge_expired(&self, shard: ShardId, now: i64) -> StoreResult<usize> {
+        let mut purged = 0;
+        {
+            let mut txs = lock(&self.transactions[shard]);
+            let before = txs.len();
+            txs.retain(|_, rec| rec.live(now));
+            purged += before - txs.len();
+        }
+        // Queue entries whose transaction is gone will never be delivered with a payload: drop them.
+        let mut map = self.queues(shard);
+        for data in map.values_mut() {
+            for list in [&mut data.high, &mut data.low] {
+                let before = list.len();
+                list.retain(|tx| self.is_live(tx));
+                purged += before - list.len();
+            }
+        }
+        map.retain(|_, data| !data.forgettable(now));
+        Ok(purged)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::inbox::Namespace;
+
+    fn tx(queues: &[&str], expires_at: i64) -> NewTransaction {
+        NewTransaction {
+            id: TxId::generate(),
+            priority: Priority::Low,
+            queues: queues.iter().map(|q| q.to_string()).collect(),
+            meta: Meta::from([("payload".to_owned(), "p".to_owned())]),
+            expires_at,
+        }
+    }
+
+    fn block_on<F: std::future::Future>(f: F) -> F::Output {
+        tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap()
+            .block_on(f)
+    }
+
+    #[test]
+    fn take_is_high_first_and_requeue_restores_order() {
+        block_on(async {
+            let store = MemoryStore::new(1);
+            let q = Namespace::default().queue("q");
+            let (a, b, c) = (
+                tx(&["q"], i64::MAX),
+                tx(&["q"], i64::MAX),
+                tx(&["q"], i64::MAX),
+            );
+            for (t, p) in [
+                (&a, Priority::Low),
+                (&b, Priority::High),
+                (&c, Priority::Low),
+            ] {
+                store.create_transaction(t).await.unwrap();
+                store
+                    .push(0, std::slice::from_ref(&q), &t.id, p)
+                    .await
+                    .unwrap();
+            }
+            let taken = store
+                .take(0, &q, 2, DeliveryState::Delivered)
+                .await
+                .unwrap();
+            let ids: Vec<_> = taken.iter().map(|t| t.queued.tx.clone()).collect();
+            assert_eq!(ids, [b.id.clone(), a.id.clone()]);
+            assert_eq!(
+                store.states(&a.id).await.unwrap()["q"],
+                DeliveryState::Delivered
+            );
+
+            let refs: Vec<_> = taken.into_iter().map(|t| t.queued).collect();
+            store.requeue(0, &q, &refs).await.unwrap();
+            let order: Vec<_> = store
+                .peek(0, &q, 10)
+                .await
+                .unwrap()
+                .into_iter()
+                .map(|m| m.tx)
+                .collect();
+            assert_eq!(order, [b.id.clone(), a.id.clone(), c.id.clone()]);
+            assert_eq!(
+                store.states(&a.id).await.unwrap()["q"],
+                DeliveryState::Pending
+            );
+        });
+    }
+
+    #[test]
+    fn expired_transactions_read_as_gone_and_are_purged() {
+        block_on(async {
+            let store = MemoryStore::new(1);
+            let q = Namespace::default().queue("q");
+            let old = tx(&["q"], unix_now() - 1);
+            store.create_transaction(&old).await.unwrap();
+            store
+                .push(0, std::slice::from_ref(&q), &old.id, Priority::High)
+                .await
+                .unwrap();
+            assert_eq!(store.transaction(&old.id).await.unwrap(), None);
+            let peeked = store.peek(0, &q, 5).await.unwrap();
+            assert_eq!(
+                peeked,
+                [Message {
+                    tx: old.id.clone(),
+                    payload: None
+                }]
+            );
+            assert_eq!(store.purge_expired(0, unix_now()).await.unwrap(), 1);
+            assert!(store.peek(0, &q, 5).await.unwrap().is_empty());
+            // Requeueing an expired reference drops it rather than resurrecting it.
+            let r = QueuedRef {
+                tx: old.id.clone(),
+                priority: Priority::High,
+            };
+            store.requeue(0, &q, &[r]).await.unwrap();
+            assert!(store.peek(0, &q, 5).await.unwrap().is_empty());
+        });
+    }
+}

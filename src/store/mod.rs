@@ -1,0 +1,134 @@
+//! Storage behind one trait, so the inbox domain and the actors never know which backend runs.
+//!
+//! A backend holds two kinds of data:
+//! - **transactions**: metadata and the per-queue delivery state, addressed by transaction id;
+//! - **queues**: ordered references to transactions, split into high and low priority lists,
+//!   plus the `blocked` / `lastPop` bookkeeping; every queue lives on one shard.
+//!
+//! Queue operations name their shard explicitly: each shard is driven by exactly one
+//! [`ShardActor`](crate::shard::ShardActor), which is what keeps the number of backend
+//! connections proportional to the number of shards. Every method is one atomic step as seen by
+//! other callers.
+
+pub mod memory;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+
+use crate::config::{Backend, StoreSettings};
+use crate::inbox::{
+    DeliveryState, Message, Meta, NewTransaction, QueueInfo, QueueName, QueuedRef, TxId,
+};
+
+/// Index of a shard, `0..shards`.
+pub type ShardId = usize;
+
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum StoreError {
+    /// The backend for a shard cannot be reached; the request can be retried later.
+    #[error("store shard {shard} is unavailable: {reason}")]
+    Unavailable { shard: String, reason: String },
+}
+
+pub type StoreResult<T> = Result<T, StoreError>;
+
+/// One message taken out of a queue, with the metadata it had when it was taken (`None` when
+/// its transaction had already expired or been deleted).
+#[derive(Debug, Clone)]
+pub struct TakenRef {
+    pub queued: QueuedRef,
+    pub meta: Option<Meta>,
+}
+
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// How many queue shards this backend has.
+    fn shards(&self) -> usize;
+
+    /// Stores a new transaction with state `Pending` for each of its queues. It expires (with
+    /// its states) at `tx.expires_at`.
+    async fn create_transaction(&self, tx: &NewTransaction) -> StoreResult<()>;
+
+    /// The metadata of a live transaction.
+    async fn transaction(&self, id: &TxId) -> StoreResult<Option<Meta>>;
+
+    /// The delivery state of a live transaction in each of its queues (empty when unknown).
+    async fn states(&self, id: &TxId) -> StoreResult<BTreeMap<String, DeliveryState>>;
+
+    /// Merges `fields` into a live transaction's metadata and, when given, moves its expiry (a
+    /// time in the past deletes it). `false` when there is no such transaction.
+    async fn update_transaction(
+        &self,
+        id: &TxId,
+        fields: &Meta,
+        expires_at: Option<i64>,
+    ) -> StoreResult<bool>;
+
+    /// Deletes a transaction's metadata and states; references in queues stay and later read as
+    /// expired.
+    async fn delete_transaction(&self, id: &TxId) -> StoreResult<()>;
+
+    /// Appends a reference to `tx` at the tail of each queue (all on `shard`).
+    async fn push(
+        &self,
+        shard: ShardId,
+        queues: &[QueueName],
+        tx: &TxId,
+        priority: crate::inbox::Priority,
+    ) -> StoreResult<()>;
+
+    /// Removes up to `max` references from the head of `queue` (high before low), loads each
+    /// one's metadata and sets its state for this queue to `mark` — all in one step, so every
+    /// reference is taken by exactly one caller.
+    async fn take(
+        &self,
+        shard: ShardId,
+        queue: &QueueName,
+        max: usize,
+        mark: DeliveryState,
+    ) -> StoreResult<Vec<TakenRef>>;
+
+    /// Puts taken references back at the head of `queue` in their original order, with state
+    /// `Pending`. References whose transaction is gone are dropped instead.
+    async fn requeue(
+        &self,
+        shard: ShardId,
+        queue: &QueueName,
+        refs: &[QueuedRef],
+    ) -> StoreResult<()>;
+
+    /// Up to `max` messages from the head of `queue`, high before low, without changing anything.
+    async fn peek(
+        &self,
+        shard: ShardId,
+        queue: &QueueName,
+        max: usize,
+    ) -> StoreResult<Vec<Message>>;
+
+    /// The queue's contents (at most `cap` ids per priority) and its waiting bookkeeping.
+    async fn queue_info(
+        &self,
+        shard: ShardId,
+        queue: &QueueName,
+        cap: usize,
+    ) -> StoreResult<QueueInfo>;
+
+    /// A consumer starts waiting on `queue` at Unix time `now` (`blocked` goes up, `lastPop` = now).
+    async fn wait_started(&self, shard: ShardId, queue: &QueueName, now: i64) -> StoreResult<()>;
+
+    /// A consumer stopped waiting on `queue`.
+    async fn wait_ended(&self, shard: ShardId, queue: &QueueName) -> StoreResult<()>;
+
+    /// Drops what has expired on `shard` (and the transactions that map to it); returns how
+    /// many entries went.
+    async fn purge_expired(&self, shard: ShardId, now: i64) -> StoreResult<usize>;
+}
+
+/// Opens the backend the settings name.
+pub fn open(settings: &StoreSettings) -> Arc<dyn Store> {
+    match settings.backend {
+        Backend::Memory => Arc::new(memory::MemoryStore::new(settings.shards)),
+    }
+}
