@@ -133,9 +133,10 @@ pub struct Push {
 
 /// One store operation run by the shard that owns the data, for operations that need no
 /// waiter bookkeeping (transactions, peeks, queue state). Its result type is the operation's.
-pub struct Run<R>(
-    Box<dyn FnOnce(Arc<dyn Store>, ShardId) -> BoxFuture<'static, StoreResult<R>> + Send>,
-);
+pub struct Run<R>(StoreOp<R>);
+
+type StoreOp<R> =
+    Box<dyn FnOnce(Arc<dyn Store>, ShardId) -> BoxFuture<'static, StoreResult<R>> + Send>;
 
 impl<R> Run<R> {
     pub fn new<F, Fut>(op: F) -> Self
@@ -436,6 +437,164 @@ impl Handler<ReleaseAll> for ShardActor {
                 self.waiter_left(&queue);
                 waiter.notify.do_send(WaiterNotice::Release);
             }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::inbox::{Namespace, NewTransaction};
+    use crate::store::memory::MemoryStore;
+
+    /// A waiter whose client vanished just as its messages arrived: it drops what it gets.
+    struct Vanishing;
+
+    impl Actor for Vanishing {
+        type Context = Context<Self>;
+    }
+
+    impl Handler<WaiterNotice> for Vanishing {
+        type Result = ();
+        fn handle(&mut self, notice: WaiterNotice, _ctx: &mut Self::Context) {
+            drop(notice);
+        }
+    }
+
+    /// A waiter that keeps (commits) what it gets.
+    struct Keeping(tokio::sync::mpsc::UnboundedSender<Vec<Message>>);
+
+    impl Actor for Keeping {
+        type Context = Context<Self>;
+    }
+
+    impl Handler<WaiterNotice> for Keeping {
+        type Result = ();
+        fn handle(&mut self, notice: WaiterNotice, _ctx: &mut Self::Context) {
+            if let WaiterNotice::Deliver(d) = notice {
+                let _ = self.0.send(d.commit());
+            }
+        }
+    }
+
+    async fn setup(
+        messages: &[&str],
+    ) -> (Arc<MemoryStore>, Addr<ShardActor>, QueueName, Vec<TxId>) {
+        let store = Arc::new(MemoryStore::new(1));
+        let shard = ShardActor::new(0, store.clone(), Duration::from_secs(3600)).start();
+        let queue = Namespace::default().queue("q");
+        let mut ids = Vec::new();
+        for payload in messages {
+            let tx = NewTransaction {
+                id: TxId::generate(),
+                priority: Priority::High,
+                queues: vec!["q".into()],
+                meta: Meta::from([("payload".to_owned(), payload.to_string())]),
+                expires_at: unix_now() + 60,
+            };
+            store.create_transaction(&tx).await.unwrap();
+            let push = Push {
+                queues: vec![queue.clone()],
+                tx: tx.id.clone(),
+                priority: Priority::High,
+            };
+            shard.send(push).await.unwrap().unwrap();
+            ids.push(tx.id);
+        }
+        (store, shard, queue, ids)
+    }
+
+    fn waiter(id: u64, max: usize, notify: Recipient<WaiterNotice>) -> Waiter {
+        Waiter {
+            id,
+            max,
+            mark: DeliveryState::Delivered,
+            notify,
+        }
+    }
+
+    #[actix::test]
+    async fn an_abandoned_delivery_goes_back_to_the_head_as_pending() {
+        let (store, shard, queue, ids) = setup(&["a", "b", "c"]).await;
+        let vanishing = Vanishing.start().recipient();
+        shard.do_send(Wait {
+            queue: queue.clone(),
+            waiter: waiter(1, 2, vanishing),
+        });
+        actix::clock::sleep(Duration::from_millis(100)).await;
+
+        let order: Vec<TxId> = store
+            .peek(0, &queue, 10)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|m| m.tx)
+            .collect();
+        assert_eq!(order, ids, "back at the head, in order");
+        for id in &ids {
+            assert_eq!(store.states(id).await.unwrap()["q"], DeliveryState::Pending);
+        }
+        assert!(!store.queue_info(0, &queue, 10).await.unwrap().blocked);
+    }
+
+    #[actix::test]
+    async fn messages_put_back_go_to_the_next_waiter() {
+        let (store, shard, queue, ids) = setup(&["a"]).await;
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+        // The first waiter vanishes; the second must still get the message.
+        shard.do_send(Wait {
+            queue: queue.clone(),
+            waiter: waiter(1, 1, Vanishing.start().recipient()),
+        });
+        actix::clock::sleep(Duration::from_millis(50)).await;
+        shard.do_send(Wait {
+            queue: queue.clone(),
+            waiter: waiter(2, 1, Keeping(tx).start().recipient()),
+        });
+        let got = tokio::time::timeout(Duration::from_secs(2), rx.recv())
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(got.iter().map(|m| m.tx.clone()).collect::<Vec<_>>(), ids);
+        assert_eq!(
+            store.states(&ids[0]).await.unwrap()["q"],
+            DeliveryState::Delivered
+        );
+        assert!(store.peek(0, &queue, 10).await.unwrap().is_empty());
+    }
+
+    #[actix::test]
+    async fn release_answers_waiters_and_refuses_new_ones() {
+        let (_store, shard, queue, _ids) = setup(&[]).await;
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<&'static str>();
+        struct Recorder(tokio::sync::mpsc::UnboundedSender<&'static str>);
+        impl Actor for Recorder {
+            type Context = Context<Self>;
+        }
+        impl Handler<WaiterNotice> for Recorder {
+            type Result = ();
+            fn handle(&mut self, notice: WaiterNotice, _ctx: &mut Self::Context) {
+                let _ = self.0.send(match notice {
+                    WaiterNotice::Release => "release",
+                    _ => "other",
+                });
+            }
+        }
+        shard.do_send(Wait {
+            queue: queue.clone(),
+            waiter: waiter(1, 1, Recorder(tx.clone()).start().recipient()),
+        });
+        actix::clock::sleep(Duration::from_millis(50)).await;
+        shard.send(ReleaseAll).await.unwrap();
+        shard.do_send(Wait {
+            queue,
+            waiter: waiter(2, 1, Recorder(tx).start().recipient()),
+        });
+        for _ in 0..2 {
+            let got = tokio::time::timeout(Duration::from_secs(2), rx.recv())
+                .await
+                .unwrap();
+            assert_eq!(got, Some("release"));
         }
     }
 }

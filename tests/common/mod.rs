@@ -1,0 +1,277 @@
+//! A real node for tests: the `relaybox` binary started on a free loopback port with the
+//! repository's own `cluster.toml` (so the shipped file is exercised too), plus small HTTP
+//! helpers. The node is killed when the handle is dropped.
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex, mpsc};
+use std::time::{Duration, Instant};
+
+use reqwest::blocking::{Client, Response};
+use serde_json::{Value, json};
+
+pub struct TestNode {
+    child: Child,
+    pub addr: SocketAddr,
+    client: Client,
+    log: Arc<Mutex<Vec<String>>>,
+}
+
+impl TestNode {
+    pub fn start() -> Self {
+        Self::start_with(&[])
+    }
+
+    /// Starts a node with extra settings as `RELAYBOX__…` environment variables.
+    pub fn start_with(env: &[(&str, &str)]) -> Self {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_relaybox"));
+        cmd.arg("--config")
+            .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/cluster.toml"))
+            .env("RELAYBOX__NODE__LISTEN", "127.0.0.1:0")
+            .env("RELAYBOX__LOG__FORMAT", "text")
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit());
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let mut child = cmd.spawn().expect("the relaybox binary starts");
+        let stdout = child.stdout.take().unwrap();
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let (tx, rx) = mpsc::channel();
+        let lines = Arc::clone(&log);
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if let Some(addr) = line.split("listening on http://").nth(1) {
+                    // Works for text and JSON log lines alike.
+                    let addr: String = addr
+                        .chars()
+                        .take_while(|c| c.is_ascii_hexdigit() || ".:[]".contains(*c))
+                        .collect();
+                    let _ = tx.send(addr.parse::<SocketAddr>());
+                }
+                lines.lock().unwrap().push(line);
+            }
+        });
+        let addr = match rx.recv_timeout(Duration::from_secs(15)) {
+            Ok(Ok(addr)) => addr,
+            other => {
+                let _ = child.kill();
+                panic!(
+                    "node did not report its address: {other:?}; log: {:?}",
+                    log.lock().unwrap()
+                );
+            }
+        };
+        let client = Client::builder()
+            .timeout(Duration::from_secs(60))
+            .build()
+            .unwrap();
+        TestNode {
+            child,
+            addr,
+            client,
+            log,
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{}", self.addr, path)
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    pub fn client(&self) -> &Client {
+        &self.client
+    }
+
+    /// Log lines printed so far.
+    pub fn log(&self) -> Vec<String> {
+        self.log.lock().unwrap().clone()
+    }
+
+    pub fn get(&self, path: &str) -> (u16, Value) {
+        read(self.client.get(self.url(path)).send().unwrap())
+    }
+
+    pub fn post(&self, path: &str, body: &Value) -> (u16, Value) {
+        read(self.client.post(self.url(path)).json(body).send().unwrap())
+    }
+
+    pub fn put(&self, path: &str, body: &Value) -> (u16, Value) {
+        read(self.client.put(self.url(path)).json(body).send().unwrap())
+    }
+
+    pub fn delete(&self, path: &str) -> (u16, Value) {
+        read(self.client.delete(self.url(path)).send().unwrap())
+    }
+
+    /// Provisions `payload` into `queues` and returns the transaction id.
+    pub fn push(&self, queues: &[&str], payload: &str, priority: &str) -> String {
+        self.push_body(json!({
+            "payload": payload,
+            "priority": priority,
+            "queue": queues.iter().map(|q| json!({"id": q})).collect::<Vec<_>>(),
+        }))
+    }
+
+    pub fn push_body(&self, body: Value) -> String {
+        let (status, reply) = self.post("/trans", &body);
+        assert_eq!(status, 200, "push failed: {reply}");
+        reply["data"]
+            .as_str()
+            .expect("push answers an id")
+            .to_owned()
+    }
+
+    /// Pops with the given query string (e.g. `"max=5&timeout=1"`), expecting 200.
+    pub fn pop(&self, queue: &str, query: &str) -> Popped {
+        let (status, reply) = self.post(&format!("/queue/{queue}/pop?{query}"), &json!({}));
+        assert_eq!(status, 200, "pop failed: {reply}");
+        Popped::from(&reply)
+    }
+
+    pub fn peek(&self, queue: &str, query: &str) -> Popped {
+        let (status, reply) = self.get(&format!("/queue/{queue}/peek?{query}"));
+        assert_eq!(status, 200, "peek failed: {reply}");
+        Popped::from(&reply)
+    }
+
+    /// One transaction's state in one queue ("" when absent).
+    pub fn state(&self, tx: &str, queue: &str) -> String {
+        let (_, reply) = self.get(&format!("/trans/{tx}/state"));
+        reply["data"][queue].as_str().unwrap_or("").to_owned()
+    }
+
+    /// Sends raw bytes on a new connection and reads the whole answer (status, headers, body).
+    pub fn raw(&self, request: &[u8]) -> RawResponse {
+        let mut stream = TcpStream::connect(self.addr).unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(20)))
+            .unwrap();
+        stream.write_all(request).unwrap();
+        let mut bytes = Vec::new();
+        let _ = stream.read_to_end(&mut bytes);
+        RawResponse::parse(&bytes)
+    }
+
+    /// Sends SIGTERM.
+    pub fn terminate(&self) {
+        let status = Command::new("kill")
+            .arg("-TERM")
+            .arg(self.pid().to_string())
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+
+    /// Waits for the process to exit and returns whether it exited cleanly.
+    pub fn wait_exit(&mut self, limit: Duration) -> Option<bool> {
+        let deadline = Instant::now() + limit;
+        while Instant::now() < deadline {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return Some(status.success());
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        None
+    }
+}
+
+impl Drop for TestNode {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn read(response: Response) -> (u16, Value) {
+    let status = response.status().as_u16();
+    let text = response.text().unwrap();
+    let value = serde_json::from_str(&text).unwrap_or(Value::String(text));
+    (status, value)
+}
+
+/// What pop and peek answer.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Popped {
+    pub data: Vec<Value>,
+    pub transactions: Vec<String>,
+}
+
+impl From<&Value> for Popped {
+    fn from(v: &Value) -> Self {
+        assert_eq!(v["ok"], json!(true), "not an ok answer: {v}");
+        let data = v["data"].as_array().expect("data is an array").clone();
+        let transactions: Vec<String> = v["transactions"]
+            .as_array()
+            .expect("transactions is an array")
+            .iter()
+            .map(|t| t.as_str().unwrap().to_owned())
+            .collect();
+        assert_eq!(data.len(), transactions.len(), "one id per payload: {v}");
+        Popped { data, transactions }
+    }
+}
+
+impl Popped {
+    pub fn payloads(&self) -> Vec<&str> {
+        self.data
+            .iter()
+            .map(|d| d.as_str().unwrap_or("<null>"))
+            .collect()
+    }
+}
+
+#[derive(Debug)]
+pub struct RawResponse {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: String,
+}
+
+impl RawResponse {
+    fn parse(bytes: &[u8]) -> Self {
+        let text = String::from_utf8_lossy(bytes);
+        let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+        let mut lines = head.lines();
+        let status = lines
+            .next()
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(0);
+        let headers = lines
+            .filter_map(|l| l.split_once(':'))
+            .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_owned()))
+            .collect();
+        RawResponse {
+            status,
+            headers,
+            body: body.to_owned(),
+        }
+    }
+
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    pub fn json(&self) -> Value {
+        serde_json::from_str(&self.body)
+            .unwrap_or_else(|e| panic!("not JSON ({e}): {:?}", self.body))
+    }
+}
+
+/// Now, in Unix seconds.
+pub fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64
+}

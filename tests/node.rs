@@ -1,0 +1,213 @@
+//! The node as a whole: routing rules, deploy info, configuration, logging and shutdown.
+
+mod common;
+
+use std::process::Command;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use common::TestNode;
+use serde_json::json;
+
+#[test]
+fn routes_ignore_case_and_one_trailing_slash() {
+    let node = TestNode::start();
+    let id = node.push(&["Mixed"], "p", "H");
+    let (status, reply) = node.get("/QUEUE/Mixed/PEEK/");
+    assert_eq!(status, 200);
+    assert_eq!(reply["transactions"], json!([id]));
+    // Parameters keep their case: `mixed` is another queue.
+    assert_eq!(node.get("/queue/mixed/peek").1["transactions"], json!([]));
+    let (status, _) = node.post(
+        "/Trans/",
+        &json!({"payload": "p", "priority": "H", "queue": []}),
+    );
+    assert_eq!(status, 200);
+    // Percent-encoded ids are decoded.
+    let id = node.push(&["a b"], "p", "H");
+    assert_eq!(node.get("/queue/a%20b/peek").1["transactions"], json!([id]));
+}
+
+#[test]
+fn unknown_routes_answer_like_popbox() {
+    let node = TestNode::start();
+    for (request, expected) in [
+        ("GET /nothing?x=1 HTTP/1.1", "Cannot GET /nothing?x=1"),
+        ("GET /queue/q/pop HTTP/1.1", "Cannot GET /queue/q/pop"),
+        (
+            "DELETE /org/acme/trans/x HTTP/1.1",
+            "Cannot DELETE /org/acme/trans/x",
+        ),
+    ] {
+        let r = node.raw(format!("{request}\r\nHost: t\r\nConnection: close\r\n\r\n").as_bytes());
+        assert_eq!(r.status, 404, "{request}");
+        assert_eq!(r.header("content-type"), Some("text/plain; charset=utf-8"));
+        assert_eq!(r.body, expected);
+    }
+    let r = node.raw(b"GET /queue/%FF/peek HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n");
+    assert_eq!(r.status, 400);
+    assert!(
+        r.json()["errors"][0]
+            .as_str()
+            .unwrap()
+            .contains("percent-encoded")
+    );
+}
+
+#[test]
+fn every_answer_has_a_content_type() {
+    let node = TestNode::start();
+    for request in [
+        "GET / HTTP/1.1",
+        "GET /queue/q HTTP/1.1",
+        "POST /trans HTTP/1.1",
+        "GET /trans/x HTTP/1.1",
+        "GET /elsewhere HTTP/1.1",
+    ] {
+        let r = node.raw(
+            format!("{request}\r\nHost: t\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+                .as_bytes(),
+        );
+        assert!(r.header("content-type").is_some(), "{request}: {r:?}");
+    }
+}
+
+#[test]
+fn deploy_info() {
+    let node = TestNode::start();
+    let (status, info) = node.get("/");
+    assert_eq!(status, 200);
+    assert_eq!(info["name"], "relaybox");
+    assert_eq!(info["backend"], "memory");
+    assert_eq!(info["shards"], 16);
+    assert!(info["nCores"].as_u64().unwrap() >= 1);
+}
+
+#[test]
+fn one_access_log_line_per_request() {
+    let node = TestNode::start();
+    node.get("/queue/logged/peek?marker=1");
+    std::thread::sleep(Duration::from_millis(100));
+    let lines: Vec<String> = node
+        .log()
+        .into_iter()
+        .filter(|l| l.contains("/queue/logged/peek?marker=1"))
+        .collect();
+    assert_eq!(lines.len(), 1, "{lines:?}");
+    assert!(
+        lines[0].contains("relaybox::access") && lines[0].contains(" 200 "),
+        "{}",
+        lines[0]
+    );
+}
+
+#[test]
+fn json_logs_on_request() {
+    let node = TestNode::start_with(&[("RELAYBOX__LOG__FORMAT", "json")]);
+    node.get("/");
+    std::thread::sleep(Duration::from_millis(100));
+    let log = node.log();
+    assert!(!log.is_empty());
+    for line in log {
+        let parsed: serde_json::Value =
+            serde_json::from_str(&line).unwrap_or_else(|e| panic!("{e}: {line}"));
+        assert!(parsed.get("level").is_some(), "{line}");
+    }
+}
+
+fn relaybox(args: &[&str], env: &[(&str, &str)]) -> std::process::Output {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_relaybox"));
+    cmd.args(args).current_dir(env!("CARGO_MANIFEST_DIR"));
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd.output().unwrap()
+}
+
+#[test]
+fn check_config_prints_the_effective_settings() {
+    let out = relaybox(&["check-config"], &[("RELAYBOX__STORE__SHARDS", "7")]);
+    assert!(out.status.success(), "{out:?}");
+    let text = String::from_utf8(out.stdout).unwrap();
+    let settings: toml::Table = text.parse().unwrap();
+    assert_eq!(
+        settings["store"]["shards"].as_integer(),
+        Some(7),
+        "the environment wins over the file"
+    );
+    assert_eq!(
+        settings["node"]["listen"].as_str(),
+        Some("127.0.0.1:3001"),
+        "the shipped cluster.toml"
+    );
+}
+
+#[test]
+fn bad_configuration_stops_start_up_naming_the_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("bad.toml");
+    for (text, key) in [
+        ("[node]\nlisen = \"x\"\n", "lisen"),
+        ("[store]\nshards = 0\n", "store.shards"),
+        ("[log]\nformat = \"xml\"\n", "log.format"),
+        ("[inbox]\nmax_queues = -1\n", "inbox.max_queues"),
+    ] {
+        std::fs::write(&file, text).unwrap();
+        for args in [
+            vec!["--config", file.to_str().unwrap()],
+            vec!["--config", file.to_str().unwrap(), "check-config"],
+        ] {
+            let out = relaybox(&args, &[]);
+            assert_eq!(out.status.code(), Some(2), "{text}");
+            let err = String::from_utf8(out.stderr).unwrap();
+            assert!(err.contains(key), "{key} not named in {err}");
+        }
+    }
+    let out = relaybox(&["--config", "/nonexistent.toml"], &[]);
+    assert_eq!(out.status.code(), Some(2));
+    let out = relaybox(&["check-config"], &[("RELAYBOX__NODE__LISTEN", "nowhere")]);
+    assert!(
+        String::from_utf8(out.stderr)
+            .unwrap()
+            .contains("node.listen")
+    );
+}
+
+#[test]
+fn sigterm_answers_waiting_pops_and_exits_cleanly() {
+    let mut node = TestNode::start();
+    let shared = Arc::new(node.url(""));
+    let waiters: Vec<_> = (0..5)
+        .map(|i| {
+            let base = Arc::clone(&shared);
+            std::thread::spawn(move || {
+                let started = Instant::now();
+                let reply: serde_json::Value = reqwest::blocking::Client::new()
+                    .post(format!("{base}/queue/sd{i}/pop?timeout=60"))
+                    .send()
+                    .unwrap()
+                    .json()
+                    .unwrap();
+                (reply, started.elapsed())
+            })
+        })
+        .collect();
+    let queued = node.push(&["kept"], "p", "H");
+    std::thread::sleep(Duration::from_millis(500));
+    node.terminate();
+    for waiter in waiters {
+        let (reply, waited) = waiter.join().unwrap();
+        assert_eq!(reply, json!({"ok": true, "data": [], "transactions": []}));
+        assert!(
+            waited < Duration::from_secs(5),
+            "answered promptly: {waited:?}"
+        );
+    }
+    assert_eq!(
+        node.wait_exit(Duration::from_secs(15)),
+        Some(true),
+        "exit status 0"
+    );
+    assert!(!queued.is_empty());
+    assert!(node.log().iter().any(|l| l.contains("SIGTERM received")));
+}

@@ -1,0 +1,324 @@
+//! Consumers: `POST /queue/<id>/pop`, `GET /queue/<id>/peek`, `GET /queue/<id>`.
+
+mod common;
+
+use std::collections::HashSet;
+use std::io::Write;
+use std::net::TcpStream;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use common::{TestNode, unix_now};
+use serde_json::{Value, json};
+
+#[test]
+fn high_before_low_fifo_within_and_max() {
+    let node = TestNode::start();
+    let l1 = node.push(&["o"], "l1", "L");
+    let h1 = node.push(&["o"], "h1", "H");
+    let l2 = node.push(&["o"], "l2", "L");
+    let h2 = node.push(&["o"], "h2", "H");
+    let peeked = node.peek("o", "");
+    assert_eq!(peeked.payloads(), ["h1", "h2", "l1", "l2"]);
+    assert_eq!(
+        peeked.transactions,
+        [h1.clone(), h2, l1.clone(), l2.clone()]
+    );
+    assert_eq!(node.peek("o", "max=1").payloads(), ["h1"]);
+    assert_eq!(node.state(&h1, "o"), "Pending", "peek changes nothing");
+
+    let first = node.pop("o", "max=3&timeout=1");
+    assert_eq!(first.payloads(), ["h1", "h2", "l1"]);
+    assert_eq!(node.state(&h1, "o"), "Delivered");
+    assert_eq!(node.state(&l1, "o"), "Delivered");
+    assert_eq!(node.pop("o", "timeout=1").transactions, [l2]);
+    assert!(node.pop("o", "timeout=1").data.is_empty());
+}
+
+#[test]
+fn max_defaults_and_limits() {
+    let node = TestNode::start();
+    for i in 0..5 {
+        node.push(&["m"], &format!("m{i}"), "L");
+    }
+    assert_eq!(
+        node.pop("m", "max=0&timeout=1").data.len(),
+        1,
+        "max 0 means one"
+    );
+    // Parameters may come in the body.
+    let (_, reply) = node.post("/queue/m/pop", &json!({"max": 2, "timeout": 1}));
+    assert_eq!(reply["data"], json!(["m1", "m2"]));
+    assert_eq!(
+        node.pop("m", "timeout=1").payloads(),
+        ["m3", "m4"],
+        "default max takes the rest"
+    );
+}
+
+#[test]
+fn an_empty_queue_waits_for_the_timeout() {
+    let node = TestNode::start();
+    let started = Instant::now();
+    let (status, reply) = node.post("/queue/empty/pop?timeout=1", &json!({}));
+    let waited = started.elapsed();
+    assert_eq!(status, 200);
+    assert_eq!(reply, json!({"ok": true, "data": [], "transactions": []}));
+    assert!(
+        waited >= Duration::from_millis(950) && waited < Duration::from_secs(3),
+        "{waited:?}"
+    );
+    // timeout=0 means one second, as in PopBox.
+    let started = Instant::now();
+    node.pop("empty", "timeout=0");
+    assert!(started.elapsed() >= Duration::from_millis(950));
+}
+
+#[test]
+fn a_message_arriving_during_the_wait_is_delivered_at_once() {
+    let node = Arc::new(TestNode::start());
+    let waiter = {
+        let node = Arc::clone(&node);
+        std::thread::spawn(move || {
+            let p = node.pop("late", "timeout=10");
+            (p, Instant::now())
+        })
+    };
+    std::thread::sleep(Duration::from_millis(300));
+    let (_, info) = node.get("/queue/late");
+    assert_eq!(info["blocked"], json!(true), "the waiter shows: {info}");
+    let id = node.push(&["late"], "now", "H");
+    let pushed = Instant::now();
+    let (popped, at) = waiter.join().unwrap();
+    assert_eq!(popped.transactions, [id]);
+    assert!(
+        at.duration_since(pushed) < Duration::from_millis(500),
+        "{:?}",
+        at.duration_since(pushed)
+    );
+    let (_, info) = node.get("/queue/late");
+    assert_eq!(info["blocked"], json!(false));
+}
+
+#[test]
+fn the_longest_waiting_pop_is_served_first() {
+    let node = Arc::new(TestNode::start());
+    let mut waiters = Vec::new();
+    for i in 0..3 {
+        let node = Arc::clone(&node);
+        waiters.push(std::thread::spawn(move || {
+            node.pop("fair", "timeout=10").payloads().join(",")
+        }));
+        std::thread::sleep(Duration::from_millis(150 + i * 50));
+    }
+    for i in 0..3 {
+        node.push(&["fair"], &format!("m{i}"), "L");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let got: Vec<String> = waiters.into_iter().map(|w| w.join().unwrap()).collect();
+    assert_eq!(got, ["m0", "m1", "m2"]);
+}
+
+#[test]
+fn expired_messages_are_never_delivered_with_a_payload() {
+    let node = TestNode::start();
+    let keep = node.push(&["x"], "keep", "L");
+    let gone = node.push_body(json!({"payload": "gone", "priority": "H", "queue": [{"id": "x"}], "expirationDate": unix_now() + 1}));
+    std::thread::sleep(Duration::from_millis(2100));
+    assert_eq!(node.get(&format!("/trans/{gone}")), (200, json!({})));
+    let popped = node.pop("x", "timeout=1");
+    // PopBox reports a still-queued expired reference as a null payload; a swept one is just gone.
+    match popped.transactions.as_slice() {
+        [only] => assert_eq!(only, &keep),
+        [first, second] => {
+            assert_eq!((first, &popped.data[0]), (&gone, &Value::Null));
+            assert_eq!(second, &keep);
+        }
+        other => panic!("unexpected {other:?}"),
+    }
+    assert_eq!(node.state(&gone, "x"), "");
+}
+
+#[test]
+fn queue_state_reports_contents_and_waiting() {
+    let node = TestNode::start();
+    let (_, fresh) = node.get("/queue/qs");
+    let host = node.addr.to_string();
+    assert_eq!(
+        fresh,
+        json!({"ok": true, "host": host, "blocked": false, "size": 0, "high": [], "low": []})
+    );
+    let h = node.push(&["qs"], "h", "H");
+    let l = node.push(&["qs"], "l", "L");
+    let (_, info) = node.get("/queue/qs");
+    assert_eq!(info["size"], 2);
+    assert_eq!(
+        info["high"],
+        json!([{"id": h, "href": format!("http://{host}/trans/{h}?queues=All")}])
+    );
+    assert_eq!(info["low"][0]["id"], json!(l));
+    assert!(info.get("lastPop").is_none());
+    node.pop("qs", "max=1&timeout=1");
+    let (_, info) = node.get("/queue/qs");
+    let last: i64 = info["lastPop"]
+        .as_str()
+        .expect("lastPop is a string")
+        .parse()
+        .unwrap();
+    assert!((last - unix_now()).abs() <= 2);
+    assert_eq!(info["size"], 1);
+}
+
+#[test]
+fn bad_parameters_are_refused() {
+    let node = TestNode::start();
+    node.push(&["bad"], "p", "H");
+    for query in ["timeout=-1", "timeout=soon", "max=-2", "max=lots"] {
+        let (status, reply) = node.post(&format!("/queue/bad/pop?{query}"), &json!({}));
+        assert_eq!(status, 400, "{query}: {reply}");
+        let name = query.split('=').next().unwrap();
+        assert!(
+            reply["errors"][0].as_str().unwrap().contains(name),
+            "{reply}"
+        );
+    }
+    let (status, _) = node.post("/queue/bad/pop", &json!({"timeout": [1]}));
+    assert_eq!(status, 400);
+    let (status, _) = node.get("/queue/bad/peek?max=-1");
+    assert_eq!(status, 400);
+    assert_eq!(
+        node.peek("bad", "").payloads(),
+        ["p"],
+        "refused pops take nothing"
+    );
+}
+
+/// Opens a connection with a pop waiting on `queue`, for the caller to drop.
+fn waiting_pop(node: &TestNode, queue: &str) -> TcpStream {
+    let mut stream = TcpStream::connect(node.addr).unwrap();
+    let request = format!(
+        "POST /queue/{queue}/pop?timeout=30 HTTP/1.1\r\nHost: t\r\nContent-Length: 0\r\n\r\n"
+    );
+    stream.write_all(request.as_bytes()).unwrap();
+    stream
+}
+
+#[test]
+fn a_client_that_disconnects_while_waiting_takes_nothing() {
+    let node = TestNode::start();
+    let stream = waiting_pop(&node, "gone");
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(node.get("/queue/gone").1["blocked"], json!(true));
+    drop(stream);
+    std::thread::sleep(Duration::from_millis(100));
+    assert_eq!(
+        node.get("/queue/gone").1["blocked"],
+        json!(false),
+        "the wait ended with the connection"
+    );
+
+    let id = node.push(&["gone"], "for someone else", "H");
+    std::thread::sleep(Duration::from_millis(200));
+    assert_eq!(node.state(&id, "gone"), "Pending");
+    assert_eq!(node.pop("gone", "timeout=1").transactions, [id]);
+}
+
+#[test]
+fn many_clients_disconnecting_lose_nothing() {
+    let node = TestNode::start();
+    let streams: Vec<TcpStream> = (0..50).map(|_| waiting_pop(&node, "churn")).collect();
+    std::thread::sleep(Duration::from_millis(300));
+    // Push while half of them are closing.
+    let mut ids = Vec::new();
+    let mut alive = Vec::new();
+    for (i, stream) in streams.into_iter().enumerate() {
+        if i % 2 == 0 {
+            drop(stream);
+        } else {
+            alive.push(stream);
+        }
+        if i % 5 == 0 {
+            ids.push(node.push(&["churn"], "m", "L"));
+        }
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    // Every message either reached a live waiter (then it is Delivered) or is still queued.
+    let queued: HashSet<String> = node.peek("churn", "").transactions.into_iter().collect();
+    for id in &ids {
+        let state = node.state(id, "churn");
+        assert!(
+            (state == "Pending" && queued.contains(id)) || state == "Delivered",
+            "{id} is {state}, queued: {}",
+            queued.contains(id)
+        );
+    }
+    drop(alive);
+}
+
+#[test]
+fn fifty_poppers_share_ten_thousand_messages_exactly_once() {
+    const MESSAGES: usize = 10_000;
+    let node = Arc::new(TestNode::start());
+    let received = Arc::new(Mutex::new(Vec::<String>::new()));
+    let pushing_done = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let deadline = Instant::now() + Duration::from_secs(120);
+
+    let poppers: Vec<_> = (0..50)
+        .map(|i| {
+            let (node, received, done) = (
+                Arc::clone(&node),
+                Arc::clone(&received),
+                Arc::clone(&pushing_done),
+            );
+            std::thread::spawn(move || {
+                let max = 1 + i % 7;
+                while Instant::now() < deadline {
+                    let popped = node.pop("shared", &format!("max={max}&timeout=1"));
+                    if popped.transactions.is_empty()
+                        && done.load(std::sync::atomic::Ordering::SeqCst)
+                    {
+                        break;
+                    }
+                    assert!(popped.transactions.len() <= max);
+                    received.lock().unwrap().extend(popped.transactions);
+                }
+            })
+        })
+        .collect();
+
+    let pushers: Vec<_> = (0..4)
+        .map(|p| {
+            let node = Arc::clone(&node);
+            std::thread::spawn(move || {
+                (0..MESSAGES / 4)
+                    .map(|i| {
+                        node.push(
+                            &["shared"],
+                            &format!("{p}-{i}"),
+                            if i % 3 == 0 { "H" } else { "L" },
+                        )
+                    })
+                    .collect::<Vec<_>>()
+            })
+        })
+        .collect();
+    let pushed: HashSet<String> = pushers
+        .into_iter()
+        .flat_map(|p| p.join().unwrap())
+        .collect();
+    pushing_done.store(true, std::sync::atomic::Ordering::SeqCst);
+    for p in poppers {
+        p.join().unwrap();
+    }
+
+    let received = received.lock().unwrap();
+    let unique: HashSet<&String> = received.iter().collect();
+    assert_eq!(pushed.len(), MESSAGES);
+    assert_eq!(
+        received.len(),
+        MESSAGES,
+        "every message delivered once, none twice"
+    );
+    assert_eq!(unique.len(), MESSAGES);
+    assert!(received.iter().all(|id| pushed.contains(id)));
+}
