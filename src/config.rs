@@ -111,6 +111,8 @@ impl Default for StoreSettings {
 pub struct InboxSettings {
     /// Largest request body announced with `Content-Length` (larger: 413).
     pub max_body_size: usize,
+    /// Seconds a client gets to send its whole request body (slower: 408).
+    pub body_timeout: u64,
     /// Largest chunked request body; above `max_body_size` so that an oversized payload still
     /// gets the validator's precise 400.
     pub max_chunked_body_size: usize,
@@ -134,6 +136,7 @@ impl Default for InboxSettings {
     fn default() -> Self {
         InboxSettings {
             max_body_size: 1_048_576,
+            body_timeout: 30,
             max_chunked_body_size: 8 * 1_048_576,
             max_payload_size: 1_048_576,
             max_queues: 10_000,

@@ -185,6 +185,12 @@ impl ShardActor {
         }
     }
 
+    /// How many queues have waiters or a drain in flight (for tests of the registry's upkeep).
+    #[cfg(test)]
+    fn tracked_queues(&self) -> usize {
+        self.queues.len()
+    }
+
     /// Serves waiters on `queue` from what it holds, one take at a time.
     fn drain(&mut self, queue: QueueName, ctx: &mut Context<Self>) {
         let Some(entry) = self.queues.get_mut(&queue) else {
@@ -372,7 +378,11 @@ impl Handler<CancelWait> for ShardActor {
         };
         let before = entry.waiters.len();
         entry.waiters.retain(|w| w.id != msg.id);
-        if entry.waiters.len() < before {
+        let removed = entry.waiters.len() < before;
+        if entry.waiters.is_empty() && !entry.draining {
+            self.queues.remove(&msg.queue);
+        }
+        if removed {
             self.waiter_left(&msg.queue);
         }
     }
@@ -596,5 +606,42 @@ mod tests {
                 .unwrap();
             assert_eq!(got, Some("release"));
         }
+    }
+
+    #[actix::test]
+    async fn waiters_that_leave_leave_no_trace() {
+        let (store, shard, queue, _ids) = setup(&[]).await;
+        let keeper = Keeping(tokio::sync::mpsc::unbounded_channel().0).start();
+        for id in 1..=3 {
+            shard.do_send(Wait {
+                queue: queue.clone(),
+                waiter: waiter(id, 1, keeper.clone().recipient()),
+            });
+        }
+        actix::clock::sleep(Duration::from_millis(50)).await;
+        assert!(store.queue_info(0, &queue, 1).await.unwrap().blocked);
+        for id in 1..=3 {
+            shard.do_send(CancelWait {
+                queue: queue.clone(),
+                id,
+            });
+        }
+        actix::clock::sleep(Duration::from_millis(50)).await;
+        assert!(!store.queue_info(0, &queue, 1).await.unwrap().blocked);
+        assert_eq!(count_tracked(&shard).await, 0);
+    }
+
+    /// Asks the shard how many queues it tracks.
+    async fn count_tracked(shard: &Addr<ShardActor>) -> usize {
+        #[derive(Message)]
+        #[rtype(result = "usize")]
+        struct Tracked;
+        impl Handler<Tracked> for ShardActor {
+            type Result = usize;
+            fn handle(&mut self, _: Tracked, _ctx: &mut Self::Context) -> usize {
+                self.tracked_queues()
+            }
+        }
+        shard.send(Tracked).await.unwrap()
     }
 }

@@ -271,3 +271,26 @@ fn id_org_selects_a_tenant_when_enabled() {
     let (_, peeked) = node.get("/org/acme/queue/t/peek");
     assert_eq!(peeked["data"], json!(["p"]));
 }
+
+#[test]
+fn a_body_that_never_arrives_times_out() {
+    let node = TestNode::start_with(&[("RELAYBOX__INBOX__BODY_TIMEOUT", "1")]);
+    let started = std::time::Instant::now();
+    let mut stream = std::net::TcpStream::connect(node.addr).unwrap();
+    stream
+        .set_read_timeout(Some(std::time::Duration::from_secs(10)))
+        .unwrap();
+    std::io::Write::write_all(
+        &mut stream,
+        b"POST /trans HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{\"payl",
+    )
+    .unwrap();
+    let mut answer = String::new();
+    let _ = std::io::Read::read_to_string(&mut stream, &mut answer);
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer:?}");
+    assert!(
+        answer.contains("request body not received within 1 s"),
+        "{answer:?}"
+    );
+    assert!(started.elapsed() < std::time::Duration::from_secs(5));
+}

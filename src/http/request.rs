@@ -1,6 +1,8 @@
 //! Reading a request the way PopBox's clients expect: the JSON body (with size limits that hold
 //! for chunked bodies too) and parameters looked up path → body → query.
 
+use std::time::Duration;
+
 use actix_web::HttpRequest;
 use actix_web::http::header::{CONTENT_LENGTH, CONTENT_TYPE, TRANSFER_ENCODING};
 use actix_web::web::{BytesMut, Payload};
@@ -76,15 +78,22 @@ pub async fn read_body(
         None => limits.max_chunked_body_size,
     };
 
-    let mut bytes = BytesMut::new();
-    while let Some(chunk) = payload.next().await {
-        let chunk = chunk
-            .map_err(|e| ApiError::bad_request(format!("could not read the request body: {e}")))?;
-        if bytes.len() + chunk.len() > limit {
-            return Err(ApiError::too_large(limit));
+    let read = async {
+        let mut bytes = BytesMut::new();
+        while let Some(chunk) = payload.next().await {
+            let chunk = chunk.map_err(|e| {
+                ApiError::bad_request(format!("could not read the request body: {e}"))
+            })?;
+            if bytes.len() + chunk.len() > limit {
+                return Err(ApiError::too_large(limit));
+            }
+            bytes.extend_from_slice(&chunk);
         }
-        bytes.extend_from_slice(&chunk);
-    }
+        Ok(bytes)
+    };
+    let bytes = tokio::time::timeout(Duration::from_secs(limits.body_timeout), read)
+        .await
+        .map_err(|_| ApiError::body_timeout(limits.body_timeout))??;
 
     if media_type(req).as_deref() != Some("application/json") {
         return Ok(Body::default());

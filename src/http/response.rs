@@ -42,6 +42,13 @@ impl ApiError {
         ApiError::new(StatusCode::BAD_REQUEST, vec![message.into()])
     }
 
+    pub fn body_timeout(secs: u64) -> Self {
+        ApiError::new(
+            StatusCode::REQUEST_TIMEOUT,
+            vec![format!("request body not received within {secs} s")],
+        )
+    }
+
     pub fn too_large(limit: usize) -> Self {
         ApiError::new(
             StatusCode::PAYLOAD_TOO_LARGE,
