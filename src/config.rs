@@ -75,12 +75,15 @@ impl Default for LogSettings {
 pub enum Backend {
     /// Embedded, in this process's memory: no set-up, not durable, one node.
     Memory,
+    /// Redis servers: durable, shared by every node, sharded.
+    Redis,
 }
 
 impl Backend {
     pub fn name(self) -> &'static str {
         match self {
             Backend::Memory => "memory",
+            Backend::Redis => "redis",
         }
     }
 }
@@ -93,6 +96,15 @@ pub struct StoreSettings {
     pub shards: usize,
     /// Seconds between sweeps that drop expired transactions and queue entries.
     pub sweep_interval: u64,
+    /// Redis: the queue shards, in order (the order decides where each queue lives).
+    pub redis_servers: Vec<String>,
+    /// Redis: the server for transaction metadata; default the first shard.
+    pub redis_transactions: Option<String>,
+    /// Redis: how long to wait for a connection or an answer before a request fails with 503.
+    pub redis_timeout_ms: u64,
+    /// Redis: seconds a take or put-back cut off by an outage is retried (its outcome is
+    /// unknown until it runs again), so that no message is lost to a Redis restart.
+    pub redis_recovery: u64,
 }
 
 impl Default for StoreSettings {
@@ -101,6 +113,10 @@ impl Default for StoreSettings {
             backend: Backend::Memory,
             shards: 16,
             sweep_interval: 30,
+            redis_servers: vec!["redis://127.0.0.1:6379/0".to_owned()],
+            redis_transactions: None,
+            redis_timeout_ms: 1000,
+            redis_recovery: 30,
         }
     }
 }
@@ -179,7 +195,9 @@ impl Settings {
         let env = config::Environment::with_prefix("RELAYBOX")
             .prefix_separator("__")
             .separator("__")
-            .try_parsing(true);
+            .try_parsing(true)
+            .list_separator(",")
+            .with_list_parse_key("store.redis_servers");
         let settings: Settings = builder.add_source(env).build()?.try_deserialize()?;
         settings.validate()?;
         Ok(settings)
@@ -206,6 +224,25 @@ impl Settings {
             (1..=1024).contains(&store.shards),
             "store.shards",
             format!("must be from 1 to 1024, not {}", store.shards),
+        )?;
+        for url in store.redis_servers.iter().chain(&store.redis_transactions) {
+            check(
+                ["redis://", "rediss://", "unix://", "redis+unix://"]
+                    .iter()
+                    .any(|s| url.starts_with(s)),
+                "store.redis_servers",
+                format!("entries must be redis:// URLs, not {url:?}"),
+            )?;
+        }
+        check(
+            store.backend != Backend::Redis || !store.redis_servers.is_empty(),
+            "store.redis_servers",
+            "must name at least one server when store.backend = \"redis\"",
+        )?;
+        check(
+            store.redis_timeout_ms >= 10,
+            "store.redis_timeout_ms",
+            "must be at least 10",
         )?;
         check(
             store.sweep_interval >= 1,

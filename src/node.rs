@@ -29,7 +29,9 @@ pub async fn run(settings: Settings) -> io::Result<()> {
             .unwrap_or(1),
         n => n,
     };
-    let store = store::open(&settings.store);
+    let store = store::open(&settings.store)
+        .await
+        .map_err(io::Error::other)?;
     let sweep = Duration::from_secs(settings.store.sweep_interval);
     let arbiters: Vec<Arbiter> = (0..threads).map(|_| Arbiter::new()).collect();
     let shards = (0..store.shards())

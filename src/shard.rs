@@ -20,7 +20,7 @@ use futures_util::future::BoxFuture;
 use tracing::{debug, warn};
 
 use crate::inbox::{DeliveryState, Message, Meta, Priority, QueueName, QueuedRef, TxId, unix_now};
-use crate::store::{ShardId, Store, StoreError, StoreResult, TakenRef};
+use crate::store::{ShardEvent, ShardId, Store, StoreError, StoreResult, TakenRef};
 
 /// Messages taken from a queue for one consumer. Dropping it uncommitted puts them back.
 #[derive(Debug)]
@@ -129,6 +129,7 @@ pub struct Push {
     pub queues: Vec<QueueName>,
     pub tx: TxId,
     pub priority: Priority,
+    pub expires_at: i64,
 }
 
 /// One store operation run by the shard that owns the data, for operations that need no
@@ -294,6 +295,21 @@ impl ShardActor {
         }
     }
 
+    /// Answers every waiter with nothing. A drain in flight still ends in a delivery, which,
+    /// with nobody left to take it, goes back.
+    fn release_waiters(&mut self) {
+        let released: Vec<(QueueName, Waiter)> = self
+            .queues
+            .iter_mut()
+            .flat_map(|(queue, entry)| entry.waiters.drain(..).map(move |w| (queue.clone(), w)))
+            .collect();
+        self.queues.retain(|_, entry| entry.draining);
+        for (queue, waiter) in released {
+            self.waiter_left(&queue);
+            waiter.notify.do_send(WaiterNotice::Release);
+        }
+    }
+
     /// Takes the oldest waiter on `queue` out of the registry.
     fn next_waiter(&mut self, queue: &QueueName) -> Option<Waiter> {
         let waiter = self.queues.get_mut(queue)?.waiters.pop_front()?;
@@ -317,6 +333,11 @@ impl Actor for ShardActor {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Self::Context) {
+        if let Some(events) = self.store.notifications(self.id) {
+            ctx.add_stream(futures_util::stream::unfold(events, |mut rx| async move {
+                rx.recv().await.map(|event| (event, rx))
+            }));
+        }
         // Sessions and handlers may queue many requests at once; back-pressure comes from the
         // HTTP side, so the mailbox need not push back too.
         ctx.set_mailbox_capacity(1024);
@@ -331,6 +352,38 @@ impl Actor for ShardActor {
                 }
             });
         });
+    }
+}
+
+impl StreamHandler<ShardEvent> for ShardActor {
+    fn handle(&mut self, event: ShardEvent, ctx: &mut Self::Context) {
+        match event {
+            ShardEvent::Pushed(keys) => {
+                for key in keys {
+                    if let Some((queue, _)) = self.queues.get_key_value(key.as_str()) {
+                        let queue = queue.clone();
+                        self.drain(queue, ctx);
+                    }
+                }
+            }
+            ShardEvent::Subscribed => {
+                // Pushes announced while we were not listening are lost: look at every queue
+                // someone waits on.
+                let queues: Vec<QueueName> = self.queues.keys().cloned().collect();
+                for queue in queues {
+                    self.drain(queue, ctx);
+                }
+            }
+            ShardEvent::Lost => {
+                let server = self.store.shard_name(self.id);
+                warn!(shard = self.id, %server, "shard unreachable; answering its waiters");
+                self.release_waiters();
+            }
+        }
+    }
+
+    fn finished(&mut self, _ctx: &mut Self::Context) {
+        // The notification source ended with the node; the actor itself keeps serving.
     }
 }
 
@@ -415,7 +468,9 @@ impl Handler<Push> for ShardActor {
         let queues = msg.queues;
         Box::pin(
             async move {
-                store.push(shard, &queues, &msg.tx, msg.priority).await?;
+                store
+                    .push(shard, &queues, &msg.tx, msg.priority, msg.expires_at)
+                    .await?;
                 Ok(queues)
             }
             .into_actor(self)
@@ -442,12 +497,7 @@ impl Handler<ReleaseAll> for ShardActor {
 
     fn handle(&mut self, _msg: ReleaseAll, _ctx: &mut Self::Context) {
         self.closing = true;
-        for (queue, entry) in std::mem::take(&mut self.queues) {
-            for waiter in entry.waiters {
-                self.waiter_left(&queue);
-                waiter.notify.do_send(WaiterNotice::Release);
-            }
-        }
+        self.release_waiters();
     }
 }
 
@@ -507,6 +557,7 @@ mod tests {
                 queues: vec![queue.clone()],
                 tx: tx.id.clone(),
                 priority: Priority::High,
+                expires_at: tx.expires_at,
             };
             shard.send(push).await.unwrap().unwrap();
             ids.push(tx.id);

@@ -6,12 +6,11 @@ use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::TestNode;
+use common::{Backend, TestNode};
 use serde_json::json;
 
-#[test]
-fn routes_ignore_case_and_one_trailing_slash() {
-    let node = TestNode::start();
+fn routes_ignore_case_and_one_trailing_slash(backend: Backend) {
+    let node = TestNode::start(backend);
     let id = node.push(&["Mixed"], "p", "H");
     let (status, reply) = node.get("/QUEUE/Mixed/PEEK/");
     assert_eq!(status, 200);
@@ -28,9 +27,8 @@ fn routes_ignore_case_and_one_trailing_slash() {
     assert_eq!(node.get("/queue/a%20b/peek").1["transactions"], json!([id]));
 }
 
-#[test]
-fn unknown_routes_answer_like_popbox() {
-    let node = TestNode::start();
+fn unknown_routes_answer_like_popbox(backend: Backend) {
+    let node = TestNode::start(backend);
     for (request, expected) in [
         ("GET /nothing?x=1 HTTP/1.1", "Cannot GET /nothing?x=1"),
         ("GET /queue/q/pop HTTP/1.1", "Cannot GET /queue/q/pop"),
@@ -54,9 +52,8 @@ fn unknown_routes_answer_like_popbox() {
     );
 }
 
-#[test]
-fn every_answer_has_a_content_type() {
-    let node = TestNode::start();
+fn every_answer_has_a_content_type(backend: Backend) {
+    let node = TestNode::start(backend);
     for request in [
         "GET / HTTP/1.1",
         "GET /queue/q HTTP/1.1",
@@ -72,20 +69,22 @@ fn every_answer_has_a_content_type() {
     }
 }
 
-#[test]
-fn deploy_info() {
-    let node = TestNode::start();
+fn deploy_info(backend: Backend) {
+    let node = TestNode::start(backend);
     let (status, info) = node.get("/");
     assert_eq!(status, 200);
     assert_eq!(info["name"], "relaybox");
-    assert_eq!(info["backend"], "memory");
-    assert_eq!(info["shards"], 16);
+    let (name, shards) = match backend {
+        Backend::Memory => ("memory", 16),
+        Backend::Redis => ("redis", 1),
+    };
+    assert_eq!(info["backend"], name);
+    assert_eq!(info["shards"], shards);
     assert!(info["nCores"].as_u64().unwrap() >= 1);
 }
 
-#[test]
-fn one_access_log_line_per_request() {
-    let node = TestNode::start();
+fn one_access_log_line_per_request(backend: Backend) {
+    let node = TestNode::start(backend);
     node.get("/queue/logged/peek?marker=1");
     std::thread::sleep(Duration::from_millis(100));
     let lines: Vec<String> = node
@@ -101,9 +100,8 @@ fn one_access_log_line_per_request() {
     );
 }
 
-#[test]
-fn json_logs_on_request() {
-    let node = TestNode::start_with(&[("RELAYBOX__LOG__FORMAT", "json")]);
+fn json_logs_on_request(backend: Backend) {
+    let node = TestNode::start_with(backend, &[("RELAYBOX__LOG__FORMAT", "json")]);
     node.get("/");
     std::thread::sleep(Duration::from_millis(100));
     let log = node.log();
@@ -173,9 +171,8 @@ fn bad_configuration_stops_start_up_naming_the_key() {
     );
 }
 
-#[test]
-fn sigterm_answers_waiting_pops_and_exits_cleanly() {
-    let mut node = TestNode::start();
+fn sigterm_answers_waiting_pops_and_exits_cleanly(backend: Backend) {
+    let mut node = TestNode::start(backend);
     let shared = Arc::new(node.url(""));
     let waiters: Vec<_> = (0..5)
         .map(|i| {
@@ -211,3 +208,13 @@ fn sigterm_answers_waiting_pops_and_exits_cleanly() {
     assert!(!queued.is_empty());
     assert!(node.log().iter().any(|l| l.contains("SIGTERM received")));
 }
+
+crate::both_backends!(
+    routes_ignore_case_and_one_trailing_slash,
+    unknown_routes_answer_like_popbox,
+    every_answer_has_a_content_type,
+    deploy_info,
+    one_access_log_line_per_request,
+    json_logs_on_request,
+    sigterm_answers_waiting_pops_and_exits_cleanly,
+);

@@ -8,12 +8,11 @@ use std::net::TcpStream;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::{TestNode, unix_now};
+use common::{Backend, TestNode, unix_now};
 use serde_json::{Value, json};
 
-#[test]
-fn high_before_low_fifo_within_and_max() {
-    let node = TestNode::start();
+fn high_before_low_fifo_within_and_max(backend: Backend) {
+    let node = TestNode::start(backend);
     let l1 = node.push(&["o"], "l1", "L");
     let h1 = node.push(&["o"], "h1", "H");
     let l2 = node.push(&["o"], "l2", "L");
@@ -35,9 +34,8 @@ fn high_before_low_fifo_within_and_max() {
     assert!(node.pop("o", "timeout=1").data.is_empty());
 }
 
-#[test]
-fn max_defaults_and_limits() {
-    let node = TestNode::start();
+fn max_defaults_and_limits(backend: Backend) {
+    let node = TestNode::start(backend);
     for i in 0..5 {
         node.push(&["m"], &format!("m{i}"), "L");
     }
@@ -56,9 +54,8 @@ fn max_defaults_and_limits() {
     );
 }
 
-#[test]
-fn an_empty_queue_waits_for_the_timeout() {
-    let node = TestNode::start();
+fn an_empty_queue_waits_for_the_timeout(backend: Backend) {
+    let node = TestNode::start(backend);
     let started = Instant::now();
     let (status, reply) = node.post("/queue/empty/pop?timeout=1", &json!({}));
     let waited = started.elapsed();
@@ -74,9 +71,8 @@ fn an_empty_queue_waits_for_the_timeout() {
     assert!(started.elapsed() >= Duration::from_millis(950));
 }
 
-#[test]
-fn a_message_arriving_during_the_wait_is_delivered_at_once() {
-    let node = Arc::new(TestNode::start());
+fn a_message_arriving_during_the_wait_is_delivered_at_once(backend: Backend) {
+    let node = Arc::new(TestNode::start(backend));
     let waiter = {
         let node = Arc::clone(&node);
         std::thread::spawn(move || {
@@ -100,9 +96,8 @@ fn a_message_arriving_during_the_wait_is_delivered_at_once() {
     assert_eq!(info["blocked"], json!(false));
 }
 
-#[test]
-fn the_longest_waiting_pop_is_served_first() {
-    let node = Arc::new(TestNode::start());
+fn the_longest_waiting_pop_is_served_first(backend: Backend) {
+    let node = Arc::new(TestNode::start(backend));
     let mut waiters = Vec::new();
     for i in 0..3 {
         let node = Arc::clone(&node);
@@ -119,9 +114,8 @@ fn the_longest_waiting_pop_is_served_first() {
     assert_eq!(got, ["m0", "m1", "m2"]);
 }
 
-#[test]
-fn expired_messages_are_never_delivered_with_a_payload() {
-    let node = TestNode::start();
+fn expired_messages_are_never_delivered_with_a_payload(backend: Backend) {
+    let node = TestNode::start(backend);
     let keep = node.push(&["x"], "keep", "L");
     let gone = node.push_body(json!({"payload": "gone", "priority": "H", "queue": [{"id": "x"}], "expirationDate": unix_now() + 1}));
     std::thread::sleep(Duration::from_millis(2100));
@@ -139,9 +133,8 @@ fn expired_messages_are_never_delivered_with_a_payload() {
     assert_eq!(node.state(&gone, "x"), "");
 }
 
-#[test]
-fn queue_state_reports_contents_and_waiting() {
-    let node = TestNode::start();
+fn queue_state_reports_contents_and_waiting(backend: Backend) {
+    let node = TestNode::start(backend);
     let (_, fresh) = node.get("/queue/qs");
     let host = node.addr.to_string();
     assert_eq!(
@@ -169,9 +162,8 @@ fn queue_state_reports_contents_and_waiting() {
     assert_eq!(info["size"], 1);
 }
 
-#[test]
-fn bad_parameters_are_refused() {
-    let node = TestNode::start();
+fn bad_parameters_are_refused(backend: Backend) {
+    let node = TestNode::start(backend);
     node.push(&["bad"], "p", "H");
     for query in ["timeout=-1", "timeout=soon", "max=-2", "max=lots"] {
         let (status, reply) = node.post(&format!("/queue/bad/pop?{query}"), &json!({}));
@@ -203,9 +195,8 @@ fn waiting_pop(node: &TestNode, queue: &str) -> TcpStream {
     stream
 }
 
-#[test]
-fn a_client_that_disconnects_while_waiting_takes_nothing() {
-    let node = TestNode::start();
+fn a_client_that_disconnects_while_waiting_takes_nothing(backend: Backend) {
+    let node = TestNode::start(backend);
     let stream = waiting_pop(&node, "gone");
     std::thread::sleep(Duration::from_millis(300));
     assert_eq!(node.get("/queue/gone").1["blocked"], json!(true));
@@ -223,9 +214,8 @@ fn a_client_that_disconnects_while_waiting_takes_nothing() {
     assert_eq!(node.pop("gone", "timeout=1").transactions, [id]);
 }
 
-#[test]
-fn many_clients_disconnecting_lose_nothing() {
-    let node = TestNode::start();
+fn many_clients_disconnecting_lose_nothing(backend: Backend) {
+    let node = TestNode::start(backend);
     let streams: Vec<TcpStream> = (0..50).map(|_| waiting_pop(&node, "churn")).collect();
     std::thread::sleep(Duration::from_millis(300));
     // Push while half of them are closing.
@@ -255,10 +245,9 @@ fn many_clients_disconnecting_lose_nothing() {
     drop(alive);
 }
 
-#[test]
-fn fifty_poppers_share_ten_thousand_messages_exactly_once() {
+fn fifty_poppers_share_ten_thousand_messages_exactly_once(backend: Backend) {
     const MESSAGES: usize = 10_000;
-    let node = Arc::new(TestNode::start());
+    let node = Arc::new(TestNode::start(backend));
     let received = Arc::new(Mutex::new(Vec::<String>::new()));
     let pushing_done = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let deadline = Instant::now() + Duration::from_secs(120);
@@ -322,3 +311,17 @@ fn fifty_poppers_share_ten_thousand_messages_exactly_once() {
     assert_eq!(unique.len(), MESSAGES);
     assert!(received.iter().all(|id| pushed.contains(id)));
 }
+
+crate::both_backends!(
+    high_before_low_fifo_within_and_max,
+    max_defaults_and_limits,
+    an_empty_queue_waits_for_the_timeout,
+    a_message_arriving_during_the_wait_is_delivered_at_once,
+    the_longest_waiting_pop_is_served_first,
+    expired_messages_are_never_delivered_with_a_payload,
+    queue_state_reports_contents_and_waiting,
+    bad_parameters_are_refused,
+    a_client_that_disconnects_while_waiting_takes_nothing,
+    many_clients_disconnecting_lose_nothing,
+    fifty_poppers_share_ten_thousand_messages_exactly_once,
+);

@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{TestNode, unix_now};
+use common::{Backend, TestNode, unix_now};
 use serde_json::{Value, json};
 
 /// Posts `body` to `/trans` and expects a 400 with exactly `errors`; the queue stays empty.
@@ -13,9 +13,8 @@ fn refused(node: &TestNode, body: Value, errors: &[&str]) {
     assert_eq!(reply, json!({ "errors": errors }), "for {body}");
 }
 
-#[test]
-fn a_message_goes_into_every_queue_it_names() {
-    let node = TestNode::start();
+fn a_message_goes_into_every_queue_it_names(backend: Backend) {
+    let node = TestNode::start(backend);
     let (status, reply) = node.post(
         "/trans",
         &json!({"payload": "hello", "priority": "H", "queue": [{"id": "a"}, {"id": "b"}], "extra": {"x": 1}}),
@@ -42,15 +41,13 @@ fn a_message_goes_into_every_queue_it_names() {
     assert!(meta.get("queue").is_none());
 }
 
-#[test]
-fn an_empty_queue_list_is_valid() {
-    let node = TestNode::start();
+fn an_empty_queue_list_is_valid(backend: Backend) {
+    let node = TestNode::start(backend);
     node.push(&[], "nobody", "L");
 }
 
-#[test]
-fn every_validation_error_is_named() {
-    let node = TestNode::start();
+fn every_validation_error_is_named(backend: Backend) {
+    let node = TestNode::start(backend);
     refused(
         &node,
         json!({}),
@@ -99,9 +96,8 @@ fn every_validation_error_is_named() {
     );
 }
 
-#[test]
-fn queue_elements_must_be_objects_with_string_ids() {
-    let node = TestNode::start();
+fn queue_elements_must_be_objects_with_string_ids(backend: Backend) {
+    let node = TestNode::start(backend);
     for bad in [
         json!(["q"]),
         json!([{"id": 5}]),
@@ -120,9 +116,8 @@ fn queue_elements_must_be_objects_with_string_ids() {
     node.push(&["q"], "ok", "H");
 }
 
-#[test]
-fn content_type_must_be_json() {
-    let node = TestNode::start();
+fn content_type_must_be_json(backend: Backend) {
+    let node = TestNode::start(backend);
     let body = r#"{"payload":"p","priority":"H","queue":[{"id":"ct"}]}"#;
     for ct in ["text/plain", "application/x-www-form-urlencoded"] {
         let r = node
@@ -157,9 +152,8 @@ fn content_type_must_be_json() {
     assert_eq!(node.peek("ct", "").transactions.len(), 1);
 }
 
-#[test]
-fn malformed_json_is_refused_with_a_reason() {
-    let node = TestNode::start();
+fn malformed_json_is_refused_with_a_reason(backend: Backend) {
+    let node = TestNode::start(backend);
     for body in ["{\"payload\": ", "not json", "\"a string\"", "42", ""] {
         let request = format!(
             "POST /trans HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
@@ -180,9 +174,8 @@ fn malformed_json_is_refused_with_a_reason() {
     }
 }
 
-#[test]
-fn oversized_bodies_are_refused() {
-    let node = TestNode::start();
+fn oversized_bodies_are_refused(backend: Backend) {
+    let node = TestNode::start(backend);
     // Announced with Content-Length: refused before it is read.
     let request = "POST /trans HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\nContent-Length: 1048577\r\nConnection: close\r\n\r\n";
     let r = node.raw(request.as_bytes());
@@ -229,9 +222,8 @@ fn oversized_bodies_are_refused() {
     node.push(&["big"], "still serving", "L");
 }
 
-#[test]
-fn expiration_delay_is_honoured() {
-    let node = TestNode::start();
+fn expiration_delay_is_honoured(backend: Backend) {
+    let node = TestNode::start(backend);
     let id = node.push_body(
         json!({"payload": "p", "priority": "L", "queue": [{"id": "d"}], "expirationDelay": 120}),
     );
@@ -240,9 +232,8 @@ fn expiration_delay_is_honoured() {
     assert!((expires - (unix_now() + 120)).abs() <= 2, "{expires}");
 }
 
-#[test]
-fn org_routes_use_their_own_queues() {
-    let node = TestNode::start();
+fn org_routes_use_their_own_queues(backend: Backend) {
+    let node = TestNode::start(backend);
     let (status, reply) = node.post(
         "/org/acme/trans",
         &json!({"payload": "p", "priority": "H", "queue": [{"id": "o"}]}),
@@ -260,9 +251,8 @@ fn org_routes_use_their_own_queues() {
     assert_eq!(peeked["transactions"], json!([]));
 }
 
-#[test]
-fn id_org_selects_a_tenant_when_enabled() {
-    let node = TestNode::start_with(&[("RELAYBOX__INBOX__ORG_FROM_PARAMS", "true")]);
+fn id_org_selects_a_tenant_when_enabled(backend: Backend) {
+    let node = TestNode::start_with(backend, &[("RELAYBOX__INBOX__ORG_FROM_PARAMS", "true")]);
     let (status, _) = node.post(
         "/trans?id_org=acme",
         &json!({"payload": "p", "priority": "H", "queue": [{"id": "t"}]}),
@@ -272,9 +262,8 @@ fn id_org_selects_a_tenant_when_enabled() {
     assert_eq!(peeked["data"], json!(["p"]));
 }
 
-#[test]
-fn a_body_that_never_arrives_times_out() {
-    let node = TestNode::start_with(&[("RELAYBOX__INBOX__BODY_TIMEOUT", "1")]);
+fn a_body_that_never_arrives_times_out(backend: Backend) {
+    let node = TestNode::start_with(backend, &[("RELAYBOX__INBOX__BODY_TIMEOUT", "1")]);
     let started = std::time::Instant::now();
     let mut stream = std::net::TcpStream::connect(node.addr).unwrap();
     stream
@@ -294,3 +283,17 @@ fn a_body_that_never_arrives_times_out() {
     );
     assert!(started.elapsed() < std::time::Duration::from_secs(5));
 }
+
+crate::both_backends!(
+    a_message_goes_into_every_queue_it_names,
+    an_empty_queue_list_is_valid,
+    every_validation_error_is_named,
+    queue_elements_must_be_objects_with_string_ids,
+    content_type_must_be_json,
+    malformed_json_is_refused_with_a_reason,
+    oversized_bodies_are_refused,
+    expiration_delay_is_honoured,
+    org_routes_use_their_own_queues,
+    id_org_selects_a_tenant_when_enabled,
+    a_body_that_never_arrives_times_out,
+);

@@ -2,12 +2,11 @@
 
 mod common;
 
-use common::{TestNode, unix_now};
+use common::{Backend, TestNode, unix_now};
 use serde_json::json;
 
-#[test]
-fn metadata_and_queue_views() {
-    let node = TestNode::start();
+fn metadata_and_queue_views(backend: Backend) {
+    let node = TestNode::start(backend);
     let id = node.push(&["v1", "v2", "v3"], "p", "H");
     node.pop("v1", "timeout=1");
 
@@ -54,9 +53,8 @@ fn metadata_and_queue_views() {
     assert_eq!(reply, json!({"errors": ["Wrong State:Sideways"]}));
 }
 
-#[test]
-fn unknown_transactions_read_as_empty() {
-    let node = TestNode::start();
+fn unknown_transactions_read_as_empty(backend: Backend) {
+    let node = TestNode::start(backend);
     assert_eq!(node.get("/trans/nope"), (200, json!({})));
     assert_eq!(
         node.get("/trans/nope?queues=All"),
@@ -68,9 +66,8 @@ fn unknown_transactions_read_as_empty() {
     );
 }
 
-#[test]
-fn state_endpoint() {
-    let node = TestNode::start();
+fn state_endpoint(backend: Backend) {
+    let node = TestNode::start(backend);
     let id = node.push(&["s1", "s2"], "p", "L");
     node.pop("s2", "timeout=1");
     assert_eq!(
@@ -98,9 +95,8 @@ fn state_endpoint() {
     );
 }
 
-#[test]
-fn updates_change_what_is_delivered() {
-    let node = TestNode::start();
+fn updates_change_what_is_delivered(backend: Backend) {
+    let node = TestNode::start(backend);
     let id = node.push(&["u"], "old", "H");
     assert_eq!(
         node.put(
@@ -116,9 +112,8 @@ fn updates_change_what_is_delivered() {
     assert_eq!(node.pop("u", "timeout=1").payloads(), ["new"]);
 }
 
-#[test]
-fn update_edge_cases() {
-    let node = TestNode::start_with(&[("RELAYBOX__INBOX__MAX_PAYLOAD_SIZE", "10")]);
+fn update_edge_cases(backend: Backend) {
+    let node = TestNode::start_with(backend, &[("RELAYBOX__INBOX__MAX_PAYLOAD_SIZE", "10")]);
     let id = node.push(&["e"], "p", "H");
     let path = format!("/trans/{id}");
     assert_eq!(
@@ -157,9 +152,8 @@ fn update_edge_cases() {
     );
 }
 
-#[test]
-fn moving_the_expiry() {
-    let node = TestNode::start();
+fn moving_the_expiry(backend: Backend) {
+    let node = TestNode::start(backend);
     let id = node.push(&["m"], "p", "H");
     let later = unix_now() + 7200;
     assert_eq!(
@@ -180,9 +174,8 @@ fn moving_the_expiry() {
     assert_eq!(node.get(&format!("/trans/{id}")), (200, json!({})));
 }
 
-#[test]
-fn delete_leaves_a_null_in_the_queue() {
-    let node = TestNode::start();
+fn delete_leaves_a_null_in_the_queue(backend: Backend) {
+    let node = TestNode::start(backend);
     let id = node.push(&["del"], "p", "H");
     assert_eq!(
         node.delete(&format!("/trans/{id}")),
@@ -195,3 +188,13 @@ fn delete_leaves_a_null_in_the_queue() {
     assert_eq!(popped.data, [serde_json::Value::Null]);
     assert_eq!(node.state(&id, "del"), "", "no state is resurrected");
 }
+
+crate::both_backends!(
+    metadata_and_queue_views,
+    unknown_transactions_read_as_empty,
+    state_endpoint,
+    updates_change_what_is_delivered,
+    update_edge_cases,
+    moving_the_expiry,
+    delete_leaves_a_null_in_the_queue,
+);

@@ -126,21 +126,29 @@ fn summary(states: &BTreeMap<String, DeliveryState>) -> Map<String, Value> {
 }
 
 /// `PUT /trans/<id>`: change payload, callback, expiration or extra fields.
-pub async fn update_transaction(inbox: &Inbox, req: &HttpRequest, body: Body, id: String) -> Reply {
+pub async fn update_transaction(
+    inbox: &Inbox,
+    req: &HttpRequest,
+    body: Body,
+    org: Option<String>,
+    id: String,
+) -> Reply {
     if !content_type(req)
         .trim()
         .eq_ignore_ascii_case("application/json")
     {
         return Err(invalid_content_type());
     }
-    let fields = body.object_or_empty();
-    let update = match validate_update(&fields, inbox.settings()) {
+    let params = Params::new(req, &body)?;
+    let ns = namespace(inbox, org, &params)?;
+    let fields = params.body();
+    let update = match validate_update(fields, inbox.settings()) {
         Ok(None) => return Ok(json(&json!({ "ok": true, "data": "empty data" }))),
         Ok(Some(update)) => update,
         Err(errors) => return Err(ApiError::new(StatusCode::BAD_REQUEST, errors)),
     };
     if inbox
-        .update_transaction(&TxId::from(id.as_str()), update)
+        .update_transaction(&ns, &TxId::from(id.as_str()), update)
         .await?
     {
         Ok(json(&json!({ "ok": true })))

@@ -54,8 +54,8 @@ async fn dispatch(
             Route::GetTransaction { org: _, id } => {
                 inbox::get_transaction(inbox, &req, body, id).await
             }
-            Route::UpdateTransaction { org: _, id } => {
-                inbox::update_transaction(inbox, &req, body, id).await
+            Route::UpdateTransaction { org, id } => {
+                inbox::update_transaction(inbox, &req, body, org, id).await
             }
             Route::DeleteTransaction { id } => inbox::delete_transaction(inbox, id).await,
             Route::TransactionState { id, state } => {

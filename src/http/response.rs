@@ -79,6 +79,9 @@ impl From<InboxError> for ApiError {
             InboxError::ShuttingDown => {
                 ApiError::new(StatusCode::SERVICE_UNAVAILABLE, vec![e.to_string()])
             }
+            InboxError::Store(e @ (StoreError::Backend { .. } | StoreError::Config(_))) => {
+                ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, vec![e.to_string()])
+            }
         }
     }
 }

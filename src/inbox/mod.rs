@@ -83,18 +83,17 @@ impl Inbox {
         })
         .await?;
 
-        let mut by_shard: HashMap<usize, Vec<QueueName>> = HashMap::new();
-        for id in &tx.queues {
-            by_shard
-                .entry(self.shard_index(id))
-                .or_default()
-                .push(ns.queue(id));
+        let mut by_shard = self.by_shard(ns, &tx.queues);
+        if tx.expires_at <= unix_now() {
+            // Already expired: it could only ever be delivered as a null.
+            by_shard.clear();
         }
         let pushes = by_shard.into_iter().map(|(shard, queues)| {
             self.shards[shard].send(Push {
                 queues,
                 tx: tx.id.clone(),
                 priority: tx.priority,
+                expires_at: tx.expires_at,
             })
         });
         let failure = join_all(pushes).await.into_iter().find_map(|r| match r {
@@ -126,19 +125,52 @@ impl Inbox {
         .await
     }
 
-    /// Applies a change; `false` when the transaction does not exist.
+    /// Applies a change; `false` when the transaction does not exist. A new expiry also keeps
+    /// the queues that still hold it alive that long (queues in `ns`, as PopBox does).
     pub async fn update_transaction(
         &self,
+        ns: &Namespace,
         id: &TxId,
         update: TransactionUpdate,
     ) -> Result<bool, InboxError> {
-        let id = id.clone();
-        self.run(self.tx_shard(&id), move |store, _| async move {
-            store
-                .update_transaction(&id, &update.meta, update.expires_at)
-                .await
-        })
-        .await
+        let expires_at = update.expires_at;
+        let found = {
+            let id = id.clone();
+            self.run(self.tx_shard(&id), move |store, _| async move {
+                store
+                    .update_transaction(&id, &update.meta, update.expires_at)
+                    .await
+            })
+            .await?
+        };
+        if let (true, Some(at)) = (found, expires_at) {
+            let pending: Vec<String> = self
+                .states(id)
+                .await?
+                .into_iter()
+                .filter(|(_, state)| *state == DeliveryState::Pending)
+                .map(|(queue, _)| queue)
+                .collect();
+            for (shard, queues) in self.by_shard(ns, &pending) {
+                self.run(&self.shards[shard], move |store, shard| async move {
+                    store.extend_queues(shard, &queues, at).await
+                })
+                .await?;
+            }
+        }
+        Ok(found)
+    }
+
+    /// Queue ids grouped by the shard that owns them.
+    fn by_shard(&self, ns: &Namespace, ids: &[String]) -> HashMap<usize, Vec<QueueName>> {
+        let mut by_shard: HashMap<usize, Vec<QueueName>> = HashMap::new();
+        for id in ids {
+            by_shard
+                .entry(self.shard_index(id))
+                .or_default()
+                .push(ns.queue(id));
+        }
+        by_shard
     }
 
     pub async fn delete_transaction(&self, id: &TxId) -> Result<(), InboxError> {

@@ -78,6 +78,15 @@ pub enum DeliveryState {
 }
 
 impl DeliveryState {
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "Pending" => Some(DeliveryState::Pending),
+            "Blocked" => Some(DeliveryState::Blocked),
+            "Delivered" => Some(DeliveryState::Delivered),
+            _ => None,
+        }
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             DeliveryState::Pending => "Pending",
@@ -99,10 +108,7 @@ impl StateFilter {
     pub fn parse(s: &str) -> Option<Self> {
         Some(match s {
             "All" => StateFilter::All,
-            "Pending" => StateFilter::Only(DeliveryState::Pending),
-            "Blocked" => StateFilter::Only(DeliveryState::Blocked),
-            "Delivered" => StateFilter::Only(DeliveryState::Delivered),
-            _ => return None,
+            other => StateFilter::Only(DeliveryState::parse(other)?),
         })
     }
 
@@ -142,8 +148,9 @@ impl Namespace {
 }
 
 /// A queue's full name (namespace prefix + the id the client uses). Transaction states are
-/// keyed by the bare id, so both halves are kept.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+/// keyed by the bare id, so both halves are kept. Identity is the full name alone, so a map of
+/// queues can be searched by the name a notification carries.
+#[derive(Debug, Clone)]
 pub struct QueueName {
     key: String,
     id_start: usize,
@@ -165,6 +172,26 @@ impl QueueName {
     /// The id as the client spelled it, which is also the field name in transaction states.
     pub fn id(&self) -> &str {
         &self.key[self.id_start..]
+    }
+}
+
+impl PartialEq for QueueName {
+    fn eq(&self, other: &Self) -> bool {
+        self.key == other.key
+    }
+}
+
+impl Eq for QueueName {}
+
+impl std::hash::Hash for QueueName {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.key.hash(state)
+    }
+}
+
+impl std::borrow::Borrow<str> for QueueName {
+    fn borrow(&self) -> &str {
+        &self.key
     }
 }
 

@@ -120,6 +120,18 @@ impl Store for MemoryStore {
         self.queues.len()
     }
 
+    fn shard_name(&self, shard: ShardId) -> String {
+        format!("memory/{shard}")
+    }
+
+    fn notifications(
+        &self,
+        _shard: ShardId,
+    ) -> Option<tokio::sync::mpsc::UnboundedReceiver<super::ShardEvent>> {
+        // Only this node writes here, and it wakes its own waiters.
+        None
+    }
+
     async fn create_transaction(&self, tx: &NewTransaction) -> StoreResult<()> {
         let states = tx
             .queues
@@ -175,6 +187,7 @@ impl Store for MemoryStore {
         queues: &[QueueName],
         tx: &TxId,
         priority: Priority,
+        _expires_at: i64,
     ) -> StoreResult<()> {
         let mut map = self.queues(shard);
         for queue in queues {
@@ -299,6 +312,16 @@ impl Store for MemoryStore {
         Ok(())
     }
 
+    async fn extend_queues(
+        &self,
+        _shard: ShardId,
+        _queues: &[QueueName],
+        _expires_at: i64,
+    ) -> StoreResult<()> {
+        // Queue entries here live as long as their transaction; nothing to extend.
+        Ok(())
+    }
+
     async fn purge_expired(&self, shard: ShardId, now: i64) -> StoreResult<usize> {
         let mut purged = 0;
         {
@@ -360,7 +383,7 @@ mod tests {
             ] {
                 store.create_transaction(t).await.unwrap();
                 store
-                    .push(0, std::slice::from_ref(&q), &t.id, p)
+                    .push(0, std::slice::from_ref(&q), &t.id, p, i64::MAX)
                     .await
                     .unwrap();
             }
@@ -400,7 +423,7 @@ mod tests {
             let old = tx(&["q"], unix_now() - 1);
             store.create_transaction(&old).await.unwrap();
             store
-                .push(0, std::slice::from_ref(&q), &old.id, Priority::High)
+                .push(0, std::slice::from_ref(&q), &old.id, Priority::High, 0)
                 .await
                 .unwrap();
             assert_eq!(store.transaction(&old.id).await.unwrap(), None);

@@ -11,11 +11,13 @@
 //! other callers.
 
 pub mod memory;
+pub mod redis;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use async_trait::async_trait;
+use tokio::sync::mpsc;
 
 use crate::config::{Backend, StoreSettings};
 use crate::inbox::{
@@ -30,6 +32,23 @@ pub enum StoreError {
     /// The backend for a shard cannot be reached; the request can be retried later.
     #[error("store shard {shard} is unavailable: {reason}")]
     Unavailable { shard: String, reason: String },
+    /// The backend refused an operation (a bug or a foreign value under one of our keys).
+    #[error("store shard {shard} failed: {reason}")]
+    Backend { shard: String, reason: String },
+    /// The backend's settings are unusable.
+    #[error("store configuration: {0}")]
+    Config(String),
+}
+
+/// What a shard learns from outside the node (other nodes' pushes) about its queues.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ShardEvent {
+    /// These queues (by [`QueueName::key`]) gained messages.
+    Pushed(Vec<String>),
+    /// The notification path is (again) up; anything may have been missed before.
+    Subscribed,
+    /// The notification path broke; the shard's server may be gone.
+    Lost,
 }
 
 pub type StoreResult<T> = Result<T, StoreError>;
@@ -46,6 +65,13 @@ pub struct TakenRef {
 pub trait Store: Send + Sync + 'static {
     /// How many queue shards this backend has.
     fn shards(&self) -> usize;
+
+    /// A name for `shard` that an operator recognises (for errors and logs).
+    fn shard_name(&self, shard: ShardId) -> String;
+
+    /// Wake-ups for `shard` from other nodes, for a backend shared by several nodes. Called once
+    /// per shard, by its actor.
+    fn notifications(&self, shard: ShardId) -> Option<mpsc::UnboundedReceiver<ShardEvent>>;
 
     /// Stores a new transaction with state `Pending` for each of its queues. It expires (with
     /// its states) at `tx.expires_at`.
@@ -70,13 +96,23 @@ pub trait Store: Send + Sync + 'static {
     /// expired.
     async fn delete_transaction(&self, id: &TxId) -> StoreResult<()>;
 
-    /// Appends a reference to `tx` at the tail of each queue (all on `shard`).
+    /// Appends a reference to `tx` at the tail of each queue (all on `shard`) and announces the
+    /// queues to every node. `expires_at` is when the transaction expires.
     async fn push(
         &self,
         shard: ShardId,
         queues: &[QueueName],
         tx: &TxId,
         priority: crate::inbox::Priority,
+        expires_at: i64,
+    ) -> StoreResult<()>;
+
+    /// A transaction in these queues now lives until `expires_at`: keep what holds them alive.
+    async fn extend_queues(
+        &self,
+        shard: ShardId,
+        queues: &[QueueName],
+        expires_at: i64,
     ) -> StoreResult<()>;
 
     /// Removes up to `max` references from the head of `queue` (high before low), loads each
@@ -126,9 +162,10 @@ pub trait Store: Send + Sync + 'static {
     async fn purge_expired(&self, shard: ShardId, now: i64) -> StoreResult<usize>;
 }
 
-/// Opens the backend the settings name.
-pub fn open(settings: &StoreSettings) -> Arc<dyn Store> {
-    match settings.backend {
+/// Opens the backend the settings name; fails naming the server that cannot be reached.
+pub async fn open(settings: &StoreSettings) -> Result<Arc<dyn Store>, StoreError> {
+    Ok(match settings.backend {
         Backend::Memory => Arc::new(memory::MemoryStore::new(settings.shards)),
-    }
+        Backend::Redis => Arc::new(self::redis::RedisStore::connect(settings).await?),
+    })
 }

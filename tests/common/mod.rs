@@ -12,20 +12,188 @@ use std::time::{Duration, Instant};
 use reqwest::blocking::{Client, Response};
 use serde_json::{Value, json};
 
+/// Which store a test node runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Memory,
+    Redis,
+}
+
+/// Runs each named test (a `fn(Backend)`) once per backend, as `memory::name` and `redis::name`.
+#[macro_export]
+macro_rules! both_backends {
+    ($($name:ident),* $(,)?) => {
+        mod memory {
+            $( #[test] fn $name() { super::$name($crate::common::Backend::Memory) } )*
+        }
+        mod redis {
+            $( #[test] fn $name() {
+                if $crate::common::skip_redis() { return; }
+                super::$name($crate::common::Backend::Redis)
+            } )*
+        }
+    };
+}
+
+/// Redis tests run unless the runner says `RELAYBOX_SKIP_REDIS=1`; a missing `redis-server` is
+/// a failure, not a skip.
+pub fn skip_redis() -> bool {
+    let skip = std::env::var("RELAYBOX_SKIP_REDIS").is_ok_and(|v| v == "1");
+    if skip {
+        eprintln!("RELAYBOX_SKIP_REDIS=1: Redis variant skipped");
+    }
+    skip
+}
+
+/// A private `redis-server` on a free loopback port, in its own directory, persisting nothing.
+pub struct RedisServer {
+    child: Option<Child>,
+    pub port: u16,
+    dir: tempfile::TempDir,
+}
+
+impl RedisServer {
+    pub fn start() -> Self {
+        let mut server = RedisServer {
+            child: None,
+            port: 0,
+            dir: tempfile::tempdir().unwrap(),
+        };
+        for _ in 0..5 {
+            // Another process may take the port between our probe and redis binding it.
+            server.port = free_port();
+            if server.launch() {
+                return server;
+            }
+        }
+        panic!("could not start redis-server");
+    }
+
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}/0", self.port)
+    }
+
+    /// Starts the process on this server's port; false when it did not come up.
+    fn launch(&mut self) -> bool {
+        let child = Command::new("redis-server")
+            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+            .arg("--dir")
+            .arg(self.dir.path())
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| {
+                panic!("redis-server is needed for the Redis tests ({e}); run tools/test, which installs it, or set RELAYBOX_SKIP_REDIS=1")
+            });
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while Instant::now() < deadline {
+            if self.ping() {
+                return true;
+            }
+            if let Some(Ok(Some(_))) = self.child.as_mut().map(Child::try_wait) {
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        false
+    }
+
+    fn ping(&self) -> bool {
+        let Ok(mut stream) = TcpStream::connect(("127.0.0.1", self.port)) else {
+            return false;
+        };
+        let _ = stream.set_read_timeout(Some(Duration::from_millis(200)));
+        let mut answer = [0u8; 7];
+        stream.write_all(b"PING\r\n").is_ok()
+            && stream.read_exact(&mut answer).is_ok()
+            && &answer == b"+PONG\r\n"
+    }
+
+    /// Kills the server (like a crash: nothing is saved).
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Starts it again on the same port, empty.
+    pub fn restart(&mut self) {
+        self.kill();
+        assert!(
+            self.launch(),
+            "redis-server came back on port {}",
+            self.port
+        );
+    }
+
+    /// Runs a redis-cli command against this server and returns its output.
+    pub fn cli(&self, args: &[&str]) -> String {
+        let out = Command::new("redis-cli")
+            .arg("-p")
+            .arg(self.port.to_string())
+            .args(args)
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).trim().to_owned()
+    }
+}
+
+impl Drop for RedisServer {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
 pub struct TestNode {
     child: Child,
     pub addr: SocketAddr,
     client: Client,
     log: Arc<Mutex<Vec<String>>>,
+    /// Redis servers this node owns (stopped with it).
+    _redis: Option<RedisServer>,
 }
 
 impl TestNode {
-    pub fn start() -> Self {
-        Self::start_with(&[])
+    pub fn start(backend: Backend) -> Self {
+        Self::start_with(backend, &[])
     }
 
-    /// Starts a node with extra settings as `RELAYBOX__…` environment variables.
-    pub fn start_with(env: &[(&str, &str)]) -> Self {
+    /// Starts a node with extra settings as `RELAYBOX__…` environment variables. A Redis node
+    /// gets a private redis-server of its own.
+    pub fn start_with(backend: Backend, env: &[(&str, &str)]) -> Self {
+        match backend {
+            Backend::Memory => Self::launch(env),
+            Backend::Redis => {
+                let redis = RedisServer::start();
+                let mut node = Self::on_redis(&[&redis], env);
+                node._redis = Some(redis);
+                node
+            }
+        }
+    }
+
+    /// Starts a node whose queue shards are `servers` (the first also holds transactions).
+    pub fn on_redis(servers: &[&RedisServer], env: &[(&str, &str)]) -> Self {
+        let urls: Vec<String> = servers.iter().map(|s| s.url()).collect();
+        let urls = urls.join(",");
+        let mut all = vec![
+            ("RELAYBOX__STORE__BACKEND", "redis"),
+            ("RELAYBOX__STORE__REDIS_SERVERS", urls.as_str()),
+        ];
+        all.extend_from_slice(env);
+        Self::launch(&all)
+    }
+
+    fn launch(env: &[(&str, &str)]) -> Self {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_relaybox"));
         cmd.arg("--config")
             .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/cluster.toml"))
@@ -74,6 +242,7 @@ impl TestNode {
             addr,
             client,
             log,
+            _redis: None,
         }
     }
 

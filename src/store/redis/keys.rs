@@ -1,0 +1,66 @@
+//! Redis key names, as PopBox lays them out, so that a Redis written by PopBox reads the same:
+//!
+//! | key | server | type |
+//! |---|---|---|
+//! | `PB:T|<id>:meta` | transactions | hash of the transaction's fields |
+//! | `PB:T|<id>:state` | transactions | hash queue id → `Pending`/`Blocked`/`Delivered` |
+//! | `PB:Q|H:<prefix><queue>`, `PB:Q|L:…` | the queue's shard | list of `PB:T|<id>` references |
+//! | `PB:Q|<prefix><queue>:userInfo` | the queue's shard | hash `blocked`, `lastPopDate` |
+
+use crate::inbox::{Priority, QueueName, TxId};
+
+/// The pub/sub channel on every shard server on which pushes announce the queues they filled.
+pub const PUSHED_CHANNEL: &str = "relaybox:pushed";
+
+const TRANSACTION_PREFIX: &str = "PB:T|";
+
+pub fn list(queue: &QueueName, priority: Priority) -> String {
+    let p = match priority {
+        Priority::High => 'H',
+        Priority::Low => 'L',
+    };
+    format!("PB:Q|{p}:{}", queue.key())
+}
+
+pub fn user_info(queue: &QueueName) -> String {
+    format!("PB:Q|{}:userInfo", queue.key())
+}
+
+pub fn meta(id: &TxId) -> String {
+    format!("{TRANSACTION_PREFIX}{id}:meta")
+}
+
+pub fn state(id: &TxId) -> String {
+    format!("{TRANSACTION_PREFIX}{id}:state")
+}
+
+/// A fresh key under which an idempotent operation records that it ran.
+pub fn token() -> String {
+    format!("PB:K|{}", uuid::Uuid::new_v4())
+}
+
+/// What a queue list holds for a transaction.
+pub fn reference(id: &TxId) -> String {
+    format!("{TRANSACTION_PREFIX}{id}")
+}
+
+/// The transaction id in a queue entry (PopBox's public id is what follows the first `|`).
+pub fn from_reference(entry: &str) -> TxId {
+    TxId::from(entry.split_once('|').map_or(entry, |(_, id)| id))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::inbox::Namespace;
+
+    #[test]
+    fn popbox_layout() {
+        let q = Namespace::plain(Some("acme".into())).queue("q1");
+        assert_eq!(list(&q, Priority::High), "PB:Q|H:acme:UNSEC:q1");
+        assert_eq!(user_info(&q), "PB:Q|acme:UNSEC:q1:userInfo");
+        let id = TxId::from("abc");
+        assert_eq!(meta(&id), "PB:T|abc:meta");
+        assert_eq!(from_reference(&reference(&id)), id);
+    }
+}

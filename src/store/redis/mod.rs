@@ -1,0 +1,564 @@
+//! The Redis backend: durable, shared by every node, sharded over several servers.
+//!
+//! Queues are spread over `redis_servers` by PopBox's hash; transaction metadata and states live
+//! on `redis_transactions` (default: the first shard). Each server gets one multiplexed command
+//! connection (a [`ConnectionManager`], which reconnects by itself) and, per shard, one pub/sub
+//! connection (see [`subscriber`]) — never one per waiter or request.
+//!
+//! Every operation is at most one script or transaction per server it touches: a push to one
+//! queue or a pop is two round trips (transactions server, queue shard).
+
+mod keys;
+mod scripts;
+mod subscriber;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use ::redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use ::redis::{AsyncCommands, Client, RedisError};
+use async_trait::async_trait;
+use tokio::sync::mpsc;
+use tracing::{error, warn};
+
+use super::{ShardEvent, ShardId, Store, StoreError, StoreResult, TakenRef};
+use crate::config::StoreSettings;
+use crate::inbox::{
+    DeliveryState, Message, Meta, NewTransaction, Priority, QueueInfo, QueueName, QueuedRef, TxId,
+    unix_now,
+};
+
+/// One Redis server and our command connection to it.
+#[derive(Clone)]
+struct Server {
+    /// The URL without credentials, for messages.
+    name: Arc<str>,
+    client: Client,
+    conn: ConnectionManager,
+}
+
+impl Server {
+    async fn connect(url: &str, timeout: Duration) -> Result<Self, StoreError> {
+        let name: Arc<str> = redact(url).into();
+        let fail = |e: RedisError| StoreError::Unavailable {
+            shard: name.to_string(),
+            reason: e.to_string(),
+        };
+        let client =
+            Client::open(url).map_err(|e| StoreError::Config(format!("{}: {e}", redact(url))))?;
+        let config = ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(timeout))
+            .set_response_timeout(Some(timeout))
+            .set_number_of_retries(1);
+        let mut conn = client
+            .get_connection_manager_with_config(config)
+            .await
+            .map_err(fail)?;
+        let _: String = ::redis::cmd("PING")
+            .query_async(&mut conn)
+            .await
+            .map_err(fail)?;
+        Ok(Server { name, client, conn })
+    }
+
+    fn error(&self, e: RedisError) -> StoreError {
+        let (shard, reason) = (self.name.to_string(), e.to_string());
+        if e.is_io_error()
+            || e.is_timeout()
+            || e.is_connection_dropped()
+            || e.is_connection_refusal()
+        {
+            StoreError::Unavailable { shard, reason }
+        } else {
+            StoreError::Backend { shard, reason }
+        }
+    }
+
+    /// A fresh handle to the shared connection (cheap: it is multiplexed).
+    fn conn(&self) -> ConnectionManager {
+        self.conn.clone()
+    }
+}
+
+/// `redis://:secret@host:6379/0` → `redis://host:6379/0`.
+fn redact(url: &str) -> String {
+    match (url.split_once("://"), url.rsplit_once('@')) {
+        (Some((scheme, _)), Some((_, host))) => format!("{scheme}://{host}"),
+        _ => url.to_owned(),
+    }
+}
+
+/// How long the record of a take or a put-back is kept for retries to find.
+const TOKEN_LIFETIME_SECS: u64 = 3600;
+
+pub struct RedisStore {
+    shards: Vec<Server>,
+    transactions: Server,
+    /// How long an interrupted take or put-back is retried.
+    recovery: Duration,
+}
+
+impl RedisStore {
+    /// Connects to every server, failing with a message naming the first one that cannot be
+    /// reached.
+    pub async fn connect(settings: &StoreSettings) -> Result<Self, StoreError> {
+        let timeout = Duration::from_millis(settings.redis_timeout_ms);
+        let mut shards: Vec<Server> = Vec::with_capacity(settings.redis_servers.len());
+        for url in &settings.redis_servers {
+            // Two shards on one server share its connection.
+            let server = match shards.iter().find(|s| *s.name == redact(url)) {
+                Some(same) => same.clone(),
+                None => Server::connect(url, timeout).await?,
+            };
+            shards.push(server);
+        }
+        let transactions_url = settings
+            .redis_transactions
+            .as_deref()
+            .unwrap_or(&settings.redis_servers[0]);
+        let transactions = match shards.iter().find(|s| *s.name == redact(transactions_url)) {
+            Some(same) => same.clone(),
+            None => Server::connect(transactions_url, timeout).await?,
+        };
+        Ok(RedisStore {
+            shards,
+            transactions,
+            recovery: Duration::from_secs(settings.redis_recovery),
+        })
+    }
+
+    fn shard(&self, shard: ShardId) -> &Server {
+        &self.shards[shard]
+    }
+
+    /// Marks taken references and loads their metadata, on the transactions server.
+    async fn mark(
+        &self,
+        refs: &[TxId],
+        queue: &QueueName,
+        state: DeliveryState,
+    ) -> StoreResult<Vec<Option<Meta>>> {
+        if refs.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut invocation = scripts::MARK.prepare_invoke();
+        for id in refs {
+            invocation.key(keys::meta(id)).key(keys::state(id));
+        }
+        invocation.arg(queue.id()).arg(state.as_str());
+        let metas: Vec<Vec<(String, String)>> = invocation
+            .invoke_async(&mut self.transactions.conn())
+            .await
+            .map_err(|e| self.transactions.error(e))?;
+        Ok(metas
+            .into_iter()
+            .map(|fields| (!fields.is_empty()).then(|| fields.into_iter().collect()))
+            .collect())
+    }
+}
+
+fn queue_names_json(queues: &[&QueueName]) -> String {
+    serde_json::to_string(&queues.iter().map(|q| q.key()).collect::<Vec<_>>())
+        .expect("strings serialise")
+}
+
+fn refs(high: Vec<String>, low: Vec<String>) -> Vec<QueuedRef> {
+    let high = high.into_iter().map(|r| QueuedRef {
+        tx: keys::from_reference(&r),
+        priority: Priority::High,
+    });
+    let low = low.into_iter().map(|r| QueuedRef {
+        tx: keys::from_reference(&r),
+        priority: Priority::Low,
+    });
+    high.chain(low).collect()
+}
+
+#[async_trait]
+impl Store for RedisStore {
+    fn shards(&self) -> usize {
+        self.shards.len()
+    }
+
+    fn shard_name(&self, shard: ShardId) -> String {
+        self.shard(shard).name.to_string()
+    }
+
+    async fn create_transaction(&self, tx: &NewTransaction) -> StoreResult<()> {
+        let (meta, state) = (keys::meta(&tx.id), keys::state(&tx.id));
+        let mut pipe = ::redis::pipe();
+        pipe.atomic();
+        pipe.hset_multiple(&meta, &tx.meta.iter().collect::<Vec<_>>())
+            .ignore();
+        pipe.expire_at(&meta, tx.expires_at).ignore();
+        if !tx.queues.is_empty() {
+            let states: Vec<(&str, &str)> =
+                tx.queues.iter().map(|q| (q.as_str(), "Pending")).collect();
+            pipe.hset_multiple(&state, &states).ignore();
+            pipe.expire_at(&state, tx.expires_at).ignore();
+        }
+        pipe.query_async::<()>(&mut self.transactions.conn())
+            .await
+            .map_err(|e| self.transactions.error(e))
+    }
+
+    async fn transaction(&self, id: &TxId) -> StoreResult<Option<Meta>> {
+        let meta: Meta = self
+            .transactions
+            .conn()
+            .hgetall(keys::meta(id))
+            .await
+            .map_err(|e| self.transactions.error(e))?;
+        Ok((!meta.is_empty()).then_some(meta))
+    }
+
+    async fn states(&self, id: &TxId) -> StoreResult<BTreeMap<String, DeliveryState>> {
+        let raw: BTreeMap<String, String> = self
+            .transactions
+            .conn()
+            .hgetall(keys::state(id))
+            .await
+            .map_err(|e| self.transactions.error(e))?;
+        Ok(raw
+            .into_iter()
+            .filter_map(|(q, s)| DeliveryState::parse(&s).map(|s| (q, s)))
+            .collect())
+    }
+
+    async fn update_transaction(
+        &self,
+        id: &TxId,
+        fields: &Meta,
+        expires_at: Option<i64>,
+    ) -> StoreResult<bool> {
+        let mut invocation = scripts::UPDATE.key(keys::meta(id));
+        invocation.key(keys::state(id));
+        invocation.arg(expires_at.map(|at| at.to_string()).unwrap_or_default());
+        for (k, v) in fields {
+            invocation.arg(k).arg(v);
+        }
+        let found: i64 = invocation
+            .invoke_async(&mut self.transactions.conn())
+            .await
+            .map_err(|e| self.transactions.error(e))?;
+        Ok(found == 1)
+    }
+
+    async fn delete_transaction(&self, id: &TxId) -> StoreResult<()> {
+        self.transactions
+            .conn()
+            .del::<_, ()>(&[keys::meta(id), keys::state(id)])
+            .await
+            .map_err(|e| self.transactions.error(e))
+    }
+
+    async fn push(
+        &self,
+        shard: ShardId,
+        queues: &[QueueName],
+        tx: &TxId,
+        priority: Priority,
+        expires_at: i64,
+    ) -> StoreResult<()> {
+        let ttl = expires_at - unix_now();
+        if queues.is_empty() || ttl <= 0 {
+            return Ok(());
+        }
+        let mut invocation = scripts::PUSH.prepare_invoke();
+        for queue in queues {
+            invocation.key(keys::list(queue, priority));
+        }
+        let names: Vec<&QueueName> = queues.iter().collect();
+        invocation
+            .arg(keys::reference(tx))
+            .arg(ttl)
+            .arg(keys::PUSHED_CHANNEL)
+            .arg(queue_names_json(&names));
+        let server = self.shard(shard);
+        invocation
+            .invoke_async::<i64>(&mut server.conn())
+            .await
+            .map(drop)
+            .map_err(|e| server.error(e))
+    }
+
+    async fn take(
+        &self,
+        shard: ShardId,
+        queue: &QueueName,
+        max: usize,
+        mark: DeliveryState,
+    ) -> StoreResult<Vec<TakenRef>> {
+        let server = self.shard(shard);
+        // Marking in the same script saves a round trip when the transactions live here too.
+        let together = server.name == self.transactions.name;
+        let token = keys::token();
+        let (high, low, metas): (Vec<String>, Vec<String>, Vec<Vec<(String, String)>>) = self
+            .retrying(server, || {
+                let mut invocation = scripts::TAKE.key(keys::list(queue, Priority::High));
+                invocation
+                    .key(keys::list(queue, Priority::Low))
+                    .key(&token)
+                    .arg(max)
+                    .arg(TOKEN_LIFETIME_SECS)
+                    .arg(if together { queue.id() } else { "" })
+                    .arg(mark.as_str());
+                let mut conn = server.conn();
+                async move { invocation.invoke_async(&mut conn).await }
+            })
+            .await?;
+        let taken = refs(high, low);
+        let metas = if together {
+            metas
+                .into_iter()
+                .map(|fields| (!fields.is_empty()).then(|| fields.into_iter().collect()))
+                .collect()
+        } else {
+            let ids: Vec<TxId> = taken.iter().map(|r| r.tx.clone()).collect();
+            match self.mark(&ids, queue, mark).await {
+                Ok(metas) => metas,
+                Err(e) => {
+                    // Nobody will get these: put them back before reporting the failure.
+                    if let Err(again) = self.requeue_on(server, queue, &taken).await {
+                        error!(%queue, error = %again, "messages taken but neither marked nor put back");
+                    }
+                    return Err(e);
+                }
+            }
+        };
+        Ok(taken
+            .into_iter()
+            .zip(metas)
+            .map(|(queued, meta)| TakenRef { queued, meta })
+            .collect())
+    }
+
+    async fn requeue(
+        &self,
+        shard: ShardId,
+        queue: &QueueName,
+        refs: &[QueuedRef],
+    ) -> StoreResult<()> {
+        let ids: Vec<TxId> = refs.iter().map(|r| r.tx.clone()).collect();
+        let metas = self
+            .retrying(&self.transactions, || {
+                self.mark(&ids, queue, DeliveryState::Pending)
+            })
+            .await?;
+        let live: Vec<QueuedRef> = refs
+            .iter()
+            .zip(metas)
+            .filter(|(_, meta)| meta.is_some())
+            .map(|(r, _)| r.clone())
+            .collect();
+        self.requeue_on(self.shard(shard), queue, &live).await
+    }
+
+    async fn peek(
+        &self,
+        shard: ShardId,
+        queue: &QueueName,
+        max: usize,
+    ) -> StoreResult<Vec<Message>> {
+        let server = self.shard(shard);
+        let (high, low): (Vec<String>, Vec<String>) = scripts::PEEK
+            .key(keys::list(queue, Priority::High))
+            .key(keys::list(queue, Priority::Low))
+            .arg(max)
+            .invoke_async(&mut server.conn())
+            .await
+            .map_err(|e| server.error(e))?;
+        let queued = refs(high, low);
+        if queued.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut pipe = ::redis::pipe();
+        for r in &queued {
+            pipe.hget(keys::meta(&r.tx), "payload");
+        }
+        let payloads: Vec<Option<String>> = pipe
+            .query_async(&mut self.transactions.conn())
+            .await
+            .map_err(|e| self.transactions.error(e))?;
+        Ok(queued
+            .into_iter()
+            .zip(payloads)
+            .map(|(r, payload)| Message { tx: r.tx, payload })
+            .collect())
+    }
+
+    async fn queue_info(
+        &self,
+        shard: ShardId,
+        queue: &QueueName,
+        cap: usize,
+    ) -> StoreResult<QueueInfo> {
+        let server = self.shard(shard);
+        let last = cap as isize - 1;
+        let (high, low, (last_pop, blocked)): (
+            Vec<String>,
+            Vec<String>,
+            (Option<i64>, Option<i64>),
+        ) = ::redis::pipe()
+            .lrange(keys::list(queue, Priority::High), 0, last)
+            .lrange(keys::list(queue, Priority::Low), 0, last)
+            .cmd("HMGET")
+            .arg(keys::user_info(queue))
+            .arg("lastPopDate")
+            .arg("blocked")
+            .query_async(&mut server.conn())
+            .await
+            .map_err(|e| server.error(e))?;
+        Ok(QueueInfo {
+            high: high.iter().map(|r| keys::from_reference(r)).collect(),
+            low: low.iter().map(|r| keys::from_reference(r)).collect(),
+            blocked: blocked.unwrap_or(0) > 0,
+            last_pop,
+        })
+    }
+
+    async fn wait_started(&self, shard: ShardId, queue: &QueueName, now: i64) -> StoreResult<()> {
+        let server = self.shard(shard);
+        let info = keys::user_info(queue);
+        ::redis::pipe()
+            .atomic()
+            .hincr(&info, "blocked", 1)
+            .ignore()
+            .hset(&info, "lastPopDate", now)
+            .ignore()
+            .query_async::<()>(&mut server.conn())
+            .await
+            .map_err(|e| server.error(e))
+    }
+
+    async fn wait_ended(&self, shard: ShardId, queue: &QueueName) -> StoreResult<()> {
+        let server = self.shard(shard);
+        server
+            .conn()
+            .hincr::<_, _, _, ()>(keys::user_info(queue), "blocked", -1)
+            .await
+            .map_err(|e| server.error(e))
+    }
+
+    async fn extend_queues(
+        &self,
+        shard: ShardId,
+        queues: &[QueueName],
+        expires_at: i64,
+    ) -> StoreResult<()> {
+        let ttl = expires_at - unix_now();
+        if queues.is_empty() || ttl <= 0 {
+            return Ok(());
+        }
+        let mut invocation = scripts::EXTEND.prepare_invoke();
+        for queue in queues {
+            invocation
+                .key(keys::list(queue, Priority::High))
+                .key(keys::list(queue, Priority::Low));
+        }
+        invocation.arg(ttl);
+        let server = self.shard(shard);
+        invocation
+            .invoke_async::<i64>(&mut server.conn())
+            .await
+            .map(drop)
+            .map_err(|e| server.error(e))
+    }
+
+    async fn purge_expired(&self, _shard: ShardId, _now: i64) -> StoreResult<usize> {
+        // Redis expires transactions and queue lists by itself (EXPIREAT and the lists' TTLs).
+        Ok(0)
+    }
+
+    fn notifications(&self, shard: ShardId) -> Option<mpsc::UnboundedReceiver<ShardEvent>> {
+        let server = self.shard(shard);
+        Some(subscriber::spawn(
+            server.client.clone(),
+            server.conn(),
+            Arc::clone(&server.name),
+        ))
+    }
+}
+
+impl RedisStore {
+    /// Puts references back at the head of `queue`, exactly once even if Redis goes away
+    /// meanwhile.
+    async fn requeue_on(
+        &self,
+        server: &Server,
+        queue: &QueueName,
+        refs: &[QueuedRef],
+    ) -> StoreResult<()> {
+        if refs.is_empty() {
+            return Ok(());
+        }
+        let token = keys::token();
+        self.retrying(server, || {
+            let mut invocation = scripts::REQUEUE.key(keys::list(queue, Priority::High));
+            invocation
+                .key(keys::list(queue, Priority::Low))
+                .key(&token)
+                .arg(keys::PUSHED_CHANNEL)
+                .arg(queue_names_json(&[queue]))
+                .arg(TOKEN_LIFETIME_SECS);
+            for r in refs {
+                let p = if r.priority == Priority::High {
+                    "H"
+                } else {
+                    "L"
+                };
+                invocation.arg(p).arg(keys::reference(&r.tx));
+            }
+            let mut conn = server.conn();
+            async move { invocation.invoke_async::<i64>(&mut conn).await.map(drop) }
+        })
+        .await
+    }
+
+    /// Runs an idempotent operation, retrying it through an outage of `server` for up to
+    /// `redis_recovery`: when a connection breaks, whether Redis ran the command is unknown, and
+    /// only running it again (it is safe to) tells.
+    async fn retrying<T, E, F, Fut>(&self, server: &Server, mut op: F) -> StoreResult<T>
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = Result<T, E>>,
+        E: Into<StoreFailure>,
+    {
+        let started = tokio::time::Instant::now();
+        let mut delay = Duration::from_millis(50);
+        loop {
+            let error = match op().await.map_err(Into::into) {
+                Ok(value) => return Ok(value),
+                Err(StoreFailure::Redis(e)) => server.error(e),
+                Err(StoreFailure::Store(e)) => e,
+            };
+            if !matches!(error, StoreError::Unavailable { .. })
+                || started.elapsed() + delay > self.recovery
+            {
+                return Err(error);
+            }
+            warn!(server = %server.name, error = %error, "retrying an operation interrupted by an outage");
+            tokio::time::sleep(delay).await;
+            delay = (delay * 2).min(Duration::from_secs(1));
+        }
+    }
+}
+
+/// What an operation passed to [`RedisStore::retrying`] can fail with.
+enum StoreFailure {
+    Redis(RedisError),
+    Store(StoreError),
+}
+
+impl From<RedisError> for StoreFailure {
+    fn from(e: RedisError) -> Self {
+        StoreFailure::Redis(e)
+    }
+}
+
+impl From<StoreError> for StoreFailure {
+    fn from(e: StoreError) -> Self {
+        StoreFailure::Store(e)
+    }
+}

@@ -1,0 +1,138 @@
+//! The Lua scripts that make each store operation one atomic step on its server.
+
+use std::sync::LazyLock;
+
+use ::redis::Script;
+
+/// Appends a reference to lists and keeps each list alive at least as long as its newest message
+/// (PopBox's "garbage collector"), then announces the queues on the pushed channel.
+/// KEYS: the lists. ARGV: reference, seconds to live, channel, queue names as a JSON array.
+pub static PUSH: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r#"
+        local ttl = tonumber(ARGV[2])
+        for _, key in ipairs(KEYS) do
+            redis.call('RPUSH', key, ARGV[1])
+            local current = redis.call('TTL', key)
+            if current < ttl then redis.call('EXPIRE', key, ttl) end
+        end
+        redis.call('PUBLISH', ARGV[3], ARGV[4])
+        return #KEYS
+        "#,
+    )
+});
+
+/// Takes up to ARGV[1] references, high list (KEYS[1]) first, then low (KEYS[2]), and records
+/// what it took under the token key KEYS[3] (for ARGV[2] seconds): run again with the same token
+/// (after a lost reply) it returns the same references instead of taking more. When ARGV[3] is a
+/// queue id, it also sets each live transaction's state there to ARGV[4] and returns its metadata
+/// (only possible when transactions live on this server). Returns `{high, low, metas}`.
+pub static TAKE: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r#"
+        local taken
+        local recorded = redis.call('GET', KEYS[3])
+        if recorded then
+            taken = cjson.decode(recorded)
+        else
+            local max = tonumber(ARGV[1])
+            local high = redis.call('LPOP', KEYS[1], max) or {}
+            local low = {}
+            if #high < max then low = redis.call('LPOP', KEYS[2], max - #high) or {} end
+            taken = {high, low}
+            if #high + #low > 0 then
+                redis.call('SET', KEYS[3], cjson.encode(taken), 'EX', ARGV[2])
+            end
+        end
+        local metas = {}
+        if ARGV[3] ~= '' then
+            for _, list in ipairs(taken) do
+                for _, ref in ipairs(list) do
+                    local meta = redis.call('HGETALL', ref .. ':meta')
+                    if #meta > 0 then redis.call('HSET', ref .. ':state', ARGV[3], ARGV[4]) end
+                    metas[#metas + 1] = meta
+                end
+            end
+        end
+        return {taken[1], taken[2], metas}
+        "#,
+    )
+});
+
+/// For each transaction (KEYS: meta, state, meta, state, …): if it is live, sets its state in
+/// queue ARGV[1] to ARGV[2] and returns its metadata; else returns an empty array for it.
+pub static MARK: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r#"
+        local out = {}
+        for i = 1, #KEYS, 2 do
+            local meta = redis.call('HGETALL', KEYS[i])
+            if #meta > 0 then redis.call('HSET', KEYS[i + 1], ARGV[1], ARGV[2]) end
+            out[#out + 1] = meta
+        end
+        return out
+        "#,
+    )
+});
+
+/// Puts references back at the head of their lists in their original order and announces the
+/// queue, once per token: KEYS[3] remembers that it ran (a retry after a lost reply does
+/// nothing). KEYS[1] high list, KEYS[2] low list. ARGV: channel, queue name (JSON array), token
+/// lifetime, then pairs of (H|L, reference) in delivery order.
+pub static REQUEUE: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r#"
+        if not redis.call('SET', KEYS[3], 1, 'NX', 'EX', ARGV[3]) then return 0 end
+        for i = #ARGV - 1, 4, -2 do
+            local key = KEYS[2]
+            if ARGV[i] == 'H' then key = KEYS[1] end
+            redis.call('LPUSH', key, ARGV[i + 1])
+        end
+        redis.call('PUBLISH', ARGV[1], ARGV[2])
+        return 1
+        "#,
+    )
+});
+
+/// Up to ARGV[1] references without taking them, high first. Returns `{high, low}`.
+pub static PEEK: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r#"
+        local max = tonumber(ARGV[1])
+        local high = redis.call('LRANGE', KEYS[1], 0, max - 1)
+        local low = {}
+        if #high < max then low = redis.call('LRANGE', KEYS[2], 0, max - #high - 1) end
+        return {high, low}
+        "#,
+    )
+});
+
+/// Merges fields into a live transaction (KEYS[1] meta, KEYS[2] state) and, when ARGV[1] is not
+/// empty, moves its expiry there. ARGV[2..]: field, value pairs. Returns 1, or 0 when absent.
+pub static UPDATE: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r#"
+        if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+        if #ARGV > 1 then redis.call('HSET', KEYS[1], unpack(ARGV, 2)) end
+        if ARGV[1] ~= '' then
+            redis.call('EXPIREAT', KEYS[1], ARGV[1])
+            redis.call('EXPIREAT', KEYS[2], ARGV[1])
+        end
+        return 1
+        "#,
+    )
+});
+
+/// Keeps lists (KEYS) alive for at least ARGV[1] more seconds, never shortening them.
+pub static EXTEND: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r#"
+        local ttl = tonumber(ARGV[1])
+        for _, key in ipairs(KEYS) do
+            local current = redis.call('TTL', key)
+            if current ~= -2 and current < ttl then redis.call('EXPIRE', key, ttl) end
+        end
+        return 1
+        "#,
+    )
+});
