@@ -45,19 +45,33 @@ pub fn skip_redis() -> bool {
     skip
 }
 
-/// A private `redis-server` on a free loopback port, in its own directory, persisting nothing.
+/// A private `redis-server` on a free loopback port, in its own directory.
 pub struct RedisServer {
     child: Option<Child>,
     pub port: u16,
     dir: tempfile::TempDir,
+    /// Append-only file with an fsync per write, so that a killed server restarts with every
+    /// write it acknowledged.
+    durable: bool,
 }
 
 impl RedisServer {
+    /// A server that persists nothing.
     pub fn start() -> Self {
+        Self::start_with(false)
+    }
+
+    /// A server that survives `kill` and `restart` with everything it acknowledged.
+    pub fn start_durable() -> Self {
+        Self::start_with(true)
+    }
+
+    fn start_with(durable: bool) -> Self {
         let mut server = RedisServer {
             child: None,
             port: 0,
             dir: tempfile::tempdir().unwrap(),
+            durable,
         };
         for _ in 0..5 {
             // Another process may take the port between our probe and redis binding it.
@@ -76,7 +90,8 @@ impl RedisServer {
     /// Starts the process on this server's port; false when it did not come up.
     fn launch(&mut self) -> bool {
         let child = Command::new("redis-server")
-            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1", "--save", ""])
+            .args(if self.durable { ["--appendonly", "yes", "--appendfsync", "always"] } else { ["--appendonly", "no", "--appendfsync", "no"] })
             .arg("--dir")
             .arg(self.dir.path())
             .stdout(Stdio::null())
@@ -117,7 +132,7 @@ impl RedisServer {
         }
     }
 
-    /// Starts it again on the same port, empty.
+    /// Starts it again on the same port: empty, or (durable) with what it had.
     pub fn restart(&mut self) {
         self.kill();
         assert!(

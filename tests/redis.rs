@@ -1,0 +1,352 @@
+//! Redis-only behaviour: several nodes over shared servers, Redis failures, connection counts.
+//! Each test starts its own redis-server processes.
+
+mod common;
+
+use std::collections::HashSet;
+use std::io::Write;
+use std::net::TcpStream;
+use std::process::Command;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use common::{RedisServer, TestNode, skip_redis};
+use serde_json::json;
+
+#[test]
+fn a_push_on_one_node_wakes_a_pop_waiting_on_another() {
+    if skip_redis() {
+        return;
+    }
+    let redis = RedisServer::start();
+    let a = TestNode::on_redis(&[&redis], &[]);
+    let b = Arc::new(TestNode::on_redis(&[&redis], &[]));
+    let waiter = {
+        let b = Arc::clone(&b);
+        std::thread::spawn(move || (b.pop("cross", "timeout=10"), Instant::now()))
+    };
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(
+        a.get("/queue/cross").1["blocked"],
+        json!(true),
+        "node A sees B's waiter"
+    );
+    let id = a.push(&["cross"], "from A", "H");
+    let pushed = Instant::now();
+    let (popped, at) = waiter.join().unwrap();
+    assert_eq!(popped.transactions, [id.clone()]);
+    assert!(
+        at.duration_since(pushed) < Duration::from_millis(500),
+        "{:?}",
+        at.duration_since(pushed)
+    );
+    // Either node answers for the transaction.
+    assert_eq!(a.state(&id, "cross"), "Delivered");
+    assert_eq!(b.get(&format!("/trans/{id}")).1["payload"], "from A");
+    // FLUSHALL resets everything.
+    redis.cli(&["FLUSHALL"]);
+    assert_eq!(a.get(&format!("/trans/{id}")), (200, json!({})));
+}
+
+#[test]
+fn twenty_poppers_on_two_nodes_and_three_shards_get_every_message_once() {
+    if skip_redis() {
+        return;
+    }
+    const MESSAGES: usize = 20_000;
+    let shards = [
+        RedisServer::start(),
+        RedisServer::start(),
+        RedisServer::start(),
+    ];
+    let servers: Vec<&RedisServer> = shards.iter().collect();
+    let nodes = Arc::new([
+        TestNode::on_redis(&servers, &[]),
+        TestNode::on_redis(&servers, &[]),
+    ]);
+    let queues = ["q-a", "q-b", "q-c", "q-d", "q-e", "q-f"];
+    let received = Arc::new(Mutex::new(Vec::<String>::new()));
+    let done = Arc::new(AtomicBool::new(false));
+    let deadline = Instant::now() + Duration::from_secs(150);
+
+    let poppers: Vec<_> = (0..20)
+        .map(|i| {
+            let (nodes, received, done) =
+                (Arc::clone(&nodes), Arc::clone(&received), Arc::clone(&done));
+            std::thread::spawn(move || {
+                let node = &nodes[i % 2];
+                let queue = queues[i % queues.len()];
+                while Instant::now() < deadline {
+                    let popped = node.pop(queue, &format!("max={}&timeout=1", 1 + i % 10));
+                    if popped.transactions.is_empty() && done.load(Ordering::SeqCst) {
+                        break;
+                    }
+                    received.lock().unwrap().extend(popped.transactions);
+                }
+            })
+        })
+        .collect();
+    let pushers: Vec<_> = (0..4)
+        .map(|p| {
+            let nodes = Arc::clone(&nodes);
+            std::thread::spawn(move || {
+                (0..MESSAGES / 4)
+                    .map(|i| {
+                        nodes[(p + i) % 2].push(
+                            &[queues[i % queues.len()]],
+                            "m",
+                            if i % 2 == 0 { "H" } else { "L" },
+                        )
+                    })
+                    .collect::<Vec<_>>()
+            })
+        })
+        .collect();
+    let pushed: HashSet<String> = pushers
+        .into_iter()
+        .flat_map(|p| p.join().unwrap())
+        .collect();
+    done.store(true, Ordering::SeqCst);
+    for p in poppers {
+        p.join().unwrap();
+    }
+    let received = received.lock().unwrap();
+    let unique: HashSet<&String> = received.iter().collect();
+    assert_eq!(pushed.len(), MESSAGES);
+    assert_eq!(
+        received.len(),
+        MESSAGES,
+        "every message delivered, none twice"
+    );
+    assert_eq!(unique.len(), MESSAGES);
+    assert!(received.iter().all(|id| pushed.contains(id)));
+    // The queues really were spread over the three servers.
+    for server in &shards {
+        assert!(
+            server
+                .cli(&["INFO", "commandstats"])
+                .contains("cmdstat_evalsha"),
+            "every shard served"
+        );
+    }
+}
+
+#[test]
+fn redis_killed_and_restarted_under_load_loses_nothing() {
+    if skip_redis() {
+        return;
+    }
+    let mut redis = RedisServer::start_durable();
+    let node = Arc::new(TestNode::on_redis(&[&redis], &[]));
+    let accepted = Arc::new(Mutex::new(Vec::<String>::new()));
+    let received = Arc::new(Mutex::new(Vec::<String>::new()));
+    let pushing = Arc::new(AtomicBool::new(true));
+    let deadline = Instant::now() + Duration::from_secs(90);
+
+    let pushers: Vec<_> = (0..3)
+        .map(|_| {
+            let (node, accepted, pushing) = (
+                Arc::clone(&node),
+                Arc::clone(&accepted),
+                Arc::clone(&pushing),
+            );
+            std::thread::spawn(move || {
+                while pushing.load(Ordering::SeqCst) {
+                    let body = json!({"payload": "p", "priority": "L", "queue": [{"id": "load"}]});
+                    let (status, reply) = node.post("/trans", &body);
+                    match status {
+                        200 => accepted
+                            .lock()
+                            .unwrap()
+                            .push(reply["data"].as_str().unwrap().to_owned()),
+                        // Not accepted: the producer was told so.
+                        503 | 500 => std::thread::sleep(Duration::from_millis(20)),
+                        other => panic!("push answered {other}: {reply}"),
+                    }
+                }
+            })
+        })
+        .collect();
+    let poppers: Vec<_> = (0..4)
+        .map(|_| {
+            let (node, received, pushing) = (
+                Arc::clone(&node),
+                Arc::clone(&received),
+                Arc::clone(&pushing),
+            );
+            std::thread::spawn(move || {
+                let mut idle = 0;
+                while Instant::now() < deadline && idle < 3 {
+                    let (status, reply) = node.post("/queue/load/pop?max=5&timeout=1", &json!({}));
+                    match status {
+                        200 => {
+                            let ids: Vec<String> = reply["transactions"]
+                                .as_array()
+                                .unwrap()
+                                .iter()
+                                .map(|t| t.as_str().unwrap().to_owned())
+                                .collect();
+                            if ids.is_empty() && !pushing.load(Ordering::SeqCst) {
+                                idle += 1;
+                            }
+                            received.lock().unwrap().extend(ids);
+                        }
+                        503 | 500 => std::thread::sleep(Duration::from_millis(50)),
+                        other => panic!("pop answered {other}: {reply}"),
+                    }
+                }
+            })
+        })
+        .collect();
+
+    std::thread::sleep(Duration::from_millis(1500));
+    redis.kill();
+    std::thread::sleep(Duration::from_millis(1000));
+    redis.restart();
+    std::thread::sleep(Duration::from_millis(2000));
+    pushing.store(false, Ordering::SeqCst);
+    for t in pushers.into_iter().chain(poppers) {
+        t.join().unwrap();
+    }
+
+    let accepted = accepted.lock().unwrap();
+    let received = received.lock().unwrap();
+    let unique: HashSet<&String> = received.iter().collect();
+    assert!(
+        accepted.len() > 100,
+        "the load ran: {} accepted",
+        accepted.len()
+    );
+    let retried = node.log().iter().filter(|l| l.contains("retrying an operation")).count();
+    eprintln!(
+        "{} accepted, {} received, {retried} operations retried across the outage",
+        accepted.len(),
+        received.len()
+    );
+    assert_eq!(unique.len(), received.len(), "no message delivered twice");
+    let missing: Vec<&String> = accepted.iter().filter(|id| !unique.contains(id)).collect();
+    assert!(
+        missing.is_empty(),
+        "{} accepted messages never delivered: {:?}",
+        missing.len(),
+        &missing[..missing.len().min(5)]
+    );
+    // The node healed without a restart.
+    let id = node.push(&["after"], "fine", "H");
+    assert_eq!(node.pop("after", "timeout=1").transactions, [id]);
+}
+
+#[test]
+fn an_outage_answers_503_naming_the_shard_and_heals() {
+    if skip_redis() {
+        return;
+    }
+    let mut redis = RedisServer::start();
+    let node = Arc::new(TestNode::on_redis(
+        &[&redis],
+        &[("RELAYBOX__STORE__REDIS_RECOVERY", "1")],
+    ));
+    let waiter = {
+        let node = Arc::clone(&node);
+        std::thread::spawn(move || {
+            let started = Instant::now();
+            (node.pop("held", "timeout=30"), started.elapsed())
+        })
+    };
+    std::thread::sleep(Duration::from_millis(300));
+    redis.kill();
+    let (popped, waited) = waiter.join().unwrap();
+    assert!(popped.transactions.is_empty());
+    assert!(
+        waited < Duration::from_secs(3),
+        "the waiter was answered at once: {waited:?}"
+    );
+
+    for _ in 0..2 {
+        let started = Instant::now();
+        let (status, reply) = node.post(
+            "/trans",
+            &json!({"payload": "p", "priority": "H", "queue": [{"id": "q"}]}),
+        );
+        assert_eq!(status, 503, "{reply}");
+        let message = reply["errors"][0].as_str().unwrap();
+        assert!(message.contains(&redis.url()), "names the shard: {message}");
+        assert!(
+            started.elapsed() < Duration::from_secs(3),
+            "fails fast: {:?}",
+            started.elapsed()
+        );
+    }
+    redis.restart();
+    std::thread::sleep(Duration::from_millis(1500));
+    let id = node.push(&["q"], "back", "H");
+    assert_eq!(node.pop("q", "timeout=1").transactions, [id]);
+    // Wake-ups work again too.
+    let waiter = {
+        let node = Arc::clone(&node);
+        std::thread::spawn(move || node.pop("again", "timeout=10"))
+    };
+    std::thread::sleep(Duration::from_millis(300));
+    let id = node.push(&["again"], "x", "L");
+    assert_eq!(waiter.join().unwrap().transactions, [id]);
+}
+
+#[test]
+fn waiters_hold_no_redis_connections() {
+    if skip_redis() {
+        return;
+    }
+    let redis = RedisServer::start();
+    let node = TestNode::on_redis(&[&redis], &[]);
+    let clients = || {
+        redis
+            .cli(&["CLIENT", "LIST"])
+            .lines()
+            .filter(|l| !l.contains("cmd=client"))
+            .count()
+    };
+    let idle = clients();
+    assert_eq!(idle, 2, "one command and one pub/sub connection");
+    let waiting: Vec<TcpStream> = (0..200)
+        .map(|i| {
+            let mut s = TcpStream::connect(node.addr).unwrap();
+            write!(
+                s,
+                "POST /queue/w{i}/pop?timeout=30 HTTP/1.1\r\nHost: t\r\nContent-Length: 0\r\n\r\n"
+            )
+            .unwrap();
+            s
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(node.get("/queue/w199").1["blocked"], json!(true));
+    assert_eq!(clients(), idle, "the same connections with 200 waiters");
+    drop(waiting);
+}
+
+#[test]
+fn start_up_without_redis_fails_naming_the_server() {
+    if skip_redis() {
+        return;
+    }
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let url = format!("redis://127.0.0.1:{port}/0");
+    let started = Instant::now();
+    let out = Command::new(env!("CARGO_BIN_EXE_relaybox"))
+        .arg("--config")
+        .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/cluster.toml"))
+        .env("RELAYBOX__NODE__LISTEN", "127.0.0.1:0")
+        .env("RELAYBOX__STORE__BACKEND", "redis")
+        .env("RELAYBOX__STORE__REDIS_SERVERS", &url)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains(&url), "names the server: {err}");
+    assert!(started.elapsed() < Duration::from_secs(10));
+}
