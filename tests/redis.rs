@@ -35,7 +35,7 @@ fn a_push_on_one_node_wakes_a_pop_waiting_on_another() {
     let id = a.push(&["cross"], "from A", "H");
     let pushed = Instant::now();
     let (popped, at) = waiter.join().unwrap();
-    assert_eq!(popped.transactions, [id.clone()]);
+    assert_eq!(popped.transactions, std::slice::from_ref(&id));
     assert!(
         at.duration_since(pushed) < Duration::from_millis(500),
         "{:?}",
