@@ -218,7 +218,11 @@ fn redis_killed_and_restarted_under_load_loses_nothing() {
         "the load ran: {} accepted",
         accepted.len()
     );
-    let retried = node.log().iter().filter(|l| l.contains("retrying an operation")).count();
+    let retried = node
+        .log()
+        .iter()
+        .filter(|l| l.contains("retrying an operation"))
+        .count();
     eprintln!(
         "{} accepted, {} received, {retried} operations retried across the outage",
         accepted.len(),
