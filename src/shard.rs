@@ -19,7 +19,7 @@ use actix::prelude::*;
 use futures_util::future::BoxFuture;
 use tracing::{debug, warn};
 
-use crate::inbox::{DeliveryState, Message, Meta, Priority, QueueName, QueuedRef, TxId, unix_now};
+use crate::inbox::{DeliveryState, Message, Meta, NewTransaction, QueueName, QueuedRef, unix_now};
 use crate::store::{ShardEvent, ShardId, Store, StoreError, StoreResult, TakenRef};
 
 /// Messages taken from a queue for one consumer. Dropping it uncommitted puts them back.
@@ -122,14 +122,14 @@ struct PutBack {
     refs: Vec<QueuedRef>,
 }
 
-/// Push a transaction into queues of this shard.
+/// Push a transaction into queues of this shard; with `create`, store the transaction first
+/// (one message and, where the backend allows, one store round trip for both).
 #[derive(Message)]
 #[rtype(result = "StoreResult<()>")]
 pub struct Push {
+    pub tx: Arc<NewTransaction>,
     pub queues: Vec<QueueName>,
-    pub tx: TxId,
-    pub priority: Priority,
-    pub expires_at: i64,
+    pub create: bool,
 }
 
 /// One store operation run by the shard that owns the data, for operations that need no
@@ -465,12 +465,16 @@ impl Handler<Push> for ShardActor {
     fn handle(&mut self, msg: Push, _ctx: &mut Self::Context) -> Self::Result {
         let store = Arc::clone(&self.store);
         let shard = self.id;
-        let queues = msg.queues;
+        let Push { tx, queues, create } = msg;
         Box::pin(
             async move {
-                store
-                    .push(shard, &queues, &msg.tx, msg.priority, msg.expires_at)
-                    .await?;
+                if create {
+                    store.provision(shard, &tx, &queues).await?;
+                } else {
+                    store
+                        .push(shard, &queues, &tx.id, tx.priority, tx.expires_at)
+                        .await?;
+                }
                 Ok(queues)
             }
             .into_actor(self)
@@ -504,7 +508,7 @@ impl Handler<ReleaseAll> for ShardActor {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::inbox::{Namespace, NewTransaction};
+    use crate::inbox::{Namespace, Priority, TxId};
     use crate::store::memory::MemoryStore;
 
     /// A waiter whose client vanished just as its messages arrived: it drops what it gets.
@@ -552,15 +556,14 @@ mod tests {
                 meta: Meta::from([("payload".to_owned(), payload.to_string())]),
                 expires_at: unix_now() + 60,
             };
-            store.create_transaction(&tx).await.unwrap();
+            let id = tx.id.clone();
             let push = Push {
+                tx: Arc::new(tx),
                 queues: vec![queue.clone()],
-                tx: tx.id.clone(),
-                priority: Priority::High,
-                expires_at: tx.expires_at,
+                create: true,
             };
             shard.send(push).await.unwrap().unwrap();
-            ids.push(tx.id);
+            ids.push(id);
         }
         (store, shard, queue, ids)
     }

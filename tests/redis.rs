@@ -310,8 +310,11 @@ fn waiters_hold_no_redis_connections() {
             .filter(|l| !l.contains("cmd=client"))
             .count()
     };
+    // Command connections open on first use.
+    let id = node.push(&["warm"], "up", "H");
+    assert_eq!(node.pop("warm", "timeout=1").transactions, [id]);
     let idle = clients();
-    assert_eq!(idle, 2, "one command and one pub/sub connection");
+    assert_eq!(idle, 2, "one command and one pub/sub connection for the one shard");
     let waiting: Vec<TcpStream> = (0..200)
         .map(|i| {
             let mut s = TcpStream::connect(node.addr).unwrap();

@@ -77,31 +77,34 @@ impl Inbox {
     /// deleted again, so a producer told "error" does not find it half-delivered later.
     pub async fn provision(&self, ns: &Namespace, tx: NewTransaction) -> Result<TxId, InboxError> {
         let tx = Arc::new(tx);
-        let stored = Arc::clone(&tx);
-        self.run(self.tx_shard(&tx.id), move |store, _| async move {
-            store.create_transaction(&stored).await
-        })
-        .await?;
-
-        let mut by_shard = self.by_shard(ns, &tx.queues);
+        let mut groups: Vec<(usize, Vec<QueueName>)> =
+            self.by_shard(ns, &tx.queues).into_iter().collect();
         if tx.expires_at <= unix_now() {
             // Already expired: it could only ever be delivered as a null.
-            by_shard.clear();
+            groups.clear();
         }
-        let pushes = by_shard.into_iter().map(|(shard, queues)| {
+        // One shard stores the transaction along with its own pushes; the others only push.
+        let (first, first_queues) = groups
+            .pop()
+            .unwrap_or_else(|| (self.shard_index(tx.id.as_str()), Vec::new()));
+        let push = |shard: usize, queues, create| {
             self.shards[shard].send(Push {
+                tx: Arc::clone(&tx),
                 queues,
-                tx: tx.id.clone(),
-                priority: tx.priority,
-                expires_at: tx.expires_at,
+                create,
             })
-        });
-        let failure = join_all(pushes).await.into_iter().find_map(|r| match r {
-            Ok(Ok(())) => None,
-            Ok(Err(e)) => Some(InboxError::from(e)),
-            Err(e) => Some(InboxError::from(e)),
-        });
-        if let Some(e) = failure {
+        };
+        let mut result = flatten(push(first, first_queues, true).await);
+        if result.is_ok() {
+            let rest = join_all(
+                groups
+                    .into_iter()
+                    .map(|(shard, queues)| push(shard, queues, false)),
+            )
+            .await;
+            result = rest.into_iter().try_for_each(flatten);
+        }
+        if let Err(e) = result {
             // Best effort: the error the producer sees is the push failure either way.
             let _ = self.delete_transaction(&tx.id).await;
             return Err(e);
@@ -214,4 +217,9 @@ impl Inbox {
     pub async fn release_waiters(&self) {
         join_all(self.shards.iter().map(|s| s.send(ReleaseAll))).await;
     }
+}
+
+/// An actor's answer to a store operation, as one result.
+fn flatten(answer: Result<StoreResult<()>, actix::MailboxError>) -> Result<(), InboxError> {
+    Ok(answer??)
 }

@@ -132,7 +132,12 @@ impl Store for MemoryStore {
         None
     }
 
-    async fn create_transaction(&self, tx: &NewTransaction) -> StoreResult<()> {
+    async fn provision(
+        &self,
+        shard: ShardId,
+        tx: &NewTransaction,
+        queues: &[QueueName],
+    ) -> StoreResult<()> {
         let states = tx
             .queues
             .iter()
@@ -144,7 +149,8 @@ impl Store for MemoryStore {
             expires_at: tx.expires_at,
         };
         self.transactions_of(&tx.id).insert(tx.id.clone(), record);
-        Ok(())
+        self.push(shard, queues, &tx.id, tx.priority, tx.expires_at)
+            .await
     }
 
     async fn transaction(&self, id: &TxId) -> StoreResult<Option<Meta>> {
@@ -381,7 +387,7 @@ mod tests {
                 (&b, Priority::High),
                 (&c, Priority::Low),
             ] {
-                store.create_transaction(t).await.unwrap();
+                store.provision(0, t, &[]).await.unwrap();
                 store
                     .push(0, std::slice::from_ref(&q), &t.id, p, i64::MAX)
                     .await
@@ -421,7 +427,7 @@ mod tests {
             let store = MemoryStore::new(1);
             let q = Namespace::default().queue("q");
             let old = tx(&["q"], unix_now() - 1);
-            store.create_transaction(&old).await.unwrap();
+            store.provision(0, &old, &[]).await.unwrap();
             store
                 .push(0, std::slice::from_ref(&q), &old.id, Priority::High, 0)
                 .await

@@ -73,9 +73,15 @@ pub trait Store: Send + Sync + 'static {
     /// per shard, by its actor.
     fn notifications(&self, shard: ShardId) -> Option<mpsc::UnboundedReceiver<ShardEvent>>;
 
-    /// Stores a new transaction with state `Pending` for each of its queues. It expires (with
-    /// its states) at `tx.expires_at`.
-    async fn create_transaction(&self, tx: &NewTransaction) -> StoreResult<()>;
+    /// Stores a new transaction, with state `Pending` for each of its queues, and pushes it into
+    /// `queues` (those of its queues that are on `shard`) as [`push`](Store::push) does. It
+    /// expires, with its states, at `tx.expires_at`.
+    async fn provision(
+        &self,
+        shard: ShardId,
+        tx: &NewTransaction,
+        queues: &[QueueName],
+    ) -> StoreResult<()>;
 
     /// The metadata of a live transaction.
     async fn transaction(&self, id: &TxId) -> StoreResult<Option<Meta>>;

@@ -12,7 +12,8 @@ mod keys;
 mod scripts;
 mod subscriber;
 
-use std::collections::BTreeMap;
+use std::cell::RefCell;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -34,32 +35,52 @@ use crate::inbox::{
 struct Server {
     /// The URL without credentials, for messages.
     name: Arc<str>,
+    url: Arc<str>,
     client: Client,
-    conn: ConnectionManager,
+    config: ConnectionManagerConfig,
+}
+
+thread_local! {
+    /// This thread's command connection to each server. A shard actor's Redis traffic then
+    /// stays on its own thread (no hand-off to a connection driver elsewhere), and a node holds
+    /// one connection per server and shard thread — a constant, whatever the load.
+    static CONNECTIONS: RefCell<HashMap<Arc<str>, ConnectionManager>> = RefCell::default();
 }
 
 impl Server {
+    /// Checks that the server answers, then keeps what is needed to connect from any thread.
     async fn connect(url: &str, timeout: Duration) -> Result<Self, StoreError> {
         let name: Arc<str> = redact(url).into();
-        let fail = |e: RedisError| StoreError::Unavailable {
-            shard: name.to_string(),
-            reason: e.to_string(),
-        };
-        let client =
-            Client::open(url).map_err(|e| StoreError::Config(format!("{}: {e}", redact(url))))?;
+        let client = Client::open(url).map_err(|e| StoreError::Config(format!("{name}: {e}")))?;
         let config = ConnectionManagerConfig::new()
             .set_connection_timeout(Some(timeout))
             .set_response_timeout(Some(timeout))
             .set_number_of_retries(1);
-        let mut conn = client
-            .get_connection_manager_with_config(config)
-            .await
-            .map_err(fail)?;
-        let _: String = ::redis::cmd("PING")
-            .query_async(&mut conn)
-            .await
-            .map_err(fail)?;
-        Ok(Server { name, client, conn })
+        let probe = async {
+            let mut conn = client.get_multiplexed_async_connection().await?;
+            ::redis::cmd("PING").query_async::<String>(&mut conn).await
+        };
+        match tokio::time::timeout(timeout, probe).await {
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => {
+                return Err(StoreError::Unavailable {
+                    shard: name.to_string(),
+                    reason: e.to_string(),
+                });
+            }
+            Err(_) => {
+                return Err(StoreError::Unavailable {
+                    shard: name.to_string(),
+                    reason: "no answer".into(),
+                });
+            }
+        }
+        Ok(Server {
+            name,
+            url: url.into(),
+            client,
+            config,
+        })
     }
 
     fn error(&self, e: RedisError) -> StoreError {
@@ -75,9 +96,22 @@ impl Server {
         }
     }
 
-    /// A fresh handle to the shared connection (cheap: it is multiplexed).
+    /// This thread's connection to the server (made on first use; cheap to clone: it is
+    /// multiplexed and reconnects by itself).
     fn conn(&self) -> ConnectionManager {
-        self.conn.clone()
+        CONNECTIONS.with(|conns| {
+            conns
+                .borrow_mut()
+                .entry(Arc::clone(&self.url))
+                .or_insert_with(|| {
+                    ConnectionManager::new_lazy_with_config(
+                        self.client.clone(),
+                        self.config.clone(),
+                    )
+                    .expect("the settings were checked when the server was first reached")
+                })
+                .clone()
+        })
     }
 }
 
@@ -185,22 +219,20 @@ impl Store for RedisStore {
         self.shard(shard).name.to_string()
     }
 
-    async fn create_transaction(&self, tx: &NewTransaction) -> StoreResult<()> {
-        let (meta, state) = (keys::meta(&tx.id), keys::state(&tx.id));
-        let mut pipe = ::redis::pipe();
-        pipe.atomic();
-        pipe.hset_multiple(&meta, &tx.meta.iter().collect::<Vec<_>>())
-            .ignore();
-        pipe.expire_at(&meta, tx.expires_at).ignore();
-        if !tx.queues.is_empty() {
-            let states: Vec<(&str, &str)> =
-                tx.queues.iter().map(|q| (q.as_str(), "Pending")).collect();
-            pipe.hset_multiple(&state, &states).ignore();
-            pipe.expire_at(&state, tx.expires_at).ignore();
+    async fn provision(
+        &self,
+        shard: ShardId,
+        tx: &NewTransaction,
+        queues: &[QueueName],
+    ) -> StoreResult<()> {
+        let server = self.shard(shard);
+        if server.name == self.transactions.name {
+            return self.run_provision(server, tx, Some(tx), queues).await;
         }
-        pipe.query_async::<()>(&mut self.transactions.conn())
-            .await
-            .map_err(|e| self.transactions.error(e))
+        // Transactions live elsewhere: store it there first, then push here.
+        self.run_provision(&self.transactions, tx, Some(tx), &[])
+            .await?;
+        self.run_provision(server, tx, None, queues).await
     }
 
     async fn transaction(&self, id: &TxId) -> StoreResult<Option<Meta>> {
@@ -261,26 +293,13 @@ impl Store for RedisStore {
         priority: Priority,
         expires_at: i64,
     ) -> StoreResult<()> {
-        let ttl = expires_at - unix_now();
-        if queues.is_empty() || ttl <= 0 {
-            return Ok(());
-        }
-        let mut invocation = scripts::PUSH.prepare_invoke();
-        for queue in queues {
-            invocation.key(keys::list(queue, priority));
-        }
-        let names: Vec<&QueueName> = queues.iter().collect();
-        invocation
-            .arg(keys::reference(tx))
-            .arg(ttl)
-            .arg(keys::PUSHED_CHANNEL)
-            .arg(queue_names_json(&names));
-        let server = self.shard(shard);
-        invocation
-            .invoke_async::<i64>(&mut server.conn())
+        let target = PushTarget {
+            id: tx,
+            priority,
+            expires_at,
+        };
+        self.run_provision(self.shard(shard), target, None, queues)
             .await
-            .map(drop)
-            .map_err(|e| server.error(e))
     }
 
     async fn take(
@@ -481,7 +500,75 @@ impl Store for RedisStore {
     }
 }
 
+/// What a push needs to know of its transaction.
+#[derive(Clone, Copy)]
+struct PushTarget<'a> {
+    id: &'a TxId,
+    priority: Priority,
+    expires_at: i64,
+}
+
+impl<'a> From<&'a NewTransaction> for PushTarget<'a> {
+    fn from(tx: &'a NewTransaction) -> Self {
+        PushTarget {
+            id: &tx.id,
+            priority: tx.priority,
+            expires_at: tx.expires_at,
+        }
+    }
+}
+
 impl RedisStore {
+    /// Runs [`scripts::PROVISION`] on `server`: stores `create` (when given) and pushes the
+    /// transaction into `queues`.
+    async fn run_provision<'a>(
+        &self,
+        server: &Server,
+        target: impl Into<PushTarget<'a>>,
+        create: Option<&NewTransaction>,
+        queues: &[QueueName],
+    ) -> StoreResult<()> {
+        let target = target.into();
+        let ttl = target.expires_at - unix_now();
+        // An expired message is never pushed: a list's lifetime of 0 would delete the list,
+        // and every other message in it.
+        let queues = if ttl > 0 { queues } else { &[] };
+        if create.is_none() && queues.is_empty() {
+            return Ok(());
+        }
+        let mut invocation = scripts::PROVISION.key(keys::meta(target.id));
+        invocation.key(keys::state(target.id));
+        for queue in queues {
+            invocation.key(keys::list(queue, target.priority));
+        }
+        let names: Vec<&QueueName> = queues.iter().collect();
+        invocation
+            .arg(target.expires_at)
+            .arg(ttl)
+            .arg(keys::PUSHED_CHANNEL)
+            .arg(queue_names_json(&names))
+            .arg(keys::reference(target.id));
+        match create {
+            Some(tx) => {
+                invocation.arg(tx.meta.len());
+                for (k, v) in &tx.meta {
+                    invocation.arg(k).arg(v);
+                }
+                for queue in &tx.queues {
+                    invocation.arg(queue);
+                }
+            }
+            None => {
+                invocation.arg(0);
+            }
+        }
+        invocation
+            .invoke_async::<i64>(&mut server.conn())
+            .await
+            .map(drop)
+            .map_err(|e| server.error(e))
+    }
+
     /// Puts references back at the head of `queue`, exactly once even if Redis goes away
     /// meanwhile.
     async fn requeue_on(

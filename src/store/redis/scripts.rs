@@ -4,20 +4,43 @@ use std::sync::LazyLock;
 
 use ::redis::Script;
 
-/// Appends a reference to lists and keeps each list alive at least as long as its newest message
-/// (PopBox's "garbage collector"), then announces the queues on the pushed channel.
-/// KEYS: the lists. ARGV: reference, seconds to live, channel, queue names as a JSON array.
-pub static PUSH: LazyLock<Script> = LazyLock::new(|| {
+/// Stores a transaction (when ARGV[6] > 0) and pushes it into queue lists, in one step.
+/// KEYS: meta, state, then the lists. ARGV: expiry (Unix time), list lifetime (seconds), channel,
+/// queue names (JSON array), reference, number of meta pairs, the meta pairs, then the queue ids
+/// whose state starts `Pending`. Each list is kept alive at least as long as its newest message
+/// (PopBox's "garbage collector"); the queues are announced on the channel. Hashes are written in
+/// batches: Lua's `unpack` cannot take 10,000 queues at once.
+pub static PROVISION: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
         r#"
-        local ttl = tonumber(ARGV[2])
-        for _, key in ipairs(KEYS) do
-            redis.call('RPUSH', key, ARGV[1])
-            local current = redis.call('TTL', key)
-            if current < ttl then redis.call('EXPIRE', key, ttl) end
+        local function hset(key, values, first, last, pending)
+            local batch = {}
+            for i = first, last do
+                batch[#batch + 1] = ARGV[i]
+                if pending then batch[#batch + 1] = 'Pending' end
+                if #batch >= 1000 then
+                    redis.call('HSET', key, unpack(batch))
+                    batch = {}
+                end
+            end
+            if #batch > 0 then redis.call('HSET', key, unpack(batch)) end
         end
-        redis.call('PUBLISH', ARGV[3], ARGV[4])
-        return #KEYS
+        local pairs_end = 6 + 2 * tonumber(ARGV[6])
+        if pairs_end > 6 then
+            hset(KEYS[1], ARGV, 7, pairs_end, false)
+            redis.call('EXPIREAT', KEYS[1], ARGV[1])
+            if #ARGV > pairs_end then
+                hset(KEYS[2], ARGV, pairs_end + 1, #ARGV, true)
+                redis.call('EXPIREAT', KEYS[2], ARGV[1])
+            end
+        end
+        local ttl = tonumber(ARGV[2])
+        for i = 3, #KEYS do
+            redis.call('RPUSH', KEYS[i], ARGV[5])
+            if redis.call('TTL', KEYS[i]) < ttl then redis.call('EXPIRE', KEYS[i], ttl) end
+        end
+        if #KEYS > 2 then redis.call('PUBLISH', ARGV[3], ARGV[4]) end
+        return #KEYS - 2
         "#,
     )
 });
