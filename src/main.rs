@@ -6,11 +6,6 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use relaybox::config::Settings;
 
-// glibc's allocator showed up as a sixth of the node's CPU under load, and it keeps more memory
-// per held connection.
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 #[derive(Parser)]
 #[command(
     name = "relaybox",

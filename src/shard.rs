@@ -202,7 +202,14 @@ impl ShardActor {
             return;
         }
         // Waiters whose session is gone would only bounce messages back.
+        let before = entry.waiters.len();
         entry.waiters.retain(|w| w.notify.connected());
+        for _ in entry.waiters.len()..before {
+            self.waiter_left(&queue);
+        }
+        let Some(entry) = self.queues.get_mut(&queue) else {
+            return;
+        };
         let Some(front) = entry.waiters.front() else {
             self.queues.remove(&queue);
             return;
@@ -213,7 +220,7 @@ impl ShardActor {
 
         let store = Arc::clone(&self.store);
         let (shard, q) = (self.id, queue.clone());
-        let take = async move { store.take(shard, &q, max, mark).await };
+        let take = async move { store.take(shard, &q, max, mark, None).await };
         ctx.spawn(
             take.into_actor(self)
                 .map(move |result, act, ctx| act.drained(queue, result, ctx)),
@@ -395,6 +402,43 @@ impl Handler<Wait> for ShardActor {
             msg.waiter.notify.do_send(WaiterNotice::Release);
             return;
         }
+        let nobody_waits = self
+            .queues
+            .get(&msg.queue)
+            .is_none_or(|entry| entry.waiters.is_empty() && !entry.draining);
+        if nobody_waits {
+            self.take_at_once(msg, ctx);
+        } else {
+            self.register(msg, ctx);
+        }
+    }
+}
+
+impl ShardActor {
+    /// The fast path of a pop: with nobody ahead of it, take what is there in one step (which
+    /// also records `lastPop`); only when the queue is empty does the pop become a waiter.
+    fn take_at_once(&mut self, msg: Wait, ctx: &mut Context<Self>) {
+        let store = Arc::clone(&self.store);
+        let (shard, queue, max, mark) =
+            (self.id, msg.queue.clone(), msg.waiter.max, msg.waiter.mark);
+        ctx.spawn(
+            async move { store.take(shard, &queue, max, mark, Some(unix_now())).await }
+                .into_actor(self)
+                .map(move |result, act, ctx| match result {
+                    Ok(taken) if taken.is_empty() => act.register(msg, ctx),
+                    Ok(taken) => {
+                        let delivery = act.delivery(&msg.queue, taken, ctx);
+                        // A session that has just gone drops it, which puts it back.
+                        msg.waiter.notify.do_send(WaiterNotice::Deliver(delivery));
+                    }
+                    Err(e) => msg.waiter.notify.do_send(WaiterNotice::Fail(e)),
+                }),
+        );
+    }
+
+    /// Makes the pop a waiter. The queue is drained right after, which also catches a push that
+    /// landed between an empty take and the registration.
+    fn register(&mut self, msg: Wait, ctx: &mut Context<Self>) {
         let store = Arc::clone(&self.store);
         let (shard, queue) = (self.id, msg.queue.clone());
         // Recorded before the waiter can be served, so `blocked` never goes below zero.
@@ -681,6 +725,32 @@ mod tests {
             });
         }
         actix::clock::sleep(Duration::from_millis(50)).await;
+        assert!(!store.queue_info(0, &queue, 1).await.unwrap().blocked);
+        assert_eq!(count_tracked(&shard).await, 0);
+    }
+
+    #[actix::test]
+    async fn a_waiter_whose_session_is_gone_is_not_counted_as_blocked() {
+        /// A session that ended before the shard got to it.
+        struct Gone;
+        impl Actor for Gone {
+            type Context = Context<Self>;
+            fn started(&mut self, ctx: &mut Self::Context) {
+                ctx.stop();
+            }
+        }
+        impl Handler<WaiterNotice> for Gone {
+            type Result = ();
+            fn handle(&mut self, _: WaiterNotice, _ctx: &mut Self::Context) {}
+        }
+        let (store, shard, queue, _ids) = setup(&[]).await;
+        let gone = Gone.start();
+        actix::clock::sleep(Duration::from_millis(20)).await;
+        shard.do_send(Wait {
+            queue: queue.clone(),
+            waiter: waiter(1, 1, gone.recipient()),
+        });
+        actix::clock::sleep(Duration::from_millis(100)).await;
         assert!(!store.queue_info(0, &queue, 1).await.unwrap().blocked);
         assert_eq!(count_tracked(&shard).await, 0);
     }

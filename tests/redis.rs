@@ -314,7 +314,10 @@ fn waiters_hold_no_redis_connections() {
     let id = node.push(&["warm"], "up", "H");
     assert_eq!(node.pop("warm", "timeout=1").transactions, [id]);
     let idle = clients();
-    assert_eq!(idle, 2, "one command and one pub/sub connection for the one shard");
+    assert_eq!(
+        idle, 2,
+        "one command and one pub/sub connection for the one shard"
+    );
     let waiting: Vec<TcpStream> = (0..200)
         .map(|i| {
             let mut s = TcpStream::connect(node.addr).unwrap();

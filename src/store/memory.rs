@@ -211,9 +211,13 @@ impl Store for MemoryStore {
         queue: &QueueName,
         max: usize,
         mark: DeliveryState,
+        popped_at: Option<i64>,
     ) -> StoreResult<Vec<TakenRef>> {
         let taken: Vec<QueuedRef> = {
             let mut map = self.queues(shard);
+            if let Some(at) = popped_at {
+                map.entry(queue.clone()).or_default().last_pop = Some(at);
+            }
             let Some(data) = map.get_mut(queue) else {
                 return Ok(Vec::new());
             };
@@ -394,7 +398,7 @@ mod tests {
                     .unwrap();
             }
             let taken = store
-                .take(0, &q, 2, DeliveryState::Delivered)
+                .take(0, &q, 2, DeliveryState::Delivered, None)
                 .await
                 .unwrap();
             let ids: Vec<_> = taken.iter().map(|t| t.queued.tx.clone()).collect();

@@ -124,12 +124,14 @@ pub trait Store: Send + Sync + 'static {
     /// Removes up to `max` references from the head of `queue` (high before low), loads each
     /// one's metadata and sets its state for this queue to `mark` — all in one step, so every
     /// reference is taken by exactly one caller.
+    /// With `popped_at`, also records it as the queue's `lastPop` (a pop served at once).
     async fn take(
         &self,
         shard: ShardId,
         queue: &QueueName,
         max: usize,
         mark: DeliveryState,
+        popped_at: Option<i64>,
     ) -> StoreResult<Vec<TakenRef>>;
 
     /// Puts taken references back at the head of `queue` in their original order, with state

@@ -308,6 +308,7 @@ impl Store for RedisStore {
         queue: &QueueName,
         max: usize,
         mark: DeliveryState,
+        popped_at: Option<i64>,
     ) -> StoreResult<Vec<TakenRef>> {
         let server = self.shard(shard);
         // Marking in the same script saves a round trip when the transactions live here too.
@@ -319,10 +320,12 @@ impl Store for RedisStore {
                 invocation
                     .key(keys::list(queue, Priority::Low))
                     .key(&token)
+                    .key(keys::user_info(queue))
                     .arg(max)
                     .arg(TOKEN_LIFETIME_SECS)
                     .arg(if together { queue.id() } else { "" })
-                    .arg(mark.as_str());
+                    .arg(mark.as_str())
+                    .arg(popped_at.map(|t| t.to_string()).unwrap_or_default());
                 let mut conn = server.conn();
                 async move { invocation.invoke_async(&mut conn).await }
             })

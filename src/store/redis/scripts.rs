@@ -49,7 +49,8 @@ pub static PROVISION: LazyLock<Script> = LazyLock::new(|| {
 /// what it took under the token key KEYS[3] (for ARGV[2] seconds): run again with the same token
 /// (after a lost reply) it returns the same references instead of taking more. When ARGV[3] is a
 /// queue id, it also sets each live transaction's state there to ARGV[4] and returns its metadata
-/// (only possible when transactions live on this server). Returns `{high, low, metas}`.
+/// (only possible when transactions live on this server). When ARGV[5] is a time, it is recorded
+/// as the queue's `lastPopDate` in KEYS[4]. Returns `{high, low, metas}`.
 pub static TAKE: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
         r#"
@@ -67,6 +68,7 @@ pub static TAKE: LazyLock<Script> = LazyLock::new(|| {
                 redis.call('SET', KEYS[3], cjson.encode(taken), 'EX', ARGV[2])
             end
         end
+        if ARGV[5] ~= '' then redis.call('HSET', KEYS[4], 'lastPopDate', ARGV[5]) end
         local metas = {}
         if ARGV[3] ~= '' then
             for _, list in ipairs(taken) do
