@@ -19,14 +19,13 @@ use actix::prelude::*;
 use futures_util::future::BoxFuture;
 use tracing::{debug, warn};
 
-use crate::inbox::{DeliveryState, Message, Meta, NewTransaction, QueueName, QueuedRef, unix_now};
+use crate::inbox::{DeliveryState, Message, NewTransaction, QueueName, QueuedRef, unix_now};
 use crate::store::{ShardEvent, ShardId, Store, StoreError, StoreResult, TakenRef};
 
 /// Messages taken from a queue for one consumer. Dropping it uncommitted puts them back.
 #[derive(Debug)]
 pub struct Delivery {
     messages: Vec<Message>,
-    metas: Vec<Option<Meta>>,
     guard: Option<PutBackGuard>,
 }
 
@@ -35,18 +34,12 @@ impl Delivery {
     pub fn empty() -> Self {
         Delivery {
             messages: Vec::new(),
-            metas: Vec::new(),
             guard: None,
         }
     }
 
     pub fn messages(&self) -> &[Message] {
         &self.messages
-    }
-
-    /// The full metadata of each message (`None` when it had expired), for event listeners.
-    pub fn metas(&self) -> &[Option<Meta>] {
-        &self.metas
     }
 
     /// The consumer has the messages: from now on they are its responsibility.
@@ -266,18 +259,15 @@ impl ShardActor {
     fn delivery(&self, queue: &QueueName, taken: Vec<TakenRef>, ctx: &Context<Self>) -> Delivery {
         let mut refs = Vec::with_capacity(taken.len());
         let mut messages = Vec::with_capacity(taken.len());
-        let mut metas = Vec::with_capacity(taken.len());
         for t in taken {
             messages.push(Message::from_meta(t.queued.tx.clone(), t.meta.as_ref()));
             // An expired message is reported but never goes back.
             if t.meta.is_some() {
                 refs.push(t.queued);
             }
-            metas.push(t.meta);
         }
         Delivery {
             messages,
-            metas,
             guard: Some(PutBackGuard {
                 shard: ctx.address(),
                 queue: queue.clone(),
@@ -552,7 +542,7 @@ impl Handler<ReleaseAll> for ShardActor {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::inbox::{Namespace, Priority, TxId};
+    use crate::inbox::{Meta, Namespace, Priority, TxId};
     use crate::store::memory::MemoryStore;
 
     /// A waiter whose client vanished just as its messages arrived: it drops what it gets.

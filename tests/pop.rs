@@ -8,7 +8,7 @@ use std::net::TcpStream;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::{Backend, TestNode, unix_now};
+use common::{Backend, TestNode, assert_delivered_exactly_once, unix_now};
 use serde_json::{Value, json};
 
 fn high_before_low_fifo_within_and_max(backend: Backend) {
@@ -300,16 +300,8 @@ fn fifty_poppers_share_ten_thousand_messages_exactly_once(backend: Backend) {
         p.join().unwrap();
     }
 
-    let received = received.lock().unwrap();
-    let unique: HashSet<&String> = received.iter().collect();
     assert_eq!(pushed.len(), MESSAGES);
-    assert_eq!(
-        received.len(),
-        MESSAGES,
-        "every message delivered once, none twice"
-    );
-    assert_eq!(unique.len(), MESSAGES);
-    assert!(received.iter().all(|id| pushed.contains(id)));
+    assert_delivered_exactly_once(&pushed, &received.lock().unwrap());
 }
 
 crate::both_backends!(

@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::{RedisServer, TestNode, skip_redis};
+use common::{RedisServer, TestNode, assert_delivered_exactly_once, skip_redis};
 use serde_json::json;
 
 #[test]
@@ -111,16 +111,8 @@ fn twenty_poppers_on_two_nodes_and_three_shards_get_every_message_once() {
     for p in poppers {
         p.join().unwrap();
     }
-    let received = received.lock().unwrap();
-    let unique: HashSet<&String> = received.iter().collect();
     assert_eq!(pushed.len(), MESSAGES);
-    assert_eq!(
-        received.len(),
-        MESSAGES,
-        "every message delivered, none twice"
-    );
-    assert_eq!(unique.len(), MESSAGES);
-    assert!(received.iter().all(|id| pushed.contains(id)));
+    assert_delivered_exactly_once(&pushed, &received.lock().unwrap());
     // The queues really were spread over the three servers.
     for server in &shards {
         assert!(

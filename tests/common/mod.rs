@@ -459,3 +459,28 @@ pub fn unix_now() -> i64 {
         .unwrap()
         .as_secs() as i64
 }
+
+/// Every pushed message was received exactly once, and nothing else was.
+pub fn assert_delivered_exactly_once(
+    pushed: &std::collections::HashSet<String>,
+    received: &[String],
+) {
+    let unique: std::collections::HashSet<&String> = received.iter().collect();
+    assert_eq!(
+        unique.len(),
+        received.len(),
+        "{} messages delivered twice",
+        received.len() - unique.len()
+    );
+    let missing = pushed.iter().filter(|id| !unique.contains(id)).count();
+    assert_eq!(
+        missing,
+        0,
+        "{missing} of {} messages never delivered",
+        pushed.len()
+    );
+    assert!(
+        received.iter().all(|id| pushed.contains(id)),
+        "a message nobody pushed was delivered"
+    );
+}

@@ -179,10 +179,7 @@ async fn push(host: &str, connections: usize, duration: Duration, payload_size: 
             }
         }));
     }
-    for t in tasks {
-        let _ = t.await;
-    }
-    let elapsed = started.elapsed().as_secs_f64();
+    let elapsed = finish(tasks, started).await;
     println!(
         "push: {:.0} req/s ({} connections, {payload_size} B payload, {:.0} s, {} errors)",
         ok.load(Ordering::Relaxed) as f64 / elapsed,
@@ -244,10 +241,7 @@ async fn pop(
             }
         }));
     }
-    for t in tasks {
-        let _ = t.await;
-    }
-    let elapsed = started.elapsed().as_secs_f64();
+    let elapsed = finish(tasks, started).await;
     println!(
         "pop: {:.0} messages/s ({} connections, one message per request, {:.0} s, {} messages)",
         ok.load(Ordering::Relaxed) as f64 / elapsed,
@@ -330,6 +324,12 @@ async fn latency(host: &str, rate: u64, duration: Duration, waiters: usize) {
     for t in popper_tasks {
         t.abort();
     }
+}
+
+/// Waits for every load task and returns the seconds since `started`.
+async fn finish(tasks: Vec<tokio::task::JoinHandle<()>>, started: Instant) -> f64 {
+    futures_util::future::join_all(tasks).await;
+    started.elapsed().as_secs_f64()
 }
 
 /// Resident memory of a process, in KiB.
