@@ -3,15 +3,13 @@
 
 mod common;
 
-use std::collections::HashSet;
 use std::io::Write;
 use std::net::TcpStream;
 use std::process::Command;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::{RedisServer, TestNode, assert_delivered_exactly_once, skip_redis};
+use common::{RedisServer, TestNode, skip_redis};
 use serde_json::json;
 
 #[test]
@@ -47,190 +45,6 @@ fn a_push_on_one_node_wakes_a_pop_waiting_on_another() {
     // FLUSHALL resets everything.
     redis.cli(&["FLUSHALL"]);
     assert_eq!(a.get(&format!("/trans/{id}")), (200, json!({})));
-}
-
-#[test]
-fn twenty_poppers_on_two_nodes_and_three_shards_get_every_message_once() {
-    if skip_redis() {
-        return;
-    }
-    const MESSAGES: usize = 20_000;
-    let shards = [
-        RedisServer::start(),
-        RedisServer::start(),
-        RedisServer::start(),
-    ];
-    let servers: Vec<&RedisServer> = shards.iter().collect();
-    let nodes = Arc::new([
-        TestNode::on_redis(&servers, &[]),
-        TestNode::on_redis(&servers, &[]),
-    ]);
-    let queues = ["q-a", "q-b", "q-c", "q-d", "q-e", "q-f"];
-    let received = Arc::new(Mutex::new(Vec::<String>::new()));
-    let done = Arc::new(AtomicBool::new(false));
-    let deadline = Instant::now() + Duration::from_secs(150);
-
-    let poppers: Vec<_> = (0..20)
-        .map(|i| {
-            let (nodes, received, done) =
-                (Arc::clone(&nodes), Arc::clone(&received), Arc::clone(&done));
-            std::thread::spawn(move || {
-                let node = &nodes[i % 2];
-                let queue = queues[i % queues.len()];
-                while Instant::now() < deadline {
-                    let popped = node.pop(queue, &format!("max={}&timeout=1", 1 + i % 10));
-                    if popped.transactions.is_empty() && done.load(Ordering::SeqCst) {
-                        break;
-                    }
-                    received.lock().unwrap().extend(popped.transactions);
-                }
-            })
-        })
-        .collect();
-    let pushers: Vec<_> = (0..4)
-        .map(|p| {
-            let nodes = Arc::clone(&nodes);
-            std::thread::spawn(move || {
-                (0..MESSAGES / 4)
-                    .map(|i| {
-                        nodes[(p + i) % 2].push(
-                            &[queues[i % queues.len()]],
-                            "m",
-                            if i % 2 == 0 { "H" } else { "L" },
-                        )
-                    })
-                    .collect::<Vec<_>>()
-            })
-        })
-        .collect();
-    let pushed: HashSet<String> = pushers
-        .into_iter()
-        .flat_map(|p| p.join().unwrap())
-        .collect();
-    done.store(true, Ordering::SeqCst);
-    for p in poppers {
-        p.join().unwrap();
-    }
-    assert_eq!(pushed.len(), MESSAGES);
-    assert_delivered_exactly_once(&pushed, &received.lock().unwrap());
-    // The queues really were spread over the three servers.
-    for server in &shards {
-        assert!(
-            server
-                .cli(&["INFO", "commandstats"])
-                .contains("cmdstat_evalsha"),
-            "every shard served"
-        );
-    }
-}
-
-#[test]
-fn redis_killed_and_restarted_under_load_loses_nothing() {
-    if skip_redis() {
-        return;
-    }
-    let mut redis = RedisServer::start_durable();
-    let node = Arc::new(TestNode::on_redis(&[&redis], &[]));
-    let accepted = Arc::new(Mutex::new(Vec::<String>::new()));
-    let received = Arc::new(Mutex::new(Vec::<String>::new()));
-    let pushing = Arc::new(AtomicBool::new(true));
-    let deadline = Instant::now() + Duration::from_secs(90);
-
-    let pushers: Vec<_> = (0..3)
-        .map(|_| {
-            let (node, accepted, pushing) = (
-                Arc::clone(&node),
-                Arc::clone(&accepted),
-                Arc::clone(&pushing),
-            );
-            std::thread::spawn(move || {
-                while pushing.load(Ordering::SeqCst) {
-                    let body = json!({"payload": "p", "priority": "L", "queue": [{"id": "load"}]});
-                    let (status, reply) = node.post("/trans", &body);
-                    match status {
-                        200 => accepted
-                            .lock()
-                            .unwrap()
-                            .push(reply["data"].as_str().unwrap().to_owned()),
-                        // Not accepted: the producer was told so.
-                        503 | 500 => std::thread::sleep(Duration::from_millis(20)),
-                        other => panic!("push answered {other}: {reply}"),
-                    }
-                }
-            })
-        })
-        .collect();
-    let poppers: Vec<_> = (0..4)
-        .map(|_| {
-            let (node, received, pushing) = (
-                Arc::clone(&node),
-                Arc::clone(&received),
-                Arc::clone(&pushing),
-            );
-            std::thread::spawn(move || {
-                let mut idle = 0;
-                while Instant::now() < deadline && idle < 3 {
-                    let (status, reply) = node.post("/queue/load/pop?max=5&timeout=1", &json!({}));
-                    match status {
-                        200 => {
-                            let ids: Vec<String> = reply["transactions"]
-                                .as_array()
-                                .unwrap()
-                                .iter()
-                                .map(|t| t.as_str().unwrap().to_owned())
-                                .collect();
-                            if ids.is_empty() && !pushing.load(Ordering::SeqCst) {
-                                idle += 1;
-                            }
-                            received.lock().unwrap().extend(ids);
-                        }
-                        503 | 500 => std::thread::sleep(Duration::from_millis(50)),
-                        other => panic!("pop answered {other}: {reply}"),
-                    }
-                }
-            })
-        })
-        .collect();
-
-    std::thread::sleep(Duration::from_millis(1500));
-    redis.kill();
-    std::thread::sleep(Duration::from_millis(1000));
-    redis.restart();
-    std::thread::sleep(Duration::from_millis(2000));
-    pushing.store(false, Ordering::SeqCst);
-    for t in pushers.into_iter().chain(poppers) {
-        t.join().unwrap();
-    }
-
-    let accepted = accepted.lock().unwrap();
-    let received = received.lock().unwrap();
-    let unique: HashSet<&String> = received.iter().collect();
-    assert!(
-        accepted.len() > 100,
-        "the load ran: {} accepted",
-        accepted.len()
-    );
-    let retried = node
-        .log()
-        .iter()
-        .filter(|l| l.contains("retrying an operation"))
-        .count();
-    eprintln!(
-        "{} accepted, {} received, {retried} operations retried across the outage",
-        accepted.len(),
-        received.len()
-    );
-    assert_eq!(unique.len(), received.len(), "no message delivered twice");
-    let missing: Vec<&String> = accepted.iter().filter(|id| !unique.contains(id)).collect();
-    assert!(
-        missing.is_empty(),
-        "{} accepted messages never delivered: {:?}",
-        missing.len(),
-        &missing[..missing.len().min(5)]
-    );
-    // The node healed without a restart.
-    let id = node.push(&["after"], "fine", "H");
-    assert_eq!(node.pop("after", "timeout=1").transactions, [id]);
 }
 
 #[test]
