@@ -16,6 +16,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use actix::prelude::*;
+use std::future::Future;
+
+use futures_util::FutureExt;
 use futures_util::future::BoxFuture;
 use tracing::{debug, warn};
 
@@ -293,18 +296,20 @@ impl ShardActor {
     }
 
     /// Answers every waiter with nothing. A drain in flight still ends in a delivery, which,
-    /// with nobody left to take it, goes back.
-    fn release_waiters(&mut self) {
+    /// with nobody left to take it, goes back. Resolves once the store knows they left.
+    fn release_waiters(&mut self) -> impl Future<Output = ()> + use<> {
         let released: Vec<(QueueName, Waiter)> = self
             .queues
             .iter_mut()
             .flat_map(|(queue, entry)| entry.waiters.drain(..).map(move |w| (queue.clone(), w)))
             .collect();
         self.queues.retain(|_, entry| entry.draining);
+        let mut recorded = Vec::with_capacity(released.len());
         for (queue, waiter) in released {
-            self.waiter_left(&queue);
+            recorded.push(self.wait_ended(&queue));
             waiter.notify.do_send(WaiterNotice::Release);
         }
+        futures_util::future::join_all(recorded).map(drop)
     }
 
     /// Takes the oldest waiter on `queue` out of the registry.
@@ -316,13 +321,18 @@ impl ShardActor {
 
     /// Bookkeeping for a waiter leaving the registry, however it leaves.
     fn waiter_left(&self, queue: &QueueName) {
+        actix::spawn(self.wait_ended(queue));
+    }
+
+    /// Records in the store that a waiter on `queue` left.
+    fn wait_ended(&self, queue: &QueueName) -> impl Future<Output = ()> + use<> {
         let store = Arc::clone(&self.store);
         let (shard, queue) = (self.id, queue.clone());
-        actix::spawn(async move {
+        async move {
             if let Err(e) = store.wait_ended(shard, &queue).await {
                 warn!(shard, %queue, error = %e, "could not record the end of a wait");
             }
-        });
+        }
     }
 }
 
@@ -374,7 +384,7 @@ impl StreamHandler<ShardEvent> for ShardActor {
             ShardEvent::Lost => {
                 let server = self.store.shard_name(self.id);
                 warn!(shard = self.id, %server, "shard unreachable; answering its waiters");
-                self.release_waiters();
+                actix::spawn(self.release_waiters());
             }
         }
     }
@@ -531,11 +541,12 @@ impl<R: Send + 'static> Handler<Run<R>> for ShardActor {
 }
 
 impl Handler<ReleaseAll> for ShardActor {
-    type Result = ();
+    type Result = ResponseFuture<()>;
 
-    fn handle(&mut self, _msg: ReleaseAll, _ctx: &mut Self::Context) {
+    fn handle(&mut self, _msg: ReleaseAll, _ctx: &mut Self::Context) -> Self::Result {
         self.closing = true;
-        self.release_waiters();
+        // Awaited, so that a node stopping gracefully leaves no queue counted as `blocked`.
+        Box::pin(self.release_waiters())
     }
 }
 

@@ -166,3 +166,42 @@ fn start_up_without_redis_fails_naming_the_server() {
     assert!(err.contains(&url), "names the server: {err}");
     assert!(started.elapsed() < Duration::from_secs(10));
 }
+
+#[test]
+fn a_graceful_shutdown_leaves_no_queue_counted_as_blocked() {
+    if skip_redis() {
+        return;
+    }
+    const WAITERS: usize = 200;
+    let redis = RedisServer::start();
+    let mut node = TestNode::on_redis(&[&redis], &[]);
+    let waiting: Vec<TcpStream> = (0..WAITERS)
+        .map(|i| {
+            let mut s = TcpStream::connect(node.addr).unwrap();
+            write!(
+                s,
+                "POST /queue/sd{i}/pop?timeout=30 HTTP/1.1\r\nHost: t\r\nContent-Length: 0\r\n\r\n"
+            )
+            .unwrap();
+            s
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(
+        redis.cli(&["HGET", "PB:Q|UNSEC:sd7:userInfo", "blocked"]),
+        "1"
+    );
+    node.terminate();
+    assert_eq!(node.wait_exit(Duration::from_secs(15)), Some(true));
+    let sum = r"local n = 0
+        for _, k in ipairs(redis.call('KEYS', 'PB:Q|UNSEC:sd*:userInfo')) do
+            n = n + tonumber(redis.call('HGET', k, 'blocked'))
+        end
+        return n";
+    assert_eq!(
+        redis.cli(&["EVAL", sum, "0"]),
+        "0",
+        "every wait recorded as ended"
+    );
+    drop(waiting);
+}
