@@ -1,23 +1,23 @@
 //! **ShardActor**: one per store shard. It runs every operation on the queues that hash to its
 //! shard and keeps the registry of consumers waiting on them.
 //!
-//! Waiting consumers never block on the store. A pop registers a waiter here; whenever a queue
-//! may have gained messages (a push, a message put back, a waiter arriving) the actor *drains*
-//! it: it takes as many messages as the oldest waiter wants and hands them over, until the
-//! queue is empty or nobody waits. At most one drain per queue is in flight, so one take can
-//! never race another for the same waiter.
+//! Waiting consumers never block on the store. A pop with nobody ahead of it first takes what
+//! is there in one step; if the queue is empty it becomes a waiter here. Whenever a queue may have
+//! gained messages (a push, a message put back, another node's notification, a waiter arriving)
+//! the actor *drains* it: it takes as many messages as the oldest waiter wants and hands them
+//! over, until the queue is empty or nobody waits. At most one drain per queue is in flight, so
+//! one take can never race another for the same waiter.
 //!
 //! What a waiter receives is a [`Delivery`]: if it is dropped before the consumer commits it (the
 //! client went away, the pop timed out at that instant), its messages go back to the head of
 //! their queue as `Pending`.
 
 use std::collections::{HashMap, VecDeque};
+use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
 use actix::prelude::*;
-use std::future::Future;
-
 use futures_util::FutureExt;
 use futures_util::future::BoxFuture;
 use tracing::{debug, warn};
@@ -25,50 +25,66 @@ use tracing::{debug, warn};
 use crate::inbox::{DeliveryState, Message, NewTransaction, QueueName, QueuedRef, unix_now};
 use crate::store::{ShardEvent, ShardId, Store, StoreError, StoreResult, TakenRef};
 
-/// Messages taken from a queue for one consumer. Dropping it uncommitted puts them back.
+/// Messages taken from a queue for one consumer. Dropping it uncommitted puts them back at the
+/// head of their queue, as `Pending`.
 #[derive(Debug)]
 pub struct Delivery {
-    messages: Vec<Message>,
-    guard: Option<PutBackGuard>,
+    items: Vec<Taken>,
+    /// The shard and queue they came from; `None` for an empty delivery.
+    home: Option<(Addr<ShardActor>, QueueName)>,
+}
+
+/// One taken message, with where it goes back to (`None` when it had expired: it never goes
+/// back).
+#[derive(Debug)]
+struct Taken {
+    message: Message,
+    queued: Option<QueuedRef>,
 }
 
 impl Delivery {
     /// Nothing arrived in time.
     pub fn empty() -> Self {
         Delivery {
-            messages: Vec::new(),
-            guard: None,
+            items: Vec::new(),
+            home: None,
         }
     }
 
-    pub fn messages(&self) -> &[Message] {
-        &self.messages
+    fn len(&self) -> usize {
+        self.items.len()
+    }
+
+    /// Keeps the first `at` messages and returns the rest as a delivery of its own.
+    fn split_off(&mut self, at: usize) -> Delivery {
+        Delivery {
+            items: self.items.split_off(at.min(self.items.len())),
+            home: self.home.clone(),
+        }
+    }
+
+    /// Takes `other`'s messages after these.
+    fn append(&mut self, mut other: Delivery) {
+        self.items.append(&mut other.items);
     }
 
     /// The consumer has the messages: from now on they are its responsibility.
     pub fn commit(mut self) -> Vec<Message> {
-        if let Some(guard) = &mut self.guard {
-            guard.refs.clear();
-        }
-        std::mem::take(&mut self.messages)
+        std::mem::take(&mut self.items)
+            .into_iter()
+            .map(|t| t.message)
+            .collect()
     }
 }
 
-/// Sends taken references back to their shard unless they were committed.
-#[derive(Debug)]
-struct PutBackGuard {
-    shard: Addr<ShardActor>,
-    queue: QueueName,
-    refs: Vec<QueuedRef>,
-}
-
-impl Drop for PutBackGuard {
+impl Drop for Delivery {
     fn drop(&mut self) {
-        if !self.refs.is_empty() {
-            debug!(queue = %self.queue, count = self.refs.len(), "delivery abandoned; putting messages back");
-            self.shard.do_send(PutBack {
-                queue: self.queue.clone(),
-                refs: std::mem::take(&mut self.refs),
+        let refs: Vec<QueuedRef> = self.items.drain(..).filter_map(|t| t.queued).collect();
+        if let (false, Some((shard, queue))) = (refs.is_empty(), &self.home) {
+            debug!(%queue, count = refs.len(), "delivery abandoned; putting messages back");
+            shard.do_send(PutBack {
+                queue: queue.clone(),
+                refs,
             });
         }
     }
@@ -260,38 +276,41 @@ impl ShardActor {
     }
 
     fn delivery(&self, queue: &QueueName, taken: Vec<TakenRef>, ctx: &Context<Self>) -> Delivery {
-        let mut refs = Vec::with_capacity(taken.len());
-        let mut messages = Vec::with_capacity(taken.len());
-        for t in taken {
-            messages.push(Message::from_meta(t.queued.tx.clone(), t.meta.as_ref()));
-            // An expired message is reported but never goes back.
-            if t.meta.is_some() {
-                refs.push(t.queued);
-            }
-        }
+        let items = taken
+            .into_iter()
+            .map(|t| Taken {
+                message: Message::from_meta(t.queued.tx.clone(), t.meta.as_ref()),
+                // An expired message is reported but never goes back.
+                queued: t.meta.is_some().then_some(t.queued),
+            })
+            .collect();
         Delivery {
-            messages,
-            guard: Some(PutBackGuard {
-                shard: ctx.address(),
-                queue: queue.clone(),
-                refs,
-            }),
+            items,
+            home: Some((ctx.address(), queue.clone())),
         }
     }
 
-    /// Gives `delivery` to the oldest waiter still there; with none, dropping it puts it back.
+    /// Gives `delivery` to the oldest waiters still there, none more than its `max` (the take
+    /// was sized for a waiter that may have left meanwhile); what nobody takes goes back.
     fn hand_over(&mut self, queue: &QueueName, mut delivery: Delivery) {
-        while let Some(waiter) = self.next_waiter(queue) {
-            match waiter.notify.try_send(WaiterNotice::Deliver(delivery)) {
-                Ok(()) => return,
+        while delivery.len() > 0 {
+            let Some(waiter) = self.next_waiter(queue) else {
+                return;
+            };
+            let rest = delivery.split_off(waiter.max);
+            delivery = match waiter.notify.try_send(WaiterNotice::Deliver(delivery)) {
+                Ok(()) => rest,
                 Err(SendError::Full(notice)) => {
                     // A session's mailbox only ever holds a notice or two; never skip a live one.
                     waiter.notify.do_send(notice);
-                    return;
+                    rest
                 }
-                Err(SendError::Closed(WaiterNotice::Deliver(d))) => delivery = d,
+                Err(SendError::Closed(WaiterNotice::Deliver(mut returned))) => {
+                    returned.append(rest);
+                    returned
+                }
                 Err(SendError::Closed(_)) => unreachable!("we sent a delivery"),
-            }
+            };
         }
     }
 
@@ -553,7 +572,7 @@ impl Handler<ReleaseAll> for ShardActor {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::inbox::{Meta, Namespace, Priority, TxId};
+    use crate::inbox::{Meta, Namespace, NewTransaction, Priority, TxId};
     use crate::store::memory::MemoryStore;
 
     /// A waiter whose client vanished just as its messages arrived: it drops what it gets.
@@ -754,6 +773,84 @@ mod tests {
         actix::clock::sleep(Duration::from_millis(100)).await;
         assert!(!store.queue_info(0, &queue, 1).await.unwrap().blocked);
         assert_eq!(count_tracked(&shard).await, 0);
+    }
+
+    #[actix::test]
+    async fn no_waiter_gets_more_than_its_max() {
+        let (store, shard, queue, _) = setup(&[]).await;
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+        for id in 1..=2 {
+            shard.do_send(Wait {
+                queue: queue.clone(),
+                waiter: waiter(id, 1, Keeping(tx.clone()).start().recipient()),
+            });
+        }
+        actix::clock::sleep(Duration::from_millis(50)).await;
+        // Three messages reach the store behind the shard's back, then are taken in one go, as
+        // a take sized for a waiter that has since left would.
+        let mut ids = Vec::new();
+        for payload in ["a", "b", "c"] {
+            let tx = NewTransaction {
+                id: TxId::generate(),
+                priority: Priority::High,
+                queues: vec!["q".into()],
+                meta: Meta::from([("payload".to_owned(), payload.to_owned())]),
+                expires_at: unix_now() + 60,
+            };
+            store
+                .provision(0, &tx, std::slice::from_ref(&queue))
+                .await
+                .unwrap();
+            ids.push(tx.id);
+        }
+        #[derive(Message)]
+        #[rtype(result = "()")]
+        struct TakeAndHandOver(QueueName);
+        impl Handler<TakeAndHandOver> for ShardActor {
+            type Result = ResponseActFuture<Self, ()>;
+            fn handle(&mut self, msg: TakeAndHandOver, _ctx: &mut Self::Context) -> Self::Result {
+                let store = Arc::clone(&self.store);
+                let queue = msg.0.clone();
+                Box::pin(
+                    async move {
+                        store
+                            .take(0, &queue, 3, DeliveryState::Delivered, None)
+                            .await
+                            .unwrap()
+                    }
+                    .into_actor(self)
+                    .map(move |taken, act, ctx| {
+                        let delivery = act.delivery(&msg.0, taken, ctx);
+                        act.hand_over(&msg.0, delivery);
+                    }),
+                )
+            }
+        }
+        shard.send(TakeAndHandOver(queue.clone())).await.unwrap();
+        for expected in [&ids[0], &ids[1]] {
+            let got = tokio::time::timeout(Duration::from_secs(2), rx.recv())
+                .await
+                .unwrap()
+                .unwrap();
+            assert_eq!(
+                got.iter().map(|m| &m.tx).collect::<Vec<_>>(),
+                [expected],
+                "one each"
+            );
+        }
+        actix::clock::sleep(Duration::from_millis(50)).await;
+        let left: Vec<TxId> = store
+            .peek(0, &queue, 10)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|m| m.tx)
+            .collect();
+        assert_eq!(left, [ids[2].clone()], "the third went back");
+        assert_eq!(
+            store.states(&ids[2]).await.unwrap()["q"],
+            DeliveryState::Pending
+        );
     }
 
     /// Asks the shard how many queues it tracks.
