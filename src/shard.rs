@@ -23,7 +23,7 @@ use futures_util::future::BoxFuture;
 use tracing::{debug, warn};
 
 use crate::inbox::{DeliveryState, Message, NewTransaction, QueueName, QueuedRef, unix_now};
-use crate::store::{ShardEvent, ShardId, Store, StoreError, StoreResult, TakenRef};
+use crate::store::{ShardEvent, ShardId, Store, StoreError, StoreResult, TakenRef, WaitAccounting};
 
 /// Messages taken from a queue for one consumer. Dropping it uncommitted puts them back at the
 /// head of their queue, as `Pending`.
@@ -170,12 +170,37 @@ impl<R: 'static> actix::Message for Run<R> {
 #[rtype(result = "()")]
 pub struct ReleaseAll;
 
+/// A waiter in the registry, with what the store knows of it.
+struct Registered {
+    waiter: Waiter,
+    /// The store counts it in the queue's `blocked` (a take found nothing for it).
+    counted: bool,
+    /// Its first take has been sent (that one records `lastPop`).
+    looked: bool,
+}
+
+/// The take in flight for a queue, and the waiters whose `blocked` accounting it carries.
+#[derive(Default)]
+struct InFlight {
+    /// Not counted yet: counted in if the take finds nothing.
+    counting: Vec<u64>,
+    /// The front waiter, counted: counted out if the take serves it.
+    uncounting: Option<u64>,
+    /// Of those, the ones that left meanwhile: settled when the take lands.
+    left: Vec<u64>,
+}
+
+impl InFlight {
+    fn carries(&self, id: u64) -> bool {
+        self.uncounting == Some(id) || self.counting.contains(&id)
+    }
+}
+
 #[derive(Default)]
 struct QueueWaiters {
-    waiters: VecDeque<Waiter>,
-    /// A take is in flight for this queue.
-    draining: bool,
-    /// Something changed while it was: look again when it lands.
+    waiters: VecDeque<Registered>,
+    in_flight: Option<InFlight>,
+    /// Something changed while a take was in flight: look again when it lands.
     again: bool,
 }
 
@@ -209,30 +234,57 @@ impl ShardActor {
         let Some(entry) = self.queues.get_mut(&queue) else {
             return;
         };
-        if entry.draining {
+        if entry.in_flight.is_some() {
             entry.again = true;
             return;
         }
         // Waiters whose session is gone would only bounce messages back.
-        let before = entry.waiters.len();
-        entry.waiters.retain(|w| w.notify.connected());
-        for _ in entry.waiters.len()..before {
+        let mut gone = Vec::new();
+        entry.waiters.retain(|r| {
+            let alive = r.waiter.notify.connected();
+            if !alive {
+                gone.push(r.counted);
+            }
+            alive
+        });
+        for _ in gone.into_iter().filter(|counted| *counted) {
             self.waiter_left(&queue);
         }
         let Some(entry) = self.queues.get_mut(&queue) else {
             return;
         };
-        let Some(front) = entry.waiters.front() else {
+        let Some(front) = entry.waiters.front_mut() else {
             self.queues.remove(&queue);
             return;
         };
-        let (max, mark) = (front.max, front.mark);
-        entry.draining = true;
+        let popped_at = (!front.looked).then(unix_now);
+        front.looked = true;
+        let (max, mark) = (front.waiter.max, front.waiter.mark);
+        let uncounting = Some(front.waiter.id).filter(|_| front.counted);
+        let flight = InFlight {
+            counting: entry
+                .waiters
+                .iter()
+                .filter(|r| !r.counted)
+                .map(|r| r.waiter.id)
+                .collect(),
+            uncounting,
+            left: Vec::new(),
+        };
+        let accounting = WaitAccounting {
+            count_if_empty: flight.counting.len() as u32,
+            uncount_if_taken: flight.uncounting.is_some(),
+        };
+        entry.in_flight = Some(flight);
         entry.again = false;
 
         let store = Arc::clone(&self.store);
         let (shard, q) = (self.id, queue.clone());
-        let take = async move { store.take(shard, &q, max, mark, None).await };
+        let take = async move {
+            store
+                .take(shard, &q, max, mark, popped_at, accounting)
+                .await
+        };
         ctx.spawn(
             take.into_actor(self)
                 .map(move |result, act, ctx| act.drained(queue, result, ctx)),
@@ -247,20 +299,32 @@ impl ShardActor {
     ) {
         // The registry entry may be gone (shutdown released every waiter): what was taken must
         // still become a delivery, so that with nobody to give it to it goes back.
-        let again = match self.queues.get_mut(&queue) {
-            Some(entry) => {
-                entry.draining = false;
-                entry.again
-            }
-            None => false,
+        let (flight, again) = match self.queues.get_mut(&queue) {
+            Some(entry) => (entry.in_flight.take(), entry.again),
+            None => (None, false),
         };
         match result {
             Ok(taken) if taken.is_empty() => {
+                // The take counted the newcomers in; the front waiter stays counted.
+                let flight = flight.unwrap_or_default();
+                for id in flight.counting.iter().chain(&flight.uncounting) {
+                    if flight.left.contains(id) {
+                        self.waiter_left(&queue);
+                    } else if let Some(r) = self.registered(&queue, *id) {
+                        r.counted = true;
+                    }
+                }
                 if again {
                     self.drain(queue, ctx);
                 }
             }
             Ok(taken) => {
+                // The take counted the front waiter out: serving it costs nothing more. The
+                // newcomers stay uncounted; the next take looks after them.
+                let served = flight.and_then(|f| f.uncounting.filter(|id| !f.left.contains(id)));
+                if let Some(r) = served.and_then(|id| self.registered(&queue, id)) {
+                    r.counted = false;
+                }
                 let delivery = self.delivery(&queue, taken, ctx);
                 self.hand_over(&queue, delivery);
                 self.drain(queue, ctx);
@@ -273,6 +337,15 @@ impl ShardActor {
                 self.drain(queue, ctx);
             }
         }
+    }
+
+    /// A waiter still in the registry.
+    fn registered(&mut self, queue: &QueueName, id: u64) -> Option<&mut Registered> {
+        self.queues
+            .get_mut(queue)?
+            .waiters
+            .iter_mut()
+            .find(|r| r.waiter.id == id)
     }
 
     fn delivery(&self, queue: &QueueName, taken: Vec<TakenRef>, ctx: &Context<Self>) -> Delivery {
@@ -317,28 +390,39 @@ impl ShardActor {
     /// Answers every waiter with nothing. A drain in flight still ends in a delivery, which,
     /// with nobody left to take it, goes back. Resolves once the store knows they left.
     fn release_waiters(&mut self) -> impl Future<Output = ()> + use<> {
-        let released: Vec<(QueueName, Waiter)> = self
-            .queues
-            .iter_mut()
-            .flat_map(|(queue, entry)| entry.waiters.drain(..).map(move |w| (queue.clone(), w)))
-            .collect();
-        self.queues.retain(|_, entry| entry.draining);
+        let mut released = Vec::new();
+        for (queue, entry) in &mut self.queues {
+            for r in entry.waiters.drain(..) {
+                let mut counted = r.counted;
+                if let Some(flight) = entry.in_flight.as_mut().filter(|f| f.carries(r.waiter.id)) {
+                    // Its take settles how it is counted when it lands.
+                    flight.left.push(r.waiter.id);
+                    counted = false;
+                }
+                released.push((queue.clone(), counted, r.waiter));
+            }
+        }
+        self.queues.retain(|_, entry| entry.in_flight.is_some());
         let mut recorded = Vec::with_capacity(released.len());
-        for (queue, waiter) in released {
-            recorded.push(self.wait_ended(&queue));
+        for (queue, counted, waiter) in released {
+            if counted {
+                recorded.push(self.wait_ended(&queue));
+            }
             waiter.notify.do_send(WaiterNotice::Release);
         }
         futures_util::future::join_all(recorded).map(drop)
     }
 
-    /// Takes the oldest waiter on `queue` out of the registry.
+    /// Takes the oldest waiter on `queue` out of the registry (no take is in flight for it).
     fn next_waiter(&mut self, queue: &QueueName) -> Option<Waiter> {
-        let waiter = self.queues.get_mut(queue)?.waiters.pop_front()?;
-        self.waiter_left(queue);
-        Some(waiter)
+        let r = self.queues.get_mut(queue)?.waiters.pop_front()?;
+        if r.counted {
+            self.waiter_left(queue);
+        }
+        Some(r.waiter)
     }
 
-    /// Bookkeeping for a waiter leaving the registry, however it leaves.
+    /// Counts a waiter that was counted in out of the queue's `blocked`.
     fn waiter_left(&self, queue: &QueueName) {
         actix::spawn(self.wait_ended(queue));
     }
@@ -416,72 +500,24 @@ impl StreamHandler<ShardEvent> for ShardActor {
 impl Handler<Wait> for ShardActor {
     type Result = ();
 
+    /// The waiter joins the registry before its first take is sent, so a push that lands
+    /// meanwhile (announced or not) is seen by a later take: no look is ever missed.
     fn handle(&mut self, msg: Wait, ctx: &mut Self::Context) {
         if self.closing {
             msg.waiter.notify.do_send(WaiterNotice::Release);
             return;
         }
-        let nobody_waits = self
-            .queues
-            .get(&msg.queue)
-            .is_none_or(|entry| entry.waiters.is_empty() && !entry.draining);
-        if nobody_waits {
-            self.take_at_once(msg, ctx);
-        } else {
-            self.register(msg, ctx);
-        }
-    }
-}
-
-impl ShardActor {
-    /// The fast path of a pop: with nobody ahead of it, take what is there in one step (which
-    /// also records `lastPop`); only when the queue is empty does the pop become a waiter.
-    fn take_at_once(&mut self, msg: Wait, ctx: &mut Context<Self>) {
-        let store = Arc::clone(&self.store);
-        let (shard, queue, max, mark) =
-            (self.id, msg.queue.clone(), msg.waiter.max, msg.waiter.mark);
-        ctx.spawn(
-            async move { store.take(shard, &queue, max, mark, Some(unix_now())).await }
-                .into_actor(self)
-                .map(move |result, act, ctx| match result {
-                    Ok(taken) if taken.is_empty() => act.register(msg, ctx),
-                    Ok(taken) => {
-                        let delivery = act.delivery(&msg.queue, taken, ctx);
-                        // A session that has just gone drops it, which puts it back.
-                        msg.waiter.notify.do_send(WaiterNotice::Deliver(delivery));
-                    }
-                    Err(e) => msg.waiter.notify.do_send(WaiterNotice::Fail(e)),
-                }),
-        );
-    }
-
-    /// Makes the pop a waiter. The queue is drained right after, which also catches a push that
-    /// landed between an empty take and the registration.
-    fn register(&mut self, msg: Wait, ctx: &mut Context<Self>) {
-        let store = Arc::clone(&self.store);
-        let (shard, queue) = (self.id, msg.queue.clone());
-        // Recorded before the waiter can be served, so `blocked` never goes below zero.
-        ctx.spawn(
-            async move { store.wait_started(shard, &queue, unix_now()).await }
-                .into_actor(self)
-                .map(move |result, act, ctx| {
-                    if let Err(e) = result {
-                        msg.waiter.notify.do_send(WaiterNotice::Fail(e));
-                        return;
-                    }
-                    if act.closing {
-                        act.waiter_left(&msg.queue);
-                        msg.waiter.notify.do_send(WaiterNotice::Release);
-                        return;
-                    }
-                    act.queues
-                        .entry(msg.queue.clone())
-                        .or_default()
-                        .waiters
-                        .push_back(msg.waiter);
-                    act.drain(msg.queue, ctx);
-                }),
-        );
+        let registered = Registered {
+            waiter: msg.waiter,
+            counted: false,
+            looked: false,
+        };
+        self.queues
+            .entry(msg.queue.clone())
+            .or_default()
+            .waiters
+            .push_back(registered);
+        self.drain(msg.queue, ctx);
     }
 }
 
@@ -492,13 +528,20 @@ impl Handler<CancelWait> for ShardActor {
         let Some(entry) = self.queues.get_mut(&msg.queue) else {
             return;
         };
-        let before = entry.waiters.len();
-        entry.waiters.retain(|w| w.id != msg.id);
-        let removed = entry.waiters.len() < before;
-        if entry.waiters.is_empty() && !entry.draining {
+        let Some(at) = entry.waiters.iter().position(|r| r.waiter.id == msg.id) else {
+            return;
+        };
+        let left = entry.waiters.remove(at).expect("found above");
+        let mut count_out = left.counted;
+        if let Some(flight) = entry.in_flight.as_mut().filter(|f| f.carries(msg.id)) {
+            // Whether its take counts it in or out is known when the take lands.
+            flight.left.push(msg.id);
+            count_out = false;
+        }
+        if entry.waiters.is_empty() && entry.in_flight.is_none() {
             self.queues.remove(&msg.queue);
         }
-        if removed {
+        if count_out {
             self.waiter_left(&msg.queue);
         }
     }
@@ -814,7 +857,14 @@ mod tests {
                 Box::pin(
                     async move {
                         store
-                            .take(0, &queue, 3, DeliveryState::Delivered, None)
+                            .take(
+                                0,
+                                &queue,
+                                3,
+                                DeliveryState::Delivered,
+                                None,
+                                WaitAccounting::default(),
+                            )
                             .await
                             .unwrap()
                     }

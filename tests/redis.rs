@@ -205,3 +205,41 @@ fn a_graceful_shutdown_leaves_no_queue_counted_as_blocked() {
     );
     drop(waiting);
 }
+
+#[test]
+fn blocked_counts_exactly_the_waiting_pops() {
+    if skip_redis() {
+        return;
+    }
+    let redis = RedisServer::start();
+    let node = TestNode::on_redis(&[&redis], &[]);
+    let blocked = || redis.cli(&["HGET", "PB:Q|UNSEC:count:userInfo", "blocked"]);
+    let settle = || std::thread::sleep(Duration::from_millis(300));
+    let mut clients: Vec<TcpStream> = (0..3)
+        .map(|_| {
+            let mut s = TcpStream::connect(node.addr).unwrap();
+            write!(
+                s,
+                "POST /queue/count/pop?timeout=30 HTTP/1.1\r\nHost: t\r\nContent-Length: 0\r\n\r\n"
+            )
+            .unwrap();
+            s
+        })
+        .collect();
+    settle();
+    assert_eq!(blocked(), "3", "three waiting pops");
+    drop(clients.remove(0));
+    settle();
+    assert_eq!(blocked(), "2", "one client left");
+    node.push(&["count"], "m", "H");
+    settle();
+    assert_eq!(blocked(), "1", "one pop served");
+    drop(clients);
+    settle();
+    assert_eq!(blocked(), "0", "everyone left");
+    // A pop that finds messages never counts as waiting, and one that times out counts out.
+    node.push(&["count"], "m", "H");
+    node.pop("count", "timeout=1");
+    node.pop("count", "timeout=1");
+    assert_eq!(blocked(), "0");
+}

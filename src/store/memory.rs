@@ -9,7 +9,7 @@ use std::sync::{Mutex, MutexGuard};
 
 use async_trait::async_trait;
 
-use super::{ShardId, Store, StoreResult, TakenRef};
+use super::{ShardId, Store, StoreResult, TakenRef, WaitAccounting};
 use crate::inbox::{
     DeliveryState, Message, Meta, NewTransaction, Priority, QueueInfo, QueueName, QueuedRef, TxId,
     shard_of, unix_now,
@@ -212,15 +212,14 @@ impl Store for MemoryStore {
         max: usize,
         mark: DeliveryState,
         popped_at: Option<i64>,
+        accounting: WaitAccounting,
     ) -> StoreResult<Vec<TakenRef>> {
         let taken: Vec<QueuedRef> = {
             let mut map = self.queues(shard);
+            let data = map.entry(queue.clone()).or_default();
             if let Some(at) = popped_at {
-                map.entry(queue.clone()).or_default().last_pop = Some(at);
+                data.last_pop = Some(at);
             }
-            let Some(data) = map.get_mut(queue) else {
-                return Ok(Vec::new());
-            };
             let from_high = data.high.len().min(max);
             let from_low = data.low.len().min(max - from_high);
             let high = data.high.drain(..from_high).map(|tx| QueuedRef {
@@ -231,7 +230,13 @@ impl Store for MemoryStore {
                 tx,
                 priority: Priority::Low,
             });
-            high.chain(low).collect()
+            let taken: Vec<QueuedRef> = high.chain(low).collect();
+            if taken.is_empty() {
+                data.blocked += u64::from(accounting.count_if_empty);
+            } else if accounting.uncount_if_taken {
+                data.blocked = data.blocked.saturating_sub(1);
+            }
+            taken
         };
         // The references are out of the queue, so no other caller can take them; marking their
         // state afterwards keeps the two locks apart.
@@ -305,14 +310,6 @@ impl Store for MemoryStore {
             },
             None => QueueInfo::default(),
         })
-    }
-
-    async fn wait_started(&self, shard: ShardId, queue: &QueueName, now: i64) -> StoreResult<()> {
-        let mut map = self.queues(shard);
-        let data = map.entry(queue.clone()).or_default();
-        data.blocked += 1;
-        data.last_pop = Some(now);
-        Ok(())
     }
 
     async fn wait_ended(&self, shard: ShardId, queue: &QueueName) -> StoreResult<()> {
@@ -398,7 +395,14 @@ mod tests {
                     .unwrap();
             }
             let taken = store
-                .take(0, &q, 2, DeliveryState::Delivered, None)
+                .take(
+                    0,
+                    &q,
+                    2,
+                    DeliveryState::Delivered,
+                    None,
+                    WaitAccounting::default(),
+                )
                 .await
                 .unwrap();
             let ids: Vec<_> = taken.iter().map(|t| t.queued.tx.clone()).collect();

@@ -61,6 +61,18 @@ pub struct TakenRef {
     pub meta: Option<Meta>,
 }
 
+/// How a take keeps the queue's `blocked` count (consumers waiting on it), so that waiting
+/// costs no store operation of its own: consumers are counted in by the take that finds nothing
+/// for them, and out by the take that serves them (or by [`Store::wait_ended`] if they leave
+/// unserved).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct WaitAccounting {
+    /// Consumers not counted yet: if nothing is taken, count them in.
+    pub count_if_empty: u32,
+    /// The consumer served first is counted: if something is taken, count it out.
+    pub uncount_if_taken: bool,
+}
+
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
     /// How many queue shards this backend has.
@@ -123,8 +135,9 @@ pub trait Store: Send + Sync + 'static {
 
     /// Removes up to `max` references from the head of `queue` (high before low), loads each
     /// one's metadata and sets its state for this queue to `mark` — all in one step, so every
-    /// reference is taken by exactly one caller.
-    /// With `popped_at`, also records it as the queue's `lastPop` (a pop served at once).
+    /// reference is taken by exactly one caller. With `popped_at`, also records it as the queue's
+    /// `lastPop` (a consumer's first look). `accounting` keeps the queue's `blocked` count in the
+    /// same step: see [`WaitAccounting`].
     async fn take(
         &self,
         shard: ShardId,
@@ -132,6 +145,7 @@ pub trait Store: Send + Sync + 'static {
         max: usize,
         mark: DeliveryState,
         popped_at: Option<i64>,
+        accounting: WaitAccounting,
     ) -> StoreResult<Vec<TakenRef>>;
 
     /// Puts taken references back at the head of `queue` in their original order, with state
@@ -158,9 +172,6 @@ pub trait Store: Send + Sync + 'static {
         queue: &QueueName,
         cap: usize,
     ) -> StoreResult<QueueInfo>;
-
-    /// A consumer starts waiting on `queue` at Unix time `now` (`blocked` goes up, `lastPop` = now).
-    async fn wait_started(&self, shard: ShardId, queue: &QueueName, now: i64) -> StoreResult<()>;
 
     /// A consumer stopped waiting on `queue`.
     async fn wait_ended(&self, shard: ShardId, queue: &QueueName) -> StoreResult<()>;

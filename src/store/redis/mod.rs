@@ -23,7 +23,7 @@ use async_trait::async_trait;
 use tokio::sync::mpsc;
 use tracing::{error, warn};
 
-use super::{ShardEvent, ShardId, Store, StoreError, StoreResult, TakenRef};
+use super::{ShardEvent, ShardId, Store, StoreError, StoreResult, TakenRef, WaitAccounting};
 use crate::config::StoreSettings;
 use crate::inbox::{
     DeliveryState, Message, Meta, NewTransaction, Priority, QueueInfo, QueueName, QueuedRef, TxId,
@@ -309,6 +309,7 @@ impl Store for RedisStore {
         max: usize,
         mark: DeliveryState,
         popped_at: Option<i64>,
+        accounting: WaitAccounting,
     ) -> StoreResult<Vec<TakenRef>> {
         let server = self.shard(shard);
         // Marking in the same script saves a round trip when the transactions live here too.
@@ -325,7 +326,9 @@ impl Store for RedisStore {
                     .arg(TOKEN_LIFETIME_SECS)
                     .arg(if together { queue.id() } else { "" })
                     .arg(mark.as_str())
-                    .arg(popped_at.map(|t| t.to_string()).unwrap_or_default());
+                    .arg(popped_at.map(|t| t.to_string()).unwrap_or_default())
+                    .arg(accounting.count_if_empty)
+                    .arg(if accounting.uncount_if_taken { "1" } else { "" });
                 let mut conn = server.conn();
                 async move { invocation.invoke_async(&mut conn).await }
             })
@@ -438,20 +441,6 @@ impl Store for RedisStore {
             blocked: blocked.unwrap_or(0) > 0,
             last_pop,
         })
-    }
-
-    async fn wait_started(&self, shard: ShardId, queue: &QueueName, now: i64) -> StoreResult<()> {
-        let server = self.shard(shard);
-        let info = keys::user_info(queue);
-        ::redis::pipe()
-            .atomic()
-            .hincr(&info, "blocked", 1)
-            .ignore()
-            .hset(&info, "lastPopDate", now)
-            .ignore()
-            .query_async::<()>(&mut server.conn())
-            .await
-            .map_err(|e| server.error(e))
     }
 
     async fn wait_ended(&self, shard: ShardId, queue: &QueueName) -> StoreResult<()> {

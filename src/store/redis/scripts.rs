@@ -50,7 +50,10 @@ pub static PROVISION: LazyLock<Script> = LazyLock::new(|| {
 /// (after a lost reply) it returns the same references instead of taking more. When ARGV[3] is a
 /// queue id, it also sets each live transaction's state there to ARGV[4] and returns its metadata
 /// (only possible when transactions live on this server). When ARGV[5] is a time, it is recorded
-/// as the queue's `lastPopDate` in KEYS[4]. Returns `{high, low, metas}`.
+/// as the queue's `lastPopDate` in KEYS[4]. The `blocked` count there goes up by ARGV[6] when
+/// nothing was taken, and down by one when something was and ARGV[7] is set; a replay of a
+/// recorded take changes nothing (so an empty counting take is recorded too).
+/// Returns `{high, low, metas}`.
 pub static TAKE: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
         r#"
@@ -64,7 +67,13 @@ pub static TAKE: LazyLock<Script> = LazyLock::new(|| {
             local low = {}
             if #high < max then low = redis.call('LPOP', KEYS[2], max - #high) or {} end
             taken = {high, low}
-            if #high + #low > 0 then
+            local count, newcomers = #high + #low, tonumber(ARGV[6])
+            if count == 0 and newcomers > 0 then
+                redis.call('HINCRBY', KEYS[4], 'blocked', newcomers)
+            elseif count > 0 and ARGV[7] ~= '' then
+                redis.call('HINCRBY', KEYS[4], 'blocked', -1)
+            end
+            if count > 0 or newcomers > 0 then
                 redis.call('SET', KEYS[3], cjson.encode(taken), 'EX', ARGV[2])
             end
         end
