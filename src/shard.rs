@@ -694,13 +694,7 @@ mod tests {
         });
         actix::clock::sleep(Duration::from_millis(100)).await;
 
-        let order: Vec<TxId> = store
-            .peek(0, &queue, 10)
-            .await
-            .unwrap()
-            .into_iter()
-            .map(|m| m.tx)
-            .collect();
+        let order: Vec<TxId> = queued(&store, &queue).await;
         assert_eq!(order, ids, "back at the head, in order");
         for id in &ids {
             assert_eq!(store.states(id).await.unwrap()["q"], DeliveryState::Pending);
@@ -889,18 +883,23 @@ mod tests {
             );
         }
         actix::clock::sleep(Duration::from_millis(50)).await;
-        let left: Vec<TxId> = store
-            .peek(0, &queue, 10)
-            .await
-            .unwrap()
-            .into_iter()
-            .map(|m| m.tx)
-            .collect();
+        let left: Vec<TxId> = queued(&store, &queue).await;
         assert_eq!(left, [ids[2].clone()], "the third went back");
         assert_eq!(
             store.states(&ids[2]).await.unwrap()["q"],
             DeliveryState::Pending
         );
+    }
+
+    /// The ids in `queue`, head first.
+    async fn queued(store: &MemoryStore, queue: &QueueName) -> Vec<TxId> {
+        store
+            .peek(0, queue, 10)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|m| m.tx)
+            .collect()
     }
 
     /// Asks the shard how many queues it tracks.

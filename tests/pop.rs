@@ -3,7 +3,6 @@
 mod common;
 
 use std::collections::HashSet;
-use std::io::Write;
 use std::net::TcpStream;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -186,19 +185,9 @@ fn bad_parameters_are_refused(backend: Backend) {
     );
 }
 
-/// Opens a connection with a pop waiting on `queue`, for the caller to drop.
-fn waiting_pop(node: &TestNode, queue: &str) -> TcpStream {
-    let mut stream = TcpStream::connect(node.addr).unwrap();
-    let request = format!(
-        "POST /queue/{queue}/pop?timeout=30 HTTP/1.1\r\nHost: t\r\nContent-Length: 0\r\n\r\n"
-    );
-    stream.write_all(request.as_bytes()).unwrap();
-    stream
-}
-
 fn a_client_that_disconnects_while_waiting_takes_nothing(backend: Backend) {
     let node = TestNode::start(backend);
-    let stream = waiting_pop(&node, "gone");
+    let stream = node.hold_pop("gone");
     std::thread::sleep(Duration::from_millis(300));
     assert_eq!(node.get("/queue/gone").1["blocked"], json!(true));
     drop(stream);
@@ -217,7 +206,7 @@ fn a_client_that_disconnects_while_waiting_takes_nothing(backend: Backend) {
 
 fn many_clients_disconnecting_lose_nothing(backend: Backend) {
     let node = TestNode::start(backend);
-    let streams: Vec<TcpStream> = (0..50).map(|_| waiting_pop(&node, "churn")).collect();
+    let streams: Vec<TcpStream> = (0..50).map(|_| node.hold_pop("churn")).collect();
     std::thread::sleep(Duration::from_millis(300));
     // Push while half of them are closing.
     let mut ids = Vec::new();

@@ -3,7 +3,6 @@
 
 mod common;
 
-use std::io::Write;
 use std::net::TcpStream;
 use std::process::Command;
 use std::sync::Arc;
@@ -124,17 +123,7 @@ fn waiters_hold_no_redis_connections() {
         idle, 2,
         "one command and one pub/sub connection for the one shard"
     );
-    let waiting: Vec<TcpStream> = (0..200)
-        .map(|i| {
-            let mut s = TcpStream::connect(node.addr).unwrap();
-            write!(
-                s,
-                "POST /queue/w{i}/pop?timeout=30 HTTP/1.1\r\nHost: t\r\nContent-Length: 0\r\n\r\n"
-            )
-            .unwrap();
-            s
-        })
-        .collect();
+    let waiting: Vec<TcpStream> = (0..200).map(|i| node.hold_pop(&format!("w{i}"))).collect();
     std::thread::sleep(Duration::from_millis(500));
     assert_eq!(node.get("/queue/w199").1["blocked"], json!(true));
     assert_eq!(clients(), idle, "the same connections with 200 waiters");
@@ -176,15 +165,7 @@ fn a_graceful_shutdown_leaves_no_queue_counted_as_blocked() {
     let redis = RedisServer::start();
     let mut node = TestNode::on_redis(&[&redis], &[]);
     let waiting: Vec<TcpStream> = (0..WAITERS)
-        .map(|i| {
-            let mut s = TcpStream::connect(node.addr).unwrap();
-            write!(
-                s,
-                "POST /queue/sd{i}/pop?timeout=30 HTTP/1.1\r\nHost: t\r\nContent-Length: 0\r\n\r\n"
-            )
-            .unwrap();
-            s
-        })
+        .map(|i| node.hold_pop(&format!("sd{i}")))
         .collect();
     std::thread::sleep(Duration::from_millis(500));
     assert_eq!(
@@ -215,17 +196,7 @@ fn blocked_counts_exactly_the_waiting_pops() {
     let node = TestNode::on_redis(&[&redis], &[]);
     let blocked = || redis.cli(&["HGET", "PB:Q|UNSEC:count:userInfo", "blocked"]);
     let settle = || std::thread::sleep(Duration::from_millis(300));
-    let mut clients: Vec<TcpStream> = (0..3)
-        .map(|_| {
-            let mut s = TcpStream::connect(node.addr).unwrap();
-            write!(
-                s,
-                "POST /queue/count/pop?timeout=30 HTTP/1.1\r\nHost: t\r\nContent-Length: 0\r\n\r\n"
-            )
-            .unwrap();
-            s
-        })
-        .collect();
+    let mut clients: Vec<TcpStream> = (0..3).map(|_| node.hold_pop("count")).collect();
     settle();
     assert_eq!(blocked(), "3", "three waiting pops");
     drop(clients.remove(0));

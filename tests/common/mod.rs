@@ -331,6 +331,16 @@ impl TestNode {
         reply["data"][queue].as_str().unwrap_or("").to_owned()
     }
 
+    /// Opens a connection whose pop waits on `queue` (up to 30 s) until the stream is dropped.
+    pub fn hold_pop(&self, queue: &str) -> TcpStream {
+        let mut stream = TcpStream::connect(self.addr).unwrap();
+        let request = format!(
+            "POST /queue/{queue}/pop?timeout=30 HTTP/1.1\r\nHost: t\r\nContent-Length: 0\r\n\r\n"
+        );
+        stream.write_all(request.as_bytes()).unwrap();
+        stream
+    }
+
     /// Sends raw bytes on a new connection and reads the whole answer (status, headers, body).
     pub fn raw(&self, request: &[u8]) -> RawResponse {
         let mut stream = TcpStream::connect(self.addr).unwrap();
