@@ -1,12 +1,17 @@
 //! The Redis backend: durable, shared by every node, sharded over several servers.
 //!
 //! Queues are spread over `redis_servers` by PopBox's hash; transaction metadata and states live
-//! on `redis_transactions` (default: the first shard). Each server gets one multiplexed command
-//! connection (a [`ConnectionManager`], which reconnects by itself) and, per shard, one pub/sub
-//! connection (see [`subscriber`]) — never one per waiter or request.
+//! on `redis_transactions` (default: the first shard). Each shard thread that uses a server has
+//! one multiplexed command connection to it (a [`ConnectionManager`], which reconnects by
+//! itself), and each shard one pub/sub connection (see [`subscriber`]): never one per waiter or
+//! request.
 //!
-//! Every operation is at most one script or transaction per server it touches: a push to one
-//! queue or a pop is two round trips (transactions server, queue shard).
+//! Every operation is one script or transaction per server it touches. When queues and
+//! transactions share a server, a push and a pop that finds messages are one round trip each; a
+//! pop that has to wait is two in all, because the takes keep its `blocked` count.
+//!
+//! Takes and put-backs carry a token recorded in the same script, so that one cut off by an
+//! outage can be run again (for `redis_recovery`) without losing or duplicating messages.
 
 mod keys;
 mod scripts;
