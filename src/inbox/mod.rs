@@ -2,8 +2,10 @@
 //! take them.
 //!
 //! [`Inbox`] is the one entry point the HTTP layer uses. It knows which
-//! [`ShardActor`](crate::shard::ShardActor) owns each queue and transaction and sends it the
+//! [`ShardActor`] owns each queue and transaction and sends it the
 //! work; it never touches the store itself.
+//!
+//! [`ShardActor`]: crate::shard::ShardActor
 
 mod error;
 pub mod js;

@@ -1,11 +1,10 @@
 //! Redis key names, as PopBox lays them out, so that a Redis written by PopBox reads the same:
 //!
-//! | key | server | type |
-//! |---|---|---|
-//! | `PB:T|<id>:meta` | transactions | hash of the transaction's fields |
-//! | `PB:T|<id>:state` | transactions | hash queue id → `Pending`/`Blocked`/`Delivered` |
-//! | `PB:Q|H:<prefix><queue>`, `PB:Q|L:…` | the queue's shard | list of `PB:T|<id>` references |
-//! | `PB:Q|<prefix><queue>:userInfo` | the queue's shard | hash `blocked`, `lastPopDate` |
+//! - `PB:T|<id>:meta` (transactions server): hash of the transaction's fields;
+//! - `PB:T|<id>:state` (transactions server): hash queue id → `Pending`/`Blocked`/`Delivered`;
+//! - `PB:Q|H:<prefix><queue>`, `PB:Q|L:…` (the queue's shard): lists of `PB:T|<id>` references;
+//! - `PB:Q|<prefix><queue>:userInfo` (the queue's shard): hash `blocked`, `lastPopDate`;
+//! - `PB:K|<token>` (the queue's shard): what a take or put-back did, for its retries.
 
 use crate::inbox::{Priority, QueueName, TxId};
 

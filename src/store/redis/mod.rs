@@ -3,7 +3,7 @@
 //! Queues are spread over `redis_servers` by PopBox's hash; transaction metadata and states live
 //! on `redis_transactions` (default: the first shard). Each shard thread that uses a server has
 //! one multiplexed command connection to it (a [`ConnectionManager`], which reconnects by
-//! itself), and each shard one pub/sub connection (see [`subscriber`]): never one per waiter or
+//! itself), and each shard one pub/sub connection (see `subscriber`): never one per waiter or
 //! request.
 //!
 //! Every operation is one script or transaction per server it touches. When queues and
