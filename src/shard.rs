@@ -210,6 +210,8 @@ pub struct ShardActor {
     queues: HashMap<QueueName, QueueWaiters>,
     sweep_every: Duration,
     closing: bool,
+    /// The notification path reported the shard's server gone and not yet back.
+    unreachable: bool,
 }
 
 impl ShardActor {
@@ -220,6 +222,7 @@ impl ShardActor {
             queues: HashMap::new(),
             sweep_every,
             closing: false,
+            unreachable: false,
         }
     }
 
@@ -477,6 +480,7 @@ impl StreamHandler<ShardEvent> for ShardActor {
                 }
             }
             ShardEvent::Subscribed => {
+                self.unreachable = false;
                 // Pushes announced while we were not listening are lost: look at every queue
                 // someone waits on.
                 let queues: Vec<QueueName> = self.queues.keys().cloned().collect();
@@ -485,6 +489,7 @@ impl StreamHandler<ShardEvent> for ShardActor {
                 }
             }
             ShardEvent::Lost => {
+                self.unreachable = true;
                 let server = self.store.shard_name(self.id);
                 warn!(shard = self.id, %server, "shard unreachable; answering its waiters");
                 actix::spawn(self.release_waiters());
@@ -505,6 +510,18 @@ impl Handler<Wait> for ShardActor {
     fn handle(&mut self, msg: Wait, ctx: &mut Self::Context) {
         if self.closing {
             msg.waiter.notify.do_send(WaiterNotice::Release);
+            return;
+        }
+        if self.unreachable {
+            // Refused at once: waiting would only sit out a take retrying through the outage.
+            let shard = self.store.shard_name(self.id);
+            let reason = "the server is unreachable; reconnecting".to_owned();
+            msg.waiter
+                .notify
+                .do_send(WaiterNotice::Fail(StoreError::Unavailable {
+                    shard,
+                    reason,
+                }));
             return;
         }
         let registered = Registered {

@@ -65,20 +65,16 @@ impl Server {
             let mut conn = client.get_multiplexed_async_connection().await?;
             ::redis::cmd("PING").query_async::<String>(&mut conn).await
         };
-        match tokio::time::timeout(timeout, probe).await {
-            Ok(Ok(_)) => {}
-            Ok(Err(e)) => {
-                return Err(StoreError::Unavailable {
-                    shard: name.to_string(),
-                    reason: e.to_string(),
-                });
-            }
-            Err(_) => {
-                return Err(StoreError::Unavailable {
-                    shard: name.to_string(),
-                    reason: "no answer".into(),
-                });
-            }
+        let failure = match tokio::time::timeout(timeout, probe).await {
+            Ok(Ok(_)) => None,
+            Ok(Err(e)) => Some(e.to_string()),
+            Err(_) => Some("no answer".to_owned()),
+        };
+        if let Some(reason) = failure {
+            return Err(StoreError::Unavailable {
+                shard: name.to_string(),
+                reason,
+            });
         }
         Ok(Server {
             name,
