@@ -9,6 +9,7 @@ use serde_json::{Map, Value, json};
 
 use super::request::{Body, Params, content_type};
 use super::response::{ApiError, json};
+use crate::inbox::groups::group_names;
 use crate::inbox::params::{max_messages, pop_timeout};
 use crate::inbox::provision::{validate_new, validate_update};
 use crate::inbox::{DeliveryState, Inbox, Message, Namespace, StateFilter, TxId, unix_now};
@@ -51,11 +52,42 @@ pub async fn provision(inbox: &Inbox, req: &HttpRequest, body: Body, org: Option
         return Err(invalid_content_type());
     }
     let params = Params::new(req, &body)?;
+    // Only `/trans` expands groups; `/org/<org>/trans` does not (as in PopBox).
+    let expanded = match org {
+        None => with_group_members(inbox, params.body()).await?,
+        Some(_) => None,
+    };
     let ns = namespace(inbox, org, &params)?;
-    let tx = validate_new(params.body(), inbox.settings(), unix_now())
+    let fields = expanded.as_ref().unwrap_or(params.body());
+    let tx = validate_new(fields, inbox.settings(), unix_now())
         .map_err(|errors| ApiError::new(StatusCode::BAD_REQUEST, errors))?;
     let id = inbox.provision(&ns, tx).await?;
     Ok(json(&json!({ "ok": true, "data": id })))
+}
+
+/// The body with the members of its `groups` appended to `queue` (created if absent), or
+/// `None` when it names no groups. A `queue` that is not an array is left for validation to
+/// report.
+async fn with_group_members(
+    inbox: &Inbox,
+    body: &Map<String, Value>,
+) -> Result<Option<Map<String, Value>>, ApiError> {
+    let names = group_names(body).map_err(ApiError::bad_request)?;
+    if names.is_empty() {
+        return Ok(None);
+    }
+    let members = inbox.members_of_groups(&names).await?;
+    let mut body = body.clone();
+    let queue = body
+        .entry("queue")
+        .or_insert_with(|| Value::Array(Vec::new()));
+    if queue.is_null() {
+        *queue = Value::Array(Vec::new());
+    }
+    if let Value::Array(queue) = queue {
+        queue.extend(members.into_iter().map(|id| json!({ "id": id })));
+    }
+    Ok(Some(body))
 }
 
 /// `GET /trans/<id>`: the metadata, with the queues' states when `queues` asks for them.

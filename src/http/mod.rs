@@ -4,6 +4,7 @@
 //! Routing is done by [`routes::Route`] rather than actix-web's router because PopBox matches
 //! literal segments case-insensitively while keeping parameters' case.
 
+mod groups;
 mod inbox;
 pub mod request;
 pub mod response;
@@ -66,6 +67,10 @@ async fn dispatch(
             Route::QueueState { org, queue } => {
                 inbox::queue_state(inbox, &req, body, org, queue).await
             }
+            Route::CreateGroup => groups::create(inbox, body).await,
+            Route::GetGroup { name } => groups::get(inbox, name).await,
+            Route::ChangeGroup { name } => groups::change(inbox, body, name).await,
+            Route::DeleteGroup { name } => groups::delete(inbox, name).await,
         }
     };
     result

@@ -40,6 +40,17 @@ pub enum Route {
         org: Option<String>,
         queue: String,
     },
+    /// `POST /group` (the org variants ignore the org, as in PopBox).
+    CreateGroup,
+    GetGroup {
+        name: String,
+    },
+    ChangeGroup {
+        name: String,
+    },
+    DeleteGroup {
+        name: String,
+    },
 }
 
 /// A path parameter that does not decode to UTF-8.
@@ -107,6 +118,16 @@ impl Route {
                 org,
                 queue: param(id)?,
             },
+            [g] if is(g, "group") && m == Method::POST => Route::CreateGroup,
+            [g, name] if is(g, "group") => {
+                let name = param(name)?;
+                match *m {
+                    Method::GET => Route::GetGroup { name },
+                    Method::PUT => Route::ChangeGroup { name },
+                    Method::DELETE => Route::DeleteGroup { name },
+                    _ => return Ok(None),
+                }
+            }
             _ => return Ok(None),
         };
         Ok(Some(route))
@@ -168,6 +189,11 @@ mod tests {
         assert_eq!(parse(Method::DELETE, "/org/acme/trans/x"), None);
         assert_eq!(parse(Method::GET, "/org/acme/trans/x/state"), None);
         assert_eq!(parse(Method::GET, "/org/acme"), None);
+        assert_eq!(
+            parse(Method::DELETE, "/org/acme/group/g1"),
+            Some(Route::DeleteGroup { name: "g1".into() })
+        );
+        assert_eq!(parse(Method::POST, "/group/g1"), None);
     }
 
     #[test]

@@ -8,6 +8,7 @@
 //! [`ShardActor`]: crate::shard::ShardActor
 
 mod error;
+pub mod groups;
 pub mod js;
 mod model;
 pub mod params;
@@ -22,6 +23,7 @@ use actix::Addr;
 use futures_util::future::join_all;
 
 pub use error::InboxError;
+pub use groups::{GroupChange, NewGroup, unknown_group};
 pub use model::*;
 pub use provision::{NewTransaction, TransactionUpdate};
 
@@ -211,6 +213,72 @@ impl Inbox {
         let cap = self.settings.max_messages + 1;
         self.run(self.queue_shard(&queue), move |store, shard| async move {
             store.queue_info(shard, &queue, cap).await
+        })
+        .await
+    }
+
+    /// The shard that runs operations on group `name`.
+    fn group_shard(&self, name: &str) -> &Addr<ShardActor> {
+        &self.shards[self.shard_index(name)]
+    }
+
+    pub async fn add_to_group(&self, group: NewGroup) -> Result<(), InboxError> {
+        let shard = self.group_shard(&group.name);
+        self.run(shard, move |store, _| async move {
+            store.group_add(&group.name, &group.queues).await
+        })
+        .await
+    }
+
+    pub async fn group_members(&self, name: &str) -> Result<Vec<String>, InboxError> {
+        let name = name.to_owned();
+        self.run(self.group_shard(&name), move |store, _| async move {
+            store.group_members(&name).await
+        })
+        .await
+    }
+
+    /// Every member of the named groups, in order, duplicates kept (as PopBox expands `groups`).
+    pub async fn members_of_groups(&self, names: &[String]) -> Result<Vec<String>, InboxError> {
+        let lists = join_all(names.iter().map(|name| self.group_members(name))).await;
+        let mut members = Vec::new();
+        for list in lists {
+            members.extend(list?);
+        }
+        Ok(members)
+    }
+
+    /// Applies `change` to group `name`; the errors PopBox gives when it does not exist or the
+    /// change is empty.
+    pub async fn change_group(&self, name: &str, change: GroupChange) -> Result<(), InboxError> {
+        let nothing = change.is_empty();
+        let exists = if nothing {
+            !self.group_members(name).await?.is_empty()
+        } else {
+            let owned = name.to_owned();
+            self.run(self.group_shard(name), move |store, _| async move {
+                store
+                    .group_change(&owned, &change.add, &change.remove)
+                    .await
+            })
+            .await?
+        };
+        let errors: Vec<String> = (!exists)
+            .then(|| unknown_group(name))
+            .into_iter()
+            .chain(nothing.then(|| GroupChange::NOTHING.to_owned()))
+            .collect();
+        if errors.is_empty() {
+            Ok(())
+        } else {
+            Err(InboxError::Invalid(errors))
+        }
+    }
+
+    pub async fn delete_group(&self, name: &str) -> Result<(), InboxError> {
+        let name = name.to_owned();
+        self.run(self.group_shard(&name), move |store, _| async move {
+            store.group_delete(&name).await
         })
         .await
     }

@@ -4,7 +4,7 @@
 //! Each shard's queues sit behind their own lock, and so do the transactions that hash to it,
 //! so shards served from different threads do not contend.
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::sync::{Mutex, MutexGuard};
 
 use async_trait::async_trait;
@@ -21,6 +21,7 @@ const IDLE_QUEUE_RETENTION: i64 = 24 * 3600;
 pub struct MemoryStore {
     queues: Vec<Mutex<HashMap<QueueName, QueueData>>>,
     transactions: Vec<Mutex<HashMap<TxId, TxRecord>>>,
+    groups: Mutex<HashMap<String, BTreeSet<String>>>,
 }
 
 #[derive(Default)]
@@ -84,6 +85,7 @@ impl MemoryStore {
         MemoryStore {
             queues: (0..shards).map(|_| Mutex::default()).collect(),
             transactions: (0..shards).map(|_| Mutex::default()).collect(),
+            groups: Mutex::default(),
         }
     }
 
@@ -326,6 +328,44 @@ impl Store for MemoryStore {
         _expires_at: i64,
     ) -> StoreResult<()> {
         // Queue entries here live as long as their transaction; nothing to extend.
+        Ok(())
+    }
+
+    async fn group_add(&self, name: &str, members: &[String]) -> StoreResult<()> {
+        lock(&self.groups)
+            .entry(name.to_owned())
+            .or_default()
+            .extend(members.iter().cloned());
+        Ok(())
+    }
+
+    async fn group_members(&self, name: &str) -> StoreResult<Vec<String>> {
+        Ok(lock(&self.groups)
+            .get(name)
+            .map(|g| g.iter().cloned().collect())
+            .unwrap_or_default())
+    }
+
+    async fn group_change(
+        &self,
+        name: &str,
+        add: &[String],
+        remove: &[String],
+    ) -> StoreResult<bool> {
+        let mut groups = lock(&self.groups);
+        let Some(group) = groups.get_mut(name) else {
+            return Ok(false);
+        };
+        group.extend(add.iter().cloned());
+        group.retain(|m| !remove.contains(m));
+        if group.is_empty() {
+            groups.remove(name);
+        }
+        Ok(true)
+    }
+
+    async fn group_delete(&self, name: &str) -> StoreResult<()> {
+        lock(&self.groups).remove(name);
         Ok(())
     }
 

@@ -176,6 +176,24 @@ pub trait Store: Send + Sync + 'static {
     /// A consumer stopped waiting on `queue`.
     async fn wait_ended(&self, shard: ShardId, queue: &QueueName) -> StoreResult<()>;
 
+    /// Adds `members` to group `name`, creating it.
+    async fn group_add(&self, name: &str, members: &[String]) -> StoreResult<()>;
+
+    /// The members of group `name` (empty when there is no such group).
+    async fn group_members(&self, name: &str) -> StoreResult<Vec<String>>;
+
+    /// Adds and removes members of an existing group, in one step; a group left empty is
+    /// deleted. `false` when there is no such group.
+    async fn group_change(
+        &self,
+        name: &str,
+        add: &[String],
+        remove: &[String],
+    ) -> StoreResult<bool>;
+
+    /// Deletes group `name` (nothing when there is none).
+    async fn group_delete(&self, name: &str) -> StoreResult<()>;
+
     /// Drops what has expired on `shard` (and the transactions that map to it); returns how
     /// many entries went.
     async fn purge_expired(&self, shard: ShardId, now: i64) -> StoreResult<usize>;

@@ -4,7 +4,9 @@
 //! - `PB:T|<id>:state` (transactions server): hash queue id → `Pending`/`Blocked`/`Delivered`;
 //! - `PB:Q|H:<prefix><queue>`, `PB:Q|L:…` (the queue's shard): lists of `PB:T|<id>` references;
 //! - `PB:Q|<prefix><queue>:userInfo` (the queue's shard): hash `blocked`, `lastPopDate`;
-//! - `PB:K|<token>` (the queue's shard): what a take or put-back did, for its retries.
+//! - `PB:K|<token>` (the queue's shard): what a take or put-back did, for its retries;
+//! - `PB:G|<name>` (transactions server): set of a group's queue ids. PopBox used the bare name,
+//!   which let a group name address any key; the prefix keeps groups to themselves.
 
 use crate::inbox::{Priority, QueueName, TxId};
 
@@ -31,6 +33,10 @@ pub fn meta(id: &TxId) -> String {
 
 pub fn state(id: &TxId) -> String {
     format!("{TRANSACTION_PREFIX}{id}:state")
+}
+
+pub fn group(name: &str) -> String {
+    format!("PB:G|{name}")
 }
 
 /// A fresh key under which an idempotent operation records that it ran.

@@ -478,6 +478,51 @@ impl Store for RedisStore {
             .map_err(|e| server.error(e))
     }
 
+    async fn group_add(&self, name: &str, members: &[String]) -> StoreResult<()> {
+        let server = &self.transactions;
+        server
+            .conn()
+            .sadd::<_, _, ()>(keys::group(name), members)
+            .await
+            .map_err(|e| server.error(e))
+    }
+
+    async fn group_members(&self, name: &str) -> StoreResult<Vec<String>> {
+        let server = &self.transactions;
+        server
+            .conn()
+            .smembers(keys::group(name))
+            .await
+            .map_err(|e| server.error(e))
+    }
+
+    async fn group_change(
+        &self,
+        name: &str,
+        add: &[String],
+        remove: &[String],
+    ) -> StoreResult<bool> {
+        let server = &self.transactions;
+        let found: i64 = scripts::GROUP_CHANGE
+            .key(keys::group(name))
+            .arg(add.len())
+            .arg(add)
+            .arg(remove)
+            .invoke_async(&mut server.conn())
+            .await
+            .map_err(|e| server.error(e))?;
+        Ok(found == 1)
+    }
+
+    async fn group_delete(&self, name: &str) -> StoreResult<()> {
+        let server = &self.transactions;
+        server
+            .conn()
+            .del::<_, ()>(keys::group(name))
+            .await
+            .map_err(|e| server.error(e))
+    }
+
     async fn purge_expired(&self, _shard: ShardId, _now: i64) -> StoreResult<usize> {
         // Redis expires transactions and queue lists by itself (EXPIREAT and the lists' TTLs).
         Ok(0)

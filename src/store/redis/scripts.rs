@@ -170,3 +170,23 @@ pub static EXTEND: LazyLock<Script> = LazyLock::new(|| {
         "#,
     )
 });
+
+/// Changes the existing set KEYS[1]: adds ARGV[2..ARGV[1]+1], then removes the rest of ARGV (an
+/// emptied set disappears, as Redis does). Returns 0, changing nothing, when the set does not
+/// exist.
+pub static GROUP_CHANGE: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r#"
+        if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+        local adds = tonumber(ARGV[1])
+        for i = 2, #ARGV do
+            if i <= adds + 1 then
+                redis.call('SADD', KEYS[1], ARGV[i])
+            else
+                redis.call('SREM', KEYS[1], ARGV[i])
+            end
+        end
+        return 1
+        "#,
+    )
+});
