@@ -142,6 +142,8 @@ pub struct InboxSettings {
     pub pop_timeout: u64,
     /// Largest `timeout` of pop, seconds.
     pub max_pop_timeout: u64,
+    /// Default `timeoutACK` of reliable pops and subscriptions, seconds.
+    pub ack_timeout: u64,
     /// Lifetime of a transaction without `expirationDate`, seconds.
     pub default_expire_delay: u64,
     /// Let an `id_org` query or body parameter pick the tenant (the `/org/<org>/…` routes always do).
@@ -159,6 +161,7 @@ impl Default for InboxSettings {
             max_messages: 1_000,
             pop_timeout: 5,
             max_pop_timeout: 300,
+            ack_timeout: 20,
             default_expire_delay: 3_600,
             org_from_params: false,
         }
@@ -288,6 +291,11 @@ impl Settings {
             inbox.pop_timeout <= inbox.max_pop_timeout,
             "inbox.pop_timeout",
             "must not exceed inbox.max_pop_timeout",
+        )?;
+        check(
+            inbox.ack_timeout >= 1,
+            "inbox.ack_timeout",
+            "must be at least 1 second",
         )?;
         check(
             inbox.default_expire_delay >= 1,

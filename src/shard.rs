@@ -22,8 +22,12 @@ use futures_util::FutureExt;
 use futures_util::future::BoxFuture;
 use tracing::{debug, warn};
 
-use crate::inbox::{DeliveryState, Message, NewTransaction, QueueName, QueuedRef, unix_now};
+use crate::inbox::{Mark, Message, NewTransaction, QueueName, QueuedRef, unix_now, unix_now_ms};
 use crate::store::{ShardEvent, ShardId, Store, StoreError, StoreResult, TakenRef, WaitAccounting};
+
+/// How often a shard looks for reliable deliveries whose acknowledgement is overdue: such a
+/// message is back in its queue at most this long after its `timeoutACK`.
+const UNACKED_SWEEP: Duration = Duration::from_millis(500);
 
 /// Messages taken from a queue for one consumer. Dropping it uncommitted puts them back at the
 /// head of their queue, as `Pending`.
@@ -106,7 +110,7 @@ pub enum WaiterNotice {
 pub struct Waiter {
     pub id: u64,
     pub max: usize,
-    pub mark: DeliveryState,
+    pub mark: Mark,
     pub notify: Recipient<WaiterNotice>,
 }
 
@@ -212,6 +216,8 @@ pub struct ShardActor {
     closing: bool,
     /// The notification path reported the shard's server gone and not yet back.
     unreachable: bool,
+    /// A sweep for overdue acknowledgements is running.
+    sweeping_unacked: bool,
 }
 
 impl ShardActor {
@@ -223,6 +229,7 @@ impl ShardActor {
             sweep_every,
             closing: false,
             unreachable: false,
+            sweeping_unacked: false,
         }
     }
 
@@ -430,6 +437,37 @@ impl ShardActor {
         actix::spawn(self.wait_ended(queue));
     }
 
+    /// Puts reliable deliveries whose acknowledgement is overdue back in their queues (whoever
+    /// took them, on any node), then serves those queues' waiters.
+    fn requeue_unacked(&mut self, ctx: &mut Context<Self>) {
+        if self.sweeping_unacked {
+            // The last sweep is still running (a slow or absent store): one at a time.
+            return;
+        }
+        self.sweeping_unacked = true;
+        let store = Arc::clone(&self.store);
+        let shard = self.id;
+        let sweep = async move { store.requeue_unacked(shard, unix_now_ms()).await };
+        ctx.spawn(sweep.into_actor(self).map(move |result, act, ctx| {
+            act.sweeping_unacked = false;
+            match result {
+                Ok(queues) => {
+                    if !queues.is_empty() {
+                        debug!(
+                            shard,
+                            queues = queues.len(),
+                            "unacknowledged messages put back"
+                        );
+                    }
+                    for queue in queues {
+                        act.drain(queue, ctx);
+                    }
+                }
+                Err(e) => warn!(shard, error = %e, "could not put back unacknowledged messages"),
+            }
+        }));
+    }
+
     /// Records in the store that a waiter on `queue` left.
     fn wait_ended(&self, queue: &QueueName) -> impl Future<Output = ()> + use<> {
         let store = Arc::clone(&self.store);
@@ -454,6 +492,7 @@ impl Actor for ShardActor {
         // Sessions and handlers may queue many requests at once; back-pressure comes from the
         // HTTP side, so the mailbox need not push back too.
         ctx.set_mailbox_capacity(1024);
+        ctx.run_interval(UNACKED_SWEEP, |act, ctx| act.requeue_unacked(ctx));
         ctx.run_interval(self.sweep_every, |act, _ctx| {
             let store = Arc::clone(&act.store);
             let shard = act.id;
@@ -632,7 +671,7 @@ impl Handler<ReleaseAll> for ShardActor {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::inbox::{Meta, Namespace, NewTransaction, Priority, TxId};
+    use crate::inbox::{DeliveryState, Meta, Namespace, NewTransaction, Priority, TxId};
     use crate::store::memory::MemoryStore;
 
     /// A waiter whose client vanished just as its messages arrived: it drops what it gets.
@@ -696,7 +735,7 @@ mod tests {
         Waiter {
             id,
             max,
-            mark: DeliveryState::Delivered,
+            mark: Mark::Delivered,
             notify,
         }
     }
@@ -872,7 +911,7 @@ mod tests {
                                 0,
                                 &queue,
                                 3,
-                                DeliveryState::Delivered,
+                                Mark::Delivered,
                                 None,
                                 WaitAccounting::default(),
                             )

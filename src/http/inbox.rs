@@ -10,9 +10,9 @@ use serde_json::{Map, Value, json};
 use super::request::{Body, Params, content_type};
 use super::response::{ApiError, json};
 use crate::inbox::groups::group_names;
-use crate::inbox::params::{max_messages, pop_timeout};
+use crate::inbox::params::{ParamValue, ack_timeout, max_messages, pop_timeout};
 use crate::inbox::provision::{validate_new, validate_update};
-use crate::inbox::{DeliveryState, Inbox, Message, Namespace, StateFilter, TxId, unix_now};
+use crate::inbox::{DeliveryState, Inbox, Mark, Message, Namespace, StateFilter, TxId, unix_now};
 
 type Reply = Result<HttpResponse, ApiError>;
 
@@ -221,21 +221,64 @@ pub async fn transaction_state(
     Ok(json(&json!({ "ok": true, "data": data })))
 }
 
-/// `POST /queue/<id>/pop`: wait up to `timeout` seconds for up to `max` messages.
+/// `POST /queue/<id>/pop`: wait up to `timeout` seconds for up to `max` messages. With
+/// `reliable` (`/poprel`), they stay `Blocked` until acknowledged, and go back to the queue if
+/// that does not happen within `timeoutACK` seconds.
 pub async fn pop(
     inbox: &Inbox,
     req: &HttpRequest,
     body: Body,
     org: Option<String>,
     queue: String,
+    reliable: bool,
 ) -> Reply {
     let params = Params::new(req, &body)?;
     let ns = namespace(inbox, org, &params)?;
     let max = max_messages(params.get("max"), inbox.settings())?;
     let timeout = pop_timeout(params.get("timeout"), inbox.settings())?;
-    let delivery = inbox.pop(ns.queue(&queue), max, timeout).await?;
+    let mark = if reliable {
+        let ack_within = ack_timeout(params.get("timeoutACK"), inbox.settings())?;
+        Mark::Unacked { ack_within }
+    } else {
+        Mark::Delivered
+    };
+    let delivery = inbox.pop(ns.queue(&queue), max, mark, timeout).await?;
     let messages = delivery.commit();
     Ok(messages_reply(&messages))
+}
+
+/// `POST /queue/<id>/ack` `{"transactions":[id…]}`: confirms reliable deliveries. Answers one
+/// `{"err":null|"<id>/<queue> does not exist","data":"<id>"}` per id, in order.
+pub async fn ack(inbox: &Inbox, req: &HttpRequest, body: Body, queue: String) -> Reply {
+    let params = Params::new(req, &body)?;
+    let ids: Vec<TxId> = match params.get("transactions") {
+        None => return Err(ApiError::bad_request("missing transaction")),
+        Some(ParamValue::Json(Value::Array(items))) => items
+            .iter()
+            .map(|item| match item {
+                Value::String(id) => Ok(TxId::from(id.as_str())),
+                other => Err(ApiError::bad_request(format!(
+                    "invalid transactions: every element must be a transaction id (a string), got {other}"
+                ))),
+            })
+            .collect::<Result<_, _>>()?,
+        Some(_) => {
+            return Err(ApiError::bad_request(
+                "invalid transactions: expected an array of transaction ids",
+            ));
+        }
+    };
+    let ns = Namespace::plain(None);
+    let found = inbox.ack(ns.queue(&queue), ids.clone()).await?;
+    let answers: Vec<Value> = ids
+        .iter()
+        .zip(found)
+        .map(|(id, found)| {
+            let err = (!found).then(|| format!("{id}/{queue} does not exist"));
+            json!({ "err": err, "data": id })
+        })
+        .collect();
+    Ok(json(&answers))
 }
 
 /// `GET /queue/<id>/peek`: look at up to `max` messages without taking them.

@@ -62,7 +62,9 @@ async fn dispatch(
             Route::TransactionState { id, state } => {
                 inbox::transaction_state(inbox, &req, body, id, state).await
             }
-            Route::Pop { org, queue } => inbox::pop(inbox, &req, body, org, queue).await,
+            Route::Pop { org, queue } => inbox::pop(inbox, &req, body, org, queue, false).await,
+            Route::PopReliable { queue } => inbox::pop(inbox, &req, body, None, queue, true).await,
+            Route::Ack { queue } => inbox::ack(inbox, &req, body, queue).await,
             Route::Peek { org, queue } => inbox::peek(inbox, &req, body, org, queue).await,
             Route::QueueState { org, queue } => {
                 inbox::queue_state(inbox, &req, body, org, queue).await

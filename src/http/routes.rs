@@ -32,6 +32,14 @@ pub enum Route {
         org: Option<String>,
         queue: String,
     },
+    /// `POST /queue/<id>/poprel` (no org variant).
+    PopReliable {
+        queue: String,
+    },
+    /// `POST /queue/<id>/ack` (no org variant).
+    Ack {
+        queue: String,
+    },
     Peek {
         org: Option<String>,
         queue: String,
@@ -110,6 +118,14 @@ impl Route {
                 org,
                 queue: param(id)?,
             },
+            [q, id, p]
+                if is(q, "queue") && is(p, "poprel") && m == Method::POST && org.is_none() =>
+            {
+                Route::PopReliable { queue: param(id)? }
+            }
+            [q, id, a] if is(q, "queue") && is(a, "ack") && m == Method::POST && org.is_none() => {
+                Route::Ack { queue: param(id)? }
+            }
             [q, id, p] if is(q, "queue") && is(p, "peek") && m == Method::GET => Route::Peek {
                 org,
                 queue: param(id)?,

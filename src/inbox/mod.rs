@@ -195,10 +195,21 @@ impl Inbox {
         &self,
         queue: QueueName,
         max: usize,
+        mark: Mark,
         timeout: Duration,
     ) -> Result<Delivery, InboxError> {
-        let outcome = PopSession::start_on(self.queue_shard(&queue).clone(), queue, max, timeout);
+        let shard = self.queue_shard(&queue).clone();
+        let outcome = PopSession::start_on(shard, queue, max, mark, timeout);
         outcome.await.map_err(|_| InboxError::ShuttingDown)?
+    }
+
+    /// Acknowledges reliable deliveries from `queue`; one flag per id, `false` for a
+    /// transaction that does not exist there.
+    pub async fn ack(&self, queue: QueueName, ids: Vec<TxId>) -> Result<Vec<bool>, InboxError> {
+        self.run(self.queue_shard(&queue), move |store, shard| async move {
+            store.ack(shard, &queue, &ids).await
+        })
+        .await
     }
 
     pub async fn peek(&self, queue: QueueName, max: usize) -> Result<Vec<Message>, InboxError> {

@@ -18,6 +18,14 @@ pub fn unix_now() -> i64 {
         .unwrap_or(0)
 }
 
+/// The current Unix time in milliseconds.
+pub fn unix_now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
 /// A transaction id: a lowercase UUID v4 for transactions made here, any string when a client
 /// asks about one.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
@@ -120,6 +128,35 @@ impl StateFilter {
     }
 }
 
+/// What taking a message records: delivered outright (`pop`, `subscribe`), or `Blocked` until
+/// the consumer acknowledges it (`poprel`, `subscriberel`). An unacknowledged message goes back
+/// to the head of its queue as `Pending` once `ack_within` has passed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mark {
+    Delivered,
+    Unacked { ack_within: std::time::Duration },
+}
+
+impl Mark {
+    /// The state a taken message is left in.
+    pub fn state(self) -> DeliveryState {
+        match self {
+            Mark::Delivered => DeliveryState::Delivered,
+            Mark::Unacked { .. } => DeliveryState::Blocked,
+        }
+    }
+
+    /// When an unacknowledged message taken at `now_ms` (Unix milliseconds) is due back.
+    pub fn ack_deadline(self, now_ms: i64) -> Option<i64> {
+        match self {
+            Mark::Delivered => None,
+            Mark::Unacked { ack_within } => {
+                Some(now_ms.saturating_add(ack_within.as_millis().min(i64::MAX as u128) as i64))
+            }
+        }
+    }
+}
+
 /// Which family of queues a request addresses: an optional tenant (organisation) and whether
 /// it came in on the secure listener. `SEC:q1` and `UNSEC:q1` are different queues.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -162,6 +199,15 @@ impl QueueName {
             key: format!("{prefix}{id}"),
             id_start: prefix.len(),
         }
+    }
+
+    /// The name back from its two halves as [`key`](Self::key) and [`id`](Self::id) gave them
+    /// (e.g. read from the store); `None` if `id` is not the end of `key`.
+    pub fn from_parts(key: &str, id: &str) -> Option<Self> {
+        key.ends_with(id).then(|| QueueName {
+            key: key.to_owned(),
+            id_start: key.len() - id.len(),
+        })
     }
 
     /// The namespaced name, unique across tenants and listeners.

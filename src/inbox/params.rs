@@ -21,18 +21,22 @@ pub fn non_negative_int(
     value: Option<ParamValue<'_>>,
 ) -> Result<Option<u64>, InboxError> {
     let Some(value) = value else { return Ok(None) };
-    let number = match value {
-        ParamValue::Json(Value::Number(n)) => n.as_f64(),
-        ParamValue::Json(Value::String(s)) => s.trim().parse::<f64>().ok(),
-        ParamValue::Text(s) => s.trim().parse::<f64>().ok(),
-        ParamValue::Json(_) => None,
-    };
-    match number {
+    match number(value) {
         Some(n) if n.is_finite() && n >= 0.0 => Ok(Some(n.trunc().min(u64::MAX as f64) as u64)),
         _ => Err(InboxError::invalid(format!(
             "invalid {name}: expected a non-negative whole number, got {}",
             describe(value)
         ))),
+    }
+}
+
+/// A JSON number, or a string (JSON or query) that reads as one.
+fn number(value: ParamValue<'_>) -> Option<f64> {
+    match value {
+        ParamValue::Json(Value::Number(n)) => n.as_f64(),
+        ParamValue::Json(Value::String(s)) => s.trim().parse::<f64>().ok(),
+        ParamValue::Text(s) => s.trim().parse::<f64>().ok(),
+        ParamValue::Json(_) => None,
     }
 }
 
@@ -60,6 +64,29 @@ pub fn pop_timeout(
 ) -> Result<Duration, InboxError> {
     let secs = non_negative_int("timeout", value)?.unwrap_or(settings.pop_timeout);
     Ok(Duration::from_secs(secs.clamp(1, settings.max_pop_timeout)))
+}
+
+/// The longest `timeoutACK` accepted: a day.
+const MAX_ACK_TIMEOUT: f64 = 86_400.0;
+
+/// How long a reliable consumer has to acknowledge: default `ack_timeout`; any non-negative
+/// number of seconds, fractions kept (PopBox did not round it); `0` means one second, as in
+/// PopBox.
+pub fn ack_timeout(
+    value: Option<ParamValue<'_>>,
+    settings: &InboxSettings,
+) -> Result<Duration, InboxError> {
+    let Some(value) = value else {
+        return Ok(Duration::from_secs(settings.ack_timeout));
+    };
+    match number(value) {
+        Some(0.0) => Ok(Duration::from_secs(1)),
+        Some(s) if s.is_finite() && s > 0.0 => Ok(Duration::from_secs_f64(s.min(MAX_ACK_TIMEOUT))),
+        _ => Err(InboxError::invalid(format!(
+            "invalid timeoutACK: expected a non-negative number of seconds, got {}",
+            describe(value)
+        ))),
+    }
 }
 
 #[cfg(test)]
@@ -91,6 +118,24 @@ mod tests {
         assert!(err.to_string().contains("invalid timeout"), "{err}");
         assert!(pop_timeout(Some(ParamValue::Text("soon")), &s).is_err());
         assert!(pop_timeout(Some(ParamValue::Json(&json!([1]))), &s).is_err());
+    }
+
+    #[test]
+    fn ack_timeout_rules() {
+        let s = settings();
+        assert_eq!(ack_timeout(None, &s).unwrap(), Duration::from_secs(20));
+        assert_eq!(
+            ack_timeout(Some(ParamValue::Text("0")), &s).unwrap(),
+            Duration::from_secs(1)
+        );
+        assert_eq!(
+            ack_timeout(Some(ParamValue::Json(&json!(1.5))), &s).unwrap(),
+            Duration::from_millis(1500)
+        );
+        for bad in ["-1", "later", "NaN", "inf"] {
+            let err = ack_timeout(Some(ParamValue::Text(bad)), &s).unwrap_err();
+            assert!(err.to_string().contains("invalid timeoutACK"), "{err}");
+        }
     }
 
     #[test]

@@ -14,7 +14,7 @@ use std::time::Duration;
 use actix::prelude::*;
 use tokio::sync::oneshot;
 
-use crate::inbox::{DeliveryState, InboxError, QueueName, next_waiter_id};
+use crate::inbox::{InboxError, Mark, QueueName, next_waiter_id};
 use crate::shard::{CancelWait, Delivery, ShardActor, Wait, Waiter, WaiterNotice};
 
 pub type PopOutcome = Result<Delivery, InboxError>;
@@ -24,6 +24,7 @@ pub struct PopSession {
     queue: QueueName,
     waiter_id: u64,
     max: usize,
+    mark: Mark,
     timeout: Duration,
     reply: Option<oneshot::Sender<PopOutcome>>,
 }
@@ -34,6 +35,7 @@ impl PopSession {
         shard: Addr<ShardActor>,
         queue: QueueName,
         max: usize,
+        mark: Mark,
         timeout: Duration,
     ) -> oneshot::Receiver<PopOutcome> {
         let (reply, outcome) = oneshot::channel();
@@ -42,6 +44,7 @@ impl PopSession {
             queue,
             waiter_id: next_waiter_id(),
             max,
+            mark,
             timeout,
             reply: Some(reply),
         }
@@ -69,7 +72,7 @@ impl Actor for PopSession {
             waiter: Waiter {
                 id: self.waiter_id,
                 max: self.max,
-                mark: DeliveryState::Delivered,
+                mark: self.mark,
                 notify: ctx.address().recipient(),
             },
         });

@@ -11,8 +11,8 @@ use async_trait::async_trait;
 
 use super::{ShardId, Store, StoreResult, TakenRef, WaitAccounting};
 use crate::inbox::{
-    DeliveryState, Message, Meta, NewTransaction, Priority, QueueInfo, QueueName, QueuedRef, TxId,
-    shard_of, unix_now,
+    DeliveryState, Mark, Message, Meta, NewTransaction, Priority, QueueInfo, QueueName, QueuedRef,
+    TxId, shard_of, unix_now, unix_now_ms,
 };
 
 /// How long an idle, empty queue keeps its `lastPop` before it is forgotten.
@@ -30,6 +30,11 @@ struct QueueData {
     low: VecDeque<TxId>,
     blocked: u64,
     last_pop: Option<i64>,
+    /// Taken but not acknowledged yet: when each is due back (then the order taken), and to
+    /// which list.
+    unacked: HashMap<TxId, ((i64, u64), Priority)>,
+    /// Orders the takes of `unacked`.
+    takes: u64,
 }
 
 impl QueueData {
@@ -57,6 +62,7 @@ impl QueueData {
         self.high.is_empty()
             && self.low.is_empty()
             && self.blocked == 0
+            && self.unacked.is_empty()
             && self.last_pop.is_none_or(|t| now - t > IDLE_QUEUE_RETENTION)
     }
 }
@@ -212,7 +218,7 @@ impl Store for MemoryStore {
         shard: ShardId,
         queue: &QueueName,
         max: usize,
-        mark: DeliveryState,
+        mark: Mark,
         popped_at: Option<i64>,
         accounting: WaitAccounting,
     ) -> StoreResult<Vec<TakenRef>> {
@@ -233,6 +239,13 @@ impl Store for MemoryStore {
                 priority: Priority::Low,
             });
             let taken: Vec<QueuedRef> = high.chain(low).collect();
+            if let Some(due) = mark.ack_deadline(unix_now_ms()) {
+                for r in &taken {
+                    data.takes += 1;
+                    let order = (due, data.takes);
+                    data.unacked.insert(r.tx.clone(), (order, r.priority));
+                }
+            }
             if taken.is_empty() {
                 data.blocked += u64::from(accounting.count_if_empty);
             } else if accounting.uncount_if_taken {
@@ -246,7 +259,7 @@ impl Store for MemoryStore {
             .into_iter()
             .map(|queued| {
                 let meta = self.with_live(&queued.tx, |rec| {
-                    rec.states.insert(queue.id().to_owned(), mark);
+                    rec.states.insert(queue.id().to_owned(), mark.state());
                     rec.meta.clone()
                 });
                 TakenRef { queued, meta }
@@ -272,10 +285,77 @@ impl Store for MemoryStore {
             .collect();
         let mut map = self.queues(shard);
         let data = map.entry(queue.clone()).or_default();
+        for r in refs {
+            data.unacked.remove(&r.tx);
+        }
         for r in live.into_iter().rev() {
             data.list(r.priority).push_front(r.tx.clone());
         }
         Ok(())
+    }
+
+    async fn ack(&self, shard: ShardId, queue: &QueueName, ids: &[TxId]) -> StoreResult<Vec<bool>> {
+        let found: Vec<bool> = ids
+            .iter()
+            .map(|id| {
+                self.with_live(id, |rec| match rec.states.get_mut(queue.id()) {
+                    Some(state) => {
+                        *state = DeliveryState::Delivered;
+                        true
+                    }
+                    None => false,
+                })
+                .unwrap_or(false)
+            })
+            .collect();
+        if let Some(data) = self.queues(shard).get_mut(queue) {
+            for (id, _) in ids.iter().zip(&found).filter(|(_, found)| **found) {
+                data.unacked.remove(id);
+            }
+        }
+        Ok(found)
+    }
+
+    async fn requeue_unacked(&self, shard: ShardId, now_ms: i64) -> StoreResult<Vec<QueueName>> {
+        let mut due: Vec<(QueueName, Vec<((i64, u64), QueuedRef)>)> = Vec::new();
+        for (queue, data) in self.queues(shard).iter_mut() {
+            let mut mine = Vec::new();
+            data.unacked.retain(|tx, (order, priority)| {
+                let keep = order.0 > now_ms;
+                if !keep {
+                    let queued = QueuedRef {
+                        tx: tx.clone(),
+                        priority: *priority,
+                    };
+                    mine.push((*order, queued));
+                }
+                keep
+            });
+            if !mine.is_empty() {
+                // The longest overdue goes back first in line.
+                mine.sort_by_key(|(order, _)| *order);
+                due.push((queue.clone(), mine));
+            }
+        }
+        let mut requeued = Vec::new();
+        for (queue, refs) in due {
+            // Acknowledged meanwhile (or gone): it stays out.
+            let back: Vec<QueuedRef> = refs
+                .into_iter()
+                .map(|(_, r)| r)
+                .filter(|r| {
+                    self.with_live(&r.tx, |rec| {
+                        rec.states.get(queue.id()) != Some(&DeliveryState::Delivered)
+                    })
+                    .unwrap_or(false)
+                })
+                .collect();
+            if !back.is_empty() {
+                self.requeue(shard, &queue, &back).await?;
+                requeued.push(queue);
+            }
+        }
+        Ok(requeued)
     }
 
     async fn peek(
@@ -435,14 +515,7 @@ mod tests {
                     .unwrap();
             }
             let taken = store
-                .take(
-                    0,
-                    &q,
-                    2,
-                    DeliveryState::Delivered,
-                    None,
-                    WaitAccounting::default(),
-                )
+                .take(0, &q, 2, Mark::Delivered, None, WaitAccounting::default())
                 .await
                 .unwrap();
             let ids: Vec<_> = taken.iter().map(|t| t.queued.tx.clone()).collect();

@@ -21,7 +21,7 @@ use tokio::sync::mpsc;
 
 use crate::config::{Backend, StoreSettings};
 use crate::inbox::{
-    DeliveryState, Message, Meta, NewTransaction, QueueInfo, QueueName, QueuedRef, TxId,
+    DeliveryState, Mark, Message, Meta, NewTransaction, QueueInfo, QueueName, QueuedRef, TxId,
 };
 
 /// Index of a shard, `0..shards`.
@@ -134,8 +134,9 @@ pub trait Store: Send + Sync + 'static {
     ) -> StoreResult<()>;
 
     /// Removes up to `max` references from the head of `queue` (high before low), loads each
-    /// one's metadata and sets its state for this queue to `mark` — all in one step, so every
-    /// reference is taken by exactly one caller. With `popped_at`, also records it as the queue's
+    /// one's metadata and records `mark` (its state for this queue and, for an unacknowledged
+    /// take, when it is due back) — all in one step, so every reference is taken by exactly one
+    /// caller. With `popped_at`, also records it as the queue's
     /// `lastPop` (a consumer's first look). `accounting` keeps the queue's `blocked` count in the
     /// same step: see [`WaitAccounting`].
     async fn take(
@@ -143,19 +144,31 @@ pub trait Store: Send + Sync + 'static {
         shard: ShardId,
         queue: &QueueName,
         max: usize,
-        mark: DeliveryState,
+        mark: Mark,
         popped_at: Option<i64>,
         accounting: WaitAccounting,
     ) -> StoreResult<Vec<TakenRef>>;
 
     /// Puts taken references back at the head of `queue` in their original order, with state
-    /// `Pending`. References whose transaction is gone are dropped instead.
+    /// `Pending` (and no longer awaiting an acknowledgement). References whose transaction is
+    /// gone are dropped instead.
     async fn requeue(
         &self,
         shard: ShardId,
         queue: &QueueName,
         refs: &[QueuedRef],
     ) -> StoreResult<()>;
+
+    /// Acknowledges reliable deliveries from `queue`: each transaction's state there becomes
+    /// `Delivered` and it is no longer due back. One flag per id, `false` when that transaction
+    /// does not exist or was never in `queue`.
+    async fn ack(&self, shard: ShardId, queue: &QueueName, ids: &[TxId]) -> StoreResult<Vec<bool>>;
+
+    /// Puts unacknowledged messages on `shard` whose time ran out by `now_ms` (Unix
+    /// milliseconds) back at the head of their queues as `Pending`, unless acknowledged
+    /// meanwhile; returns the queues that got messages back. Safe to run from several nodes at
+    /// once: each message goes back once.
+    async fn requeue_unacked(&self, shard: ShardId, now_ms: i64) -> StoreResult<Vec<QueueName>>;
 
     /// Up to `max` messages from the head of `queue`, high before low, without changing anything.
     async fn peek(

@@ -5,6 +5,8 @@
 //! - `PB:Q|H:<prefix><queue>`, `PB:Q|L:…` (the queue's shard): lists of `PB:T|<id>` references;
 //! - `PB:Q|<prefix><queue>:userInfo` (the queue's shard): hash `blocked`, `lastPopDate`;
 //! - `PB:K|<token>` (the queue's shard): what a take or put-back did, for its retries;
+//! - `PB:A|unacked` (each shard server): sorted set of reliable deliveries awaiting an
+//!   acknowledgement, scored by when they are due back (Unix ms); any node returns them;
 //! - `PB:G|<name>` (transactions server): set of a group's queue ids. PopBox used the bare name,
 //!   which let a group name address any key; the prefix keeps groups to themselves.
 
@@ -14,6 +16,9 @@ use crate::inbox::{Priority, QueueName, TxId};
 pub const PUSHED_CHANNEL: &str = "relaybox:pushed";
 
 const TRANSACTION_PREFIX: &str = "PB:T|";
+
+/// The reliable deliveries awaiting an acknowledgement on a shard server.
+pub const UNACKED: &str = "PB:A|unacked";
 
 pub fn list(queue: &QueueName, priority: Priority) -> String {
     let p = match priority {

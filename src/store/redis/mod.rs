@@ -31,8 +31,8 @@ use tracing::{error, warn};
 use super::{ShardEvent, ShardId, Store, StoreError, StoreResult, TakenRef, WaitAccounting};
 use crate::config::StoreSettings;
 use crate::inbox::{
-    DeliveryState, Message, Meta, NewTransaction, Priority, QueueInfo, QueueName, QueuedRef, TxId,
-    unix_now,
+    DeliveryState, Mark, Message, Meta, NewTransaction, Priority, QueueInfo, QueueName, QueuedRef,
+    TxId, unix_now, unix_now_ms,
 };
 
 /// One Redis server and our command connection to it.
@@ -123,6 +123,9 @@ fn redact(url: &str) -> String {
         _ => url.to_owned(),
     }
 }
+
+/// How many due unacknowledged deliveries one sweep returns at most.
+const UNACKED_BATCH: isize = 500;
 
 /// How long the record of a take or a put-back is kept for retries to find.
 const TOKEN_LIFETIME_SECS: u64 = 3600;
@@ -308,7 +311,7 @@ impl Store for RedisStore {
         shard: ShardId,
         queue: &QueueName,
         max: usize,
-        mark: DeliveryState,
+        mark: Mark,
         popped_at: Option<i64>,
         accounting: WaitAccounting,
     ) -> StoreResult<Vec<TakenRef>> {
@@ -316,6 +319,7 @@ impl Store for RedisStore {
         // Marking in the same script saves a round trip when the transactions live here too.
         let together = server.name == self.transactions.name;
         let token = keys::token();
+        let due = mark.ack_deadline(unix_now_ms());
         let (high, low, metas): (Vec<String>, Vec<String>, Vec<Vec<(String, String)>>) = self
             .retrying(server, || {
                 let mut invocation = scripts::TAKE.key(keys::list(queue, Priority::High));
@@ -323,13 +327,17 @@ impl Store for RedisStore {
                     .key(keys::list(queue, Priority::Low))
                     .key(&token)
                     .key(keys::user_info(queue))
+                    .key(keys::UNACKED)
                     .arg(max)
                     .arg(TOKEN_LIFETIME_SECS)
                     .arg(if together { queue.id() } else { "" })
-                    .arg(mark.as_str())
+                    .arg(mark.state().as_str())
                     .arg(popped_at.map(|t| t.to_string()).unwrap_or_default())
                     .arg(accounting.count_if_empty)
-                    .arg(if accounting.uncount_if_taken { "1" } else { "" });
+                    .arg(if accounting.uncount_if_taken { "1" } else { "" })
+                    .arg(due.map(|t| t.to_string()).unwrap_or_default())
+                    .arg(queue.key())
+                    .arg(queue.id());
                 let mut conn = server.conn();
                 async move { invocation.invoke_async(&mut conn).await }
             })
@@ -342,7 +350,7 @@ impl Store for RedisStore {
                 .collect()
         } else {
             let ids: Vec<TxId> = taken.iter().map(|r| r.tx.clone()).collect();
-            match self.mark(&ids, queue, mark).await {
+            match self.mark(&ids, queue, mark.state()).await {
                 Ok(metas) => metas,
                 Err(e) => {
                     // Nobody will get these: put them back before reporting the failure.
@@ -379,6 +387,88 @@ impl Store for RedisStore {
             .map(|(r, _)| r.clone())
             .collect();
         self.requeue_on(self.shard(shard), queue, &live).await
+    }
+
+    async fn ack(&self, shard: ShardId, queue: &QueueName, ids: &[TxId]) -> StoreResult<Vec<bool>> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let found: Vec<bool> = scripts::ACK_STATES
+            .arg(queue.id())
+            .arg(ids.iter().map(TxId::as_str).collect::<Vec<_>>())
+            .invoke_async::<Vec<i64>>(&mut self.transactions.conn())
+            .await
+            .map_err(|e| self.transactions.error(e))?
+            .into_iter()
+            .map(|f| f == 1)
+            .collect();
+        let acked: Vec<&str> = ids
+            .iter()
+            .zip(&found)
+            .filter(|(_, found)| **found)
+            .map(|(id, _)| id.as_str())
+            .collect();
+        if !acked.is_empty() {
+            let server = self.shard(shard);
+            scripts::FORGET_UNACKED
+                .key(keys::UNACKED)
+                .arg(queue.key())
+                .arg(queue.id())
+                .arg(acked)
+                .invoke_async::<i64>(&mut server.conn())
+                .await
+                .map_err(|e| server.error(e))?;
+        }
+        Ok(found)
+    }
+
+    /// Three steps, each safe to repeat or to race with another node's: read what is due
+    /// (shard), reopen the states that were not acknowledged (transactions server), then
+    /// return each to its queue if it is still awaited (shard). A node dying between steps
+    /// leaves the members in place for the next sweep.
+    async fn requeue_unacked(&self, shard: ShardId, now_ms: i64) -> StoreResult<Vec<QueueName>> {
+        let server = self.shard(shard);
+        let members: Vec<String> = server
+            .conn()
+            .zrangebyscore_limit(keys::UNACKED, "-inf", now_ms, 0, UNACKED_BATCH)
+            .await
+            .map_err(|e| server.error(e))?;
+        if members.is_empty() {
+            return Ok(Vec::new());
+        }
+        let due: Vec<(String, QueueName, TxId)> = members
+            .into_iter()
+            .filter_map(|member| {
+                let (key, id, tx): (String, String, String) = serde_json::from_str(&member).ok()?;
+                Some((member, QueueName::from_parts(&key, &id)?, TxId::from(tx)))
+            })
+            .collect();
+        let mut reopen = scripts::REOPEN.prepare_invoke();
+        for (_, queue, tx) in &due {
+            reopen.arg(tx.as_str()).arg(queue.id());
+        }
+        let priorities: Vec<String> = reopen
+            .invoke_async(&mut self.transactions.conn())
+            .await
+            .map_err(|e| self.transactions.error(e))?;
+        let mut give_back = scripts::RETURN_DUE.key(keys::UNACKED);
+        give_back.arg(keys::PUSHED_CHANNEL);
+        let mut requeued = Vec::new();
+        for ((member, queue, tx), priority) in due.into_iter().zip(priorities) {
+            let list = Priority::parse(&priority).map(|p| keys::list(&queue, p));
+            give_back
+                .arg(member)
+                .arg(list.clone().unwrap_or_default())
+                .arg(keys::reference(&tx));
+            if list.is_some() && !requeued.contains(&queue) {
+                requeued.push(queue);
+            }
+        }
+        give_back
+            .invoke_async::<i64>(&mut server.conn())
+            .await
+            .map_err(|e| server.error(e))?;
+        Ok(requeued)
     }
 
     async fn peek(
@@ -624,9 +714,12 @@ impl RedisStore {
             invocation
                 .key(keys::list(queue, Priority::Low))
                 .key(&token)
+                .key(keys::UNACKED)
                 .arg(keys::PUSHED_CHANNEL)
                 .arg(queue_names_json(&[queue]))
-                .arg(TOKEN_LIFETIME_SECS);
+                .arg(TOKEN_LIFETIME_SECS)
+                .arg(queue.key())
+                .arg(queue.id());
             for r in refs {
                 let p = if r.priority == Priority::High {
                     "H"

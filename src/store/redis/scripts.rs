@@ -4,6 +4,17 @@ use std::sync::LazyLock;
 
 use ::redis::Script;
 
+/// Lua shared by the scripts that keep the set of unacknowledged deliveries: a member names the
+/// queue (full key and bare id) and the transaction, built the same way everywhere.
+const UNACKED_MEMBER: &str = r#"
+    local function unacked_member(key, id, tx) return cjson.encode({key, id, tx}) end
+"#;
+
+/// A script whose source starts with the shared Lua above.
+fn with_prelude(body: &str) -> Script {
+    Script::new(&format!("{UNACKED_MEMBER}{body}"))
+}
+
 /// Stores a transaction (when ARGV[6] > 0) and pushes it into queue lists, in one step.
 /// KEYS: meta, state, then the lists. ARGV: expiry (Unix time), list lifetime (seconds), channel,
 /// queue names (JSON array), reference, number of meta pairs, the meta pairs, then the queue ids
@@ -52,10 +63,12 @@ pub static PROVISION: LazyLock<Script> = LazyLock::new(|| {
 /// (only possible when transactions live on this server). When ARGV[5] is a time, it is recorded
 /// as the queue's `lastPopDate` in KEYS[4]. The `blocked` count there goes up by ARGV[6] when
 /// nothing was taken, and down by one when something was and ARGV[7] is set; a replay of a
-/// recorded take changes nothing (so an empty counting take is recorded too).
+/// recorded take changes nothing (so an empty counting take is recorded too). When ARGV[8] is a
+/// time (Unix ms), what is taken is due back then unless acknowledged: it joins the set KEYS[5]
+/// (member: queue key ARGV[9], queue id ARGV[10], transaction).
 /// Returns `{high, low, metas}`.
 pub static TAKE: LazyLock<Script> = LazyLock::new(|| {
-    Script::new(
+    with_prelude(
         r#"
         local taken
         local recorded = redis.call('GET', KEYS[3])
@@ -75,6 +88,17 @@ pub static TAKE: LazyLock<Script> = LazyLock::new(|| {
             end
             if count > 0 or newcomers > 0 then
                 redis.call('SET', KEYS[3], cjson.encode(taken), 'EX', ARGV[2])
+            end
+            if ARGV[8] ~= '' then
+                -- Fractions of a millisecond keep the order of one take when it falls due.
+                local due, n = tonumber(ARGV[8]), 0
+                for _, list in ipairs(taken) do
+                    for _, ref in ipairs(list) do
+                        local member = unacked_member(ARGV[9], ARGV[10], string.sub(ref, 6))
+                        redis.call('ZADD', KEYS[5], due + n / 4096, member)
+                        n = n + 1
+                    end
+                end
             end
         end
         if ARGV[5] ~= '' then redis.call('HSET', KEYS[4], 'lastPopDate', ARGV[5]) end
@@ -111,16 +135,19 @@ pub static MARK: LazyLock<Script> = LazyLock::new(|| {
 
 /// Puts references back at the head of their lists in their original order and announces the
 /// queue, once per token: KEYS[3] remembers that it ran (a retry after a lost reply does
-/// nothing). KEYS[1] high list, KEYS[2] low list. ARGV: channel, queue name (JSON array), token
-/// lifetime, then pairs of (H|L, reference) in delivery order.
+/// nothing). They are no longer awaiting an acknowledgement (set KEYS[4]). KEYS[1] high list,
+/// KEYS[2] low list. ARGV: channel, queue name (JSON array), token lifetime, queue key, queue
+/// id, then pairs of (H|L, reference) in delivery order.
 pub static REQUEUE: LazyLock<Script> = LazyLock::new(|| {
-    Script::new(
+    with_prelude(
         r#"
         if not redis.call('SET', KEYS[3], 1, 'NX', 'EX', ARGV[3]) then return 0 end
-        for i = #ARGV - 1, 4, -2 do
+        for i = #ARGV - 1, 6, -2 do
             local key = KEYS[2]
             if ARGV[i] == 'H' then key = KEYS[1] end
             redis.call('LPUSH', key, ARGV[i + 1])
+            local member = unacked_member(ARGV[4], ARGV[5], string.sub(ARGV[i + 1], 6))
+            redis.call('ZREM', KEYS[4], member)
         end
         redis.call('PUBLISH', ARGV[1], ARGV[2])
         return 1
@@ -187,6 +214,84 @@ pub static GROUP_CHANGE: LazyLock<Script> = LazyLock::new(|| {
             end
         end
         return 1
+        "#,
+    )
+});
+
+/// On the transactions server: for each transaction id in ARGV[2..] that has a state in queue
+/// ARGV[1], sets it to `Delivered`. Returns one 1 or 0 per id.
+pub static ACK_STATES: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r#"
+        local out = {}
+        for i = 2, #ARGV do
+            local state = 'PB:T|' .. ARGV[i] .. ':state'
+            if redis.call('HEXISTS', state, ARGV[1]) == 1 then
+                redis.call('HSET', state, ARGV[1], 'Delivered')
+                out[#out + 1] = 1
+            else
+                out[#out + 1] = 0
+            end
+        end
+        return out
+        "#,
+    )
+});
+
+/// On the queue's shard: the transactions ARGV[3..] taken from queue (key ARGV[1], id ARGV[2])
+/// are no longer awaiting an acknowledgement (set KEYS[1]).
+pub static FORGET_UNACKED: LazyLock<Script> = LazyLock::new(|| {
+    with_prelude(
+        r#"
+        for i = 3, #ARGV do
+            redis.call('ZREM', KEYS[1], unacked_member(ARGV[1], ARGV[2], ARGV[i]))
+        end
+        return 1
+        "#,
+    )
+});
+
+/// On the transactions server, for unacknowledged deliveries due back: ARGV holds pairs
+/// (transaction, queue id). Each one still live and not `Delivered` becomes `Pending`; returns
+/// its priority (`H`/`L`), or '' for one that stays out.
+pub static REOPEN: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r#"
+        local out = {}
+        for i = 1, #ARGV, 2 do
+            local ref = 'PB:T|' .. ARGV[i]
+            local priority = redis.call('HGET', ref .. ':meta', 'priority')
+            local state = redis.call('HGET', ref .. ':state', ARGV[i + 1])
+            if priority and state ~= 'Delivered' then
+                redis.call('HSET', ref .. ':state', ARGV[i + 1], 'Pending')
+                out[#out + 1] = priority
+            else
+                out[#out + 1] = ''
+            end
+        end
+        return out
+        "#,
+    )
+});
+
+/// On a shard server: returns unacknowledged deliveries that are due back. ARGV[1] is the
+/// channel, then triples (member of the set KEYS[1], list to return it to or '', reference) in
+/// the order they fell due. Each member still in the set leaves it and its reference goes to the
+/// head of the list, the longest overdue first in line; a member already gone (acknowledged,
+/// or returned by another node) is skipped, so each goes back once. The queues (list names
+/// without `PB:Q|H:`) are announced on the channel.
+pub static RETURN_DUE: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r#"
+        local queues = {}
+        for i = #ARGV - 2, 2, -3 do
+            if redis.call('ZREM', KEYS[1], ARGV[i]) == 1 and ARGV[i + 1] ~= '' then
+                redis.call('LPUSH', ARGV[i + 1], ARGV[i + 2])
+                queues[#queues + 1] = string.sub(ARGV[i + 1], 8)
+            end
+        end
+        if #queues > 0 then redis.call('PUBLISH', ARGV[1], cjson.encode(queues)) end
+        return #queues
         "#,
     )
 });
