@@ -7,10 +7,12 @@
 //!   that routes work to actors;
 //! - [`shard`] and [`session`]: the actors — one [`shard::ShardActor`] per store shard owning
 //!   its queues and their waiters, one [`session::PopSession`] per waiting client;
-//! - [`store`]: the [`store::Store`] trait and its backends.
+//! - [`store`]: the [`store::Store`] trait and its backends;
+//! - [`callbacks`]: delivery callbacks, sent in the background.
 //!
 //! [`config`] holds the typed settings, [`node`] starts and stops everything.
 
+pub mod callbacks;
 pub mod config;
 pub mod http;
 pub mod inbox;

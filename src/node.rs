@@ -15,6 +15,7 @@ use actix_web::middleware::{Condition, Logger};
 use actix_web::{App, HttpServer, web};
 use tracing::info;
 
+use crate::callbacks::Callbacks;
 use crate::config::Settings;
 use crate::http::{self, AppState};
 use crate::inbox::Inbox;
@@ -33,12 +34,14 @@ pub async fn run(settings: Settings) -> io::Result<()> {
         .await
         .map_err(io::Error::other)?;
     let sweep = Duration::from_secs(settings.store.sweep_interval);
+    let callbacks = Callbacks::start();
     let arbiters: Vec<Arbiter> = (0..threads).map(|_| Arbiter::new()).collect();
     let shards = (0..store.shards())
         .map(|i| {
             let store = Arc::clone(&store);
+            let callbacks = callbacks.clone();
             ShardActor::start_in_arbiter(&arbiters[i % threads].handle(), move |_| {
-                ShardActor::new(i, store, sweep)
+                ShardActor::new(i, store, sweep, callbacks)
             })
         })
         .collect();

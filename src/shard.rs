@@ -22,6 +22,7 @@ use futures_util::FutureExt;
 use futures_util::future::BoxFuture;
 use tracing::{debug, warn};
 
+use crate::callbacks::{Callbacks, DeliveredEvent};
 use crate::inbox::{Mark, Message, NewTransaction, QueueName, QueuedRef, unix_now, unix_now_ms};
 use crate::store::{ShardEvent, ShardId, Store, StoreError, StoreResult, TakenRef, WaitAccounting};
 
@@ -34,16 +35,31 @@ const UNACKED_SWEEP: Duration = Duration::from_millis(500);
 #[derive(Debug)]
 pub struct Delivery {
     items: Vec<Taken>,
-    /// The shard and queue they came from; `None` for an empty delivery.
-    home: Option<(Addr<ShardActor>, QueueName)>,
+    /// Where they came from; `None` for an empty delivery.
+    home: Option<Home>,
+}
+
+/// The shard and queue a delivery came from, and who hears of it once committed.
+#[derive(Clone)]
+struct Home {
+    shard: Addr<ShardActor>,
+    queue: QueueName,
+    callbacks: Callbacks,
+}
+
+impl std::fmt::Debug for Home {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Home").field("queue", &self.queue).finish()
+    }
 }
 
 /// One taken message, with where it goes back to (`None` when it had expired: it never goes
-/// back).
+/// back) and the URL to tell of its delivery.
 #[derive(Debug)]
 struct Taken {
     message: Message,
     queued: Option<QueuedRef>,
+    callback: Option<String>,
 }
 
 impl Delivery {
@@ -72,22 +88,29 @@ impl Delivery {
         self.items.append(&mut other.items);
     }
 
-    /// The consumer has the messages: from now on they are its responsibility.
+    /// The consumer has the messages: from now on they are its responsibility. Each one's
+    /// delivery callback is called (in the background).
     pub fn commit(mut self) -> Vec<Message> {
-        std::mem::take(&mut self.items)
-            .into_iter()
-            .map(|t| t.message)
-            .collect()
+        let items = std::mem::take(&mut self.items);
+        if let Some(home) = &self.home {
+            for t in &items {
+                if let Some(url) = &t.callback {
+                    let event = DeliveredEvent::new(t.message.tx.as_str(), home.queue.id(), url);
+                    home.callbacks.delivered(event);
+                }
+            }
+        }
+        items.into_iter().map(|t| t.message).collect()
     }
 }
 
 impl Drop for Delivery {
     fn drop(&mut self) {
         let refs: Vec<QueuedRef> = self.items.drain(..).filter_map(|t| t.queued).collect();
-        if let (false, Some((shard, queue))) = (refs.is_empty(), &self.home) {
-            debug!(%queue, count = refs.len(), "delivery abandoned; putting messages back");
-            shard.do_send(PutBack {
-                queue: queue.clone(),
+        if let (false, Some(home)) = (refs.is_empty(), &self.home) {
+            debug!(queue = %home.queue, count = refs.len(), "delivery abandoned; putting messages back");
+            home.shard.do_send(PutBack {
+                queue: home.queue.clone(),
                 refs,
             });
         }
@@ -218,10 +241,16 @@ pub struct ShardActor {
     unreachable: bool,
     /// A sweep for overdue acknowledgements is running.
     sweeping_unacked: bool,
+    callbacks: Callbacks,
 }
 
 impl ShardActor {
-    pub fn new(id: ShardId, store: Arc<dyn Store>, sweep_every: Duration) -> Self {
+    pub fn new(
+        id: ShardId,
+        store: Arc<dyn Store>,
+        sweep_every: Duration,
+        callbacks: Callbacks,
+    ) -> Self {
         ShardActor {
             id,
             store,
@@ -230,6 +259,7 @@ impl ShardActor {
             closing: false,
             unreachable: false,
             sweeping_unacked: false,
+            callbacks,
         }
     }
 
@@ -363,13 +393,23 @@ impl ShardActor {
             .into_iter()
             .map(|t| Taken {
                 message: Message::from_meta(t.queued.tx.clone(), t.meta.as_ref()),
+                callback: t
+                    .meta
+                    .as_ref()
+                    .and_then(|m| m.get("callback"))
+                    .filter(|url| !url.is_empty())
+                    .cloned(),
                 // An expired message is reported but never goes back.
                 queued: t.meta.is_some().then_some(t.queued),
             })
             .collect();
         Delivery {
             items,
-            home: Some((ctx.address(), queue.clone())),
+            home: Some(Home {
+                shard: ctx.address(),
+                queue: queue.clone(),
+                callbacks: self.callbacks.clone(),
+            }),
         }
     }
 
@@ -708,7 +748,13 @@ mod tests {
         messages: &[&str],
     ) -> (Arc<MemoryStore>, Addr<ShardActor>, QueueName, Vec<TxId>) {
         let store = Arc::new(MemoryStore::new(1));
-        let shard = ShardActor::new(0, store.clone(), Duration::from_secs(3600)).start();
+        let shard = ShardActor::new(
+            0,
+            store.clone(),
+            Duration::from_secs(3600),
+            Callbacks::disabled(),
+        )
+        .start();
         let queue = Namespace::default().queue("q");
         let mut ids = Vec::new();
         for payload in messages {
