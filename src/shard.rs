@@ -88,6 +88,11 @@ impl Delivery {
         self.items.append(&mut other.items);
     }
 
+    /// The messages, before the consumer commits to them.
+    pub fn messages(&self) -> impl Iterator<Item = &Message> {
+        self.items.iter().map(|t| &t.message)
+    }
+
     /// The consumer has the messages: from now on they are its responsibility. Each one's
     /// delivery callback is called (in the background).
     pub fn commit(mut self) -> Vec<Message> {
@@ -135,6 +140,9 @@ pub struct Waiter {
     pub max: usize,
     pub mark: Mark,
     pub notify: Recipient<WaiterNotice>,
+    /// The consumer keeps its own place in the queue's `blocked` count (a subscription, counted
+    /// for its whole life with [`Hold`]), so takes leave it out of theirs.
+    pub held: bool,
 }
 
 /// Register a waiter. The shard notifies it exactly once, unless it is cancelled first.
@@ -151,6 +159,15 @@ pub struct Wait {
 pub struct CancelWait {
     pub queue: QueueName,
     pub id: u64,
+}
+
+/// A long-lived consumer (a subscription) starts (`true`) or stops (`false`) counting in the
+/// queue's `blocked`, whether or not it is waiting at the moment.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Hold {
+    pub queue: QueueName,
+    pub on: bool,
 }
 
 /// Put references back at the head of their queue, as `Pending`.
@@ -305,7 +322,7 @@ impl ShardActor {
             counting: entry
                 .waiters
                 .iter()
-                .filter(|r| !r.counted)
+                .filter(|r| !r.counted && !r.waiter.held)
                 .map(|r| r.waiter.id)
                 .collect(),
             uncounting,
@@ -643,6 +660,24 @@ impl Handler<CancelWait> for ShardActor {
     }
 }
 
+impl Handler<Hold> for ShardActor {
+    type Result = ();
+
+    fn handle(&mut self, msg: Hold, _ctx: &mut Self::Context) {
+        if !msg.on {
+            self.waiter_left(&msg.queue);
+            return;
+        }
+        let store = Arc::clone(&self.store);
+        let (shard, queue) = (self.id, msg.queue);
+        actix::spawn(async move {
+            if let Err(e) = store.wait_began(shard, &queue).await {
+                warn!(shard, %queue, error = %e, "could not record a subscription");
+            }
+        });
+    }
+}
+
 impl Handler<PutBack> for ShardActor {
     type Result = ();
 
@@ -783,6 +818,7 @@ mod tests {
             max,
             mark: Mark::Delivered,
             notify,
+            held: false,
         }
     }
 

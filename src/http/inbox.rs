@@ -20,8 +20,23 @@ fn invalid_content_type() -> ApiError {
     ApiError::bad_request("invalid content-type header")
 }
 
+/// How a consumer's takes are recorded: delivered at once, or (`reliable`) `Blocked` until
+/// acknowledged within `timeoutACK`.
+pub fn mark(params: &Params, inbox: &Inbox, reliable: bool) -> Result<Mark, ApiError> {
+    Ok(if reliable {
+        let ack_within = ack_timeout(params.get("timeoutACK"), inbox.settings())?;
+        Mark::Unacked { ack_within }
+    } else {
+        Mark::Delivered
+    })
+}
+
 /// The tenant comes from `/org/<org>/…`, or — only when enabled — from an `id_org` parameter.
-fn namespace(inbox: &Inbox, org: Option<String>, params: &Params) -> Result<Namespace, ApiError> {
+pub fn namespace(
+    inbox: &Inbox,
+    org: Option<String>,
+    params: &Params,
+) -> Result<Namespace, ApiError> {
     let org = match org {
         Some(org) => Some(org),
         None if inbox.settings().org_from_params => params.get_str("id_org")?,
@@ -34,11 +49,18 @@ fn host(req: &HttpRequest) -> String {
     req.connection_info().host().to_owned()
 }
 
-/// `{"ok":true,"data":[payload|null…],"transactions":[id…]}`, as pop and peek answer.
+/// `{"ok":true,"data":[payload|null…],"transactions":[id…]}`, as pop, peek and every
+/// subscription message read.
+pub fn messages_json<'a>(messages: impl IntoIterator<Item = &'a Message>) -> Value {
+    let (data, ids): (Vec<Option<&str>>, Vec<&TxId>) = messages
+        .into_iter()
+        .map(|m| (m.payload.as_deref(), &m.tx))
+        .unzip();
+    json!({ "ok": true, "data": data, "transactions": ids })
+}
+
 fn messages_reply(messages: &[Message]) -> HttpResponse {
-    let data: Vec<Option<&str>> = messages.iter().map(|m| m.payload.as_deref()).collect();
-    let ids: Vec<&TxId> = messages.iter().map(|m| &m.tx).collect();
-    json(&json!({ "ok": true, "data": data, "transactions": ids }))
+    json(&messages_json(messages))
 }
 
 /// `POST /trans`: store a message and push it into every queue it names.
@@ -236,12 +258,7 @@ pub async fn pop(
     let ns = namespace(inbox, org, &params)?;
     let max = max_messages(params.get("max"), inbox.settings())?;
     let timeout = pop_timeout(params.get("timeout"), inbox.settings())?;
-    let mark = if reliable {
-        let ack_within = ack_timeout(params.get("timeoutACK"), inbox.settings())?;
-        Mark::Unacked { ack_within }
-    } else {
-        Mark::Delivered
-    };
+    let mark = mark(&params, inbox, reliable)?;
     let delivery = inbox.pop(ns.queue(&queue), max, mark, timeout).await?;
     let messages = delivery.commit();
     Ok(messages_reply(&messages))

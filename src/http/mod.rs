@@ -9,6 +9,7 @@ mod inbox;
 pub mod request;
 pub mod response;
 pub mod routes;
+mod streams;
 
 use std::time::Instant;
 
@@ -47,6 +48,11 @@ async fn dispatch(
         }
     };
     let inbox = &state.inbox;
+    if let Route::WebSocket { org, queue } = route {
+        // The handshake takes the connection over: no body to read first.
+        return streams::websocket(inbox, &req, payload, org, queue)
+            .unwrap_or_else(|e| actix_web::ResponseError::error_response(&e));
+    }
     let result = async {
         let body = read_body(&req, payload, inbox.settings()).await?;
         match route {
@@ -64,6 +70,14 @@ async fn dispatch(
             }
             Route::Pop { org, queue } => inbox::pop(inbox, &req, body, org, queue, false).await,
             Route::PopReliable { queue } => inbox::pop(inbox, &req, body, None, queue, true).await,
+            Route::Subscribe { org, queue } => {
+                streams::subscribe(inbox, &req, body, org, queue, false).await
+            }
+            Route::SubscribeReliable { queue } => {
+                streams::subscribe(inbox, &req, body, None, queue, true).await
+            }
+            Route::Events { org, queue } => streams::events(inbox, &req, body, org, queue).await,
+            Route::WebSocket { .. } => unreachable!("served above"),
             Route::Ack { queue } => inbox::ack(inbox, &req, body, queue).await,
             Route::Peek { org, queue } => inbox::peek(inbox, &req, body, org, queue).await,
             Route::QueueState { org, queue } => {

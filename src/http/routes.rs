@@ -36,6 +36,24 @@ pub enum Route {
     PopReliable {
         queue: String,
     },
+    Subscribe {
+        org: Option<String>,
+        queue: String,
+    },
+    /// `POST /queue/<id>/subscriberel` (no org variant).
+    SubscribeReliable {
+        queue: String,
+    },
+    /// `GET /queue/<id>/events`: Server-Sent Events.
+    Events {
+        org: Option<String>,
+        queue: String,
+    },
+    /// `GET /queue/<id>/ws`: WebSocket.
+    WebSocket {
+        org: Option<String>,
+        queue: String,
+    },
     /// `POST /queue/<id>/ack` (no org variant).
     Ack {
         queue: String,
@@ -123,6 +141,28 @@ impl Route {
             {
                 Route::PopReliable { queue: param(id)? }
             }
+            [q, id, s] if is(q, "queue") && is(s, "subscribe") && m == Method::POST => {
+                Route::Subscribe {
+                    org,
+                    queue: param(id)?,
+                }
+            }
+            [q, id, s]
+                if is(q, "queue")
+                    && is(s, "subscriberel")
+                    && m == Method::POST
+                    && org.is_none() =>
+            {
+                Route::SubscribeReliable { queue: param(id)? }
+            }
+            [q, id, e] if is(q, "queue") && is(e, "events") && m == Method::GET => Route::Events {
+                org,
+                queue: param(id)?,
+            },
+            [q, id, w] if is(q, "queue") && is(w, "ws") && m == Method::GET => Route::WebSocket {
+                org,
+                queue: param(id)?,
+            },
             [q, id, a] if is(q, "queue") && is(a, "ack") && m == Method::POST && org.is_none() => {
                 Route::Ack { queue: param(id)? }
             }

@@ -21,6 +21,7 @@ use std::time::Duration;
 
 use actix::Addr;
 use futures_util::future::join_all;
+use tokio::sync::mpsc;
 
 pub use error::InboxError;
 pub use groups::{GroupChange, NewGroup, unknown_group};
@@ -28,7 +29,7 @@ pub use model::*;
 pub use provision::{NewTransaction, TransactionUpdate};
 
 use crate::config::InboxSettings;
-use crate::session::PopSession;
+use crate::session::{PopSession, StreamItem, SubscriptionSession};
 use crate::shard::{Delivery, Push, ReleaseAll, Run, ShardActor};
 use crate::store::{ShardId, Store, StoreResult};
 
@@ -201,6 +202,13 @@ impl Inbox {
         let shard = self.queue_shard(&queue).clone();
         let outcome = PopSession::start_on(shard, queue, max, mark, timeout);
         outcome.await.map_err(|_| InboxError::ShuttingDown)?
+    }
+
+    /// Subscribes to `queue`: its messages, one at a time, until the receiver is dropped or
+    /// the node shuts down. Each must be [`commit`](Delivery::commit)ted when written to the
+    /// client; dropping it gives it back.
+    pub fn subscribe(&self, queue: QueueName, mark: Mark) -> mpsc::Receiver<StreamItem> {
+        SubscriptionSession::start_on(self.queue_shard(&queue).clone(), queue, mark)
     }
 
     /// Acknowledges reliable deliveries from `queue`; one flag per id, `false` for a

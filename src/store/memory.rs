@@ -394,6 +394,11 @@ impl Store for MemoryStore {
         })
     }
 
+    async fn wait_began(&self, shard: ShardId, queue: &QueueName) -> StoreResult<()> {
+        self.queues(shard).entry(queue.clone()).or_default().blocked += 1;
+        Ok(())
+    }
+
     async fn wait_ended(&self, shard: ShardId, queue: &QueueName) -> StoreResult<()> {
         if let Some(data) = self.queues(shard).get_mut(queue) {
             data.blocked = data.blocked.saturating_sub(1);

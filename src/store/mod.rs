@@ -186,6 +186,10 @@ pub trait Store: Send + Sync + 'static {
         cap: usize,
     ) -> StoreResult<QueueInfo>;
 
+    /// A consumer that keeps its own count started waiting on `queue` (see [`WaitAccounting`]
+    /// for the others).
+    async fn wait_began(&self, shard: ShardId, queue: &QueueName) -> StoreResult<()>;
+
     /// A consumer stopped waiting on `queue`.
     async fn wait_ended(&self, shard: ShardId, queue: &QueueName) -> StoreResult<()>;
 

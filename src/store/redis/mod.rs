@@ -534,13 +534,12 @@ impl Store for RedisStore {
         })
     }
 
+    async fn wait_began(&self, shard: ShardId, queue: &QueueName) -> StoreResult<()> {
+        self.count_waiter(shard, queue, 1).await
+    }
+
     async fn wait_ended(&self, shard: ShardId, queue: &QueueName) -> StoreResult<()> {
-        let server = self.shard(shard);
-        server
-            .conn()
-            .hincr::<_, _, _, ()>(keys::user_info(queue), "blocked", -1)
-            .await
-            .map_err(|e| server.error(e))
+        self.count_waiter(shard, queue, -1).await
     }
 
     async fn extend_queues(
@@ -694,6 +693,16 @@ impl RedisStore {
             .invoke_async::<i64>(&mut server.conn())
             .await
             .map(drop)
+            .map_err(|e| server.error(e))
+    }
+
+    /// Moves the queue's `blocked` count by `by`.
+    async fn count_waiter(&self, shard: ShardId, queue: &QueueName, by: i64) -> StoreResult<()> {
+        let server = self.shard(shard);
+        server
+            .conn()
+            .hincr::<_, _, _, ()>(keys::user_info(queue), "blocked", by)
+            .await
             .map_err(|e| server.error(e))
     }
 
