@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use actix::{Actor, Arbiter};
 use actix_web::middleware::{Condition, Logger};
 use actix_web::{App, HttpServer, web};
-use tracing::info;
+use tracing::{debug, info, warn};
 
 use crate::callbacks::Callbacks;
 use crate::config::Settings;
@@ -23,6 +23,9 @@ use crate::shard::ShardActor;
 use crate::store;
 
 /// Runs a node until it is told to stop by a signal.
+/// How often the node looks for delayed messages that are due: they arrive at most this late.
+const DELAYED_LOOK: Duration = Duration::from_millis(250);
+
 pub async fn run(settings: Settings) -> io::Result<()> {
     let threads = match settings.node.workers {
         0 => std::thread::available_parallelism()
@@ -77,6 +80,7 @@ pub async fn run(settings: Settings) -> io::Result<()> {
         );
     }
 
+    actix_web::rt::spawn(push_due_forever(inbox.clone()));
     let server = server.run();
     let handle = server.handle();
     actix_web::rt::spawn(async move {
@@ -92,6 +96,20 @@ pub async fn run(settings: Settings) -> io::Result<()> {
     }
     info!("relaybox stopped");
     Ok(())
+}
+
+/// Does held (`delay`ed) pushes as they fall due, for the life of the node.
+async fn push_due_forever(inbox: Inbox) {
+    let mut tick = tokio::time::interval(DELAYED_LOOK);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        match inbox.push_due().await {
+            Ok(0) => {}
+            Ok(n) => debug!(pushed = n, "delayed messages pushed"),
+            Err(e) => warn!(error = %e, "could not push delayed messages; will retry"),
+        }
+    }
 }
 
 async fn shutdown_signal() -> &'static str {

@@ -10,7 +10,7 @@ use serde_json::{Map, Value, json};
 use super::request::{Body, Params, content_type};
 use super::response::{ApiError, json};
 use crate::inbox::groups::group_names;
-use crate::inbox::params::{ParamValue, ack_timeout, max_messages, pop_timeout};
+use crate::inbox::params::{ParamValue, ack_timeout, delay, max_messages, pop_timeout};
 use crate::inbox::provision::{validate_new, validate_update};
 use crate::inbox::{DeliveryState, Inbox, Mark, Message, Namespace, StateFilter, TxId, unix_now};
 
@@ -81,9 +81,13 @@ pub async fn provision(inbox: &Inbox, req: &HttpRequest, body: Body, org: Option
     };
     let ns = namespace(inbox, org, &params)?;
     let fields = expanded.as_ref().unwrap_or(params.body());
+    let delay = delay(params.get("delay"))?;
     let tx = validate_new(fields, inbox.settings(), unix_now())
         .map_err(|errors| ApiError::new(StatusCode::BAD_REQUEST, errors))?;
-    let id = inbox.provision(&ns, tx).await?;
+    let id = match delay {
+        Some(delay) => inbox.provision_later(&ns, tx, delay).await?,
+        None => inbox.provision(&ns, tx).await?,
+    };
     Ok(json(&json!({ "ok": true, "data": id })))
 }
 

@@ -33,6 +33,11 @@ use crate::session::{PopSession, StreamItem, SubscriptionSession};
 use crate::shard::{Delivery, Push, ReleaseAll, Run, ShardActor};
 use crate::store::{ShardId, Store, StoreResult};
 
+/// How long a node has to finish a held push it claimed before another node may take it over.
+const DELAYED_CLAIM: Duration = Duration::from_secs(60);
+/// Held pushes claimed per look.
+const DELAYED_BATCH: usize = 100;
+
 #[derive(Clone)]
 pub struct Inbox {
     shards: Arc<[Addr<ShardActor>]>,
@@ -82,39 +87,107 @@ impl Inbox {
     /// deleted again, so a producer told "error" does not find it half-delivered later.
     pub async fn provision(&self, ns: &Namespace, tx: NewTransaction) -> Result<TxId, InboxError> {
         let tx = Arc::new(tx);
-        let mut groups: Vec<(usize, Vec<QueueName>)> =
+        let groups: Vec<(usize, Vec<QueueName>)> =
             self.by_shard(ns, &tx.queues).into_iter().collect();
-        if tx.expires_at <= unix_now() {
-            // Already expired: it could only ever be delivered as a null.
-            groups.clear();
-        }
-        // One shard stores the transaction along with its own pushes; the others only push.
-        let (first, first_queues) = groups
-            .pop()
-            .unwrap_or_else(|| (self.shard_index(tx.id.as_str()), Vec::new()));
-        let push = |shard: usize, queues, create| {
-            self.shards[shard].send(Push {
-                tx: Arc::clone(&tx),
-                queues,
-                create,
-            })
-        };
-        let mut result = flatten(push(first, first_queues, true).await);
-        if result.is_ok() {
-            let rest = join_all(
-                groups
-                    .into_iter()
-                    .map(|(shard, queues)| push(shard, queues, false)),
-            )
-            .await;
-            result = rest.into_iter().try_for_each(flatten);
-        }
-        if let Err(e) = result {
+        if let Err(e) = self.push_to_shards(&tx, groups, true).await {
             // Best effort: the error the producer sees is the push failure either way.
             let _ = self.delete_transaction(&tx.id).await;
             return Err(e);
         }
         Ok(tx.id.clone())
+    }
+
+    /// Stores a transaction now and pushes it into its queues once `delay` has passed. The
+    /// push is held in the store, so it survives a restart; any node does it when it is due.
+    pub async fn provision_later(
+        &self,
+        ns: &Namespace,
+        tx: NewTransaction,
+        delay: Duration,
+    ) -> Result<TxId, InboxError> {
+        let queues: Vec<QueueName> = tx.queues.iter().map(|q| ns.queue(q)).collect();
+        let push = DelayedPush::new(tx.id.clone(), tx.priority, tx.expires_at, &queues);
+        let due = unix_now_ms().saturating_add(delay.as_millis().min(i64::MAX as u128) as i64);
+        let id = tx.id.clone();
+        self.run(self.tx_shard(&id), move |store, _| async move {
+            store.schedule(&tx, &push, due).await
+        })
+        .await?;
+        Ok(id)
+    }
+
+    /// Does the held pushes that are due (see [`provision_later`](Self::provision_later));
+    /// returns how many. Run periodically by every node: each push is claimed by one node, and
+    /// claimed again if that node dies before it is done.
+    pub async fn push_due(&self) -> Result<usize, InboxError> {
+        let now = unix_now_ms();
+        let lease_until = now + DELAYED_CLAIM.as_millis() as i64;
+        let due = self
+            .run(&self.shards[0], move |store, _| async move {
+                store.claim_due(now, lease_until, DELAYED_BATCH).await
+            })
+            .await?;
+        let count = due.len();
+        for push in due {
+            let tx = Arc::new(NewTransaction {
+                id: push.id.clone(),
+                priority: push.priority,
+                queues: Vec::new(),
+                meta: Meta::new(),
+                expires_at: push.expires_at,
+            });
+            let mut groups: HashMap<usize, Vec<QueueName>> = HashMap::new();
+            for queue in push.queue_names() {
+                groups
+                    .entry(self.shard_index(queue.id()))
+                    .or_default()
+                    .push(queue);
+            }
+            self.push_to_shards(&tx, groups.into_iter().collect(), false)
+                .await?;
+            let id = push.id;
+            self.run(&self.shards[0], move |store, _| async move {
+                store.settle_due(&id).await
+            })
+            .await?;
+        }
+        Ok(count)
+    }
+
+    /// Pushes `tx` into `groups` of queues, one shard message each; with `create`, the first
+    /// shard also stores the transaction (only `tx.id`, `priority` and `expires_at` matter
+    /// otherwise). An expired transaction is stored but pushed nowhere.
+    async fn push_to_shards(
+        &self,
+        tx: &Arc<NewTransaction>,
+        mut groups: Vec<(usize, Vec<QueueName>)>,
+        create: bool,
+    ) -> Result<(), InboxError> {
+        if tx.expires_at <= unix_now() {
+            // Already expired: it could only ever be delivered as a null.
+            groups.clear();
+        }
+        let push = |shard: usize, queues, create| {
+            self.shards[shard].send(Push {
+                tx: Arc::clone(tx),
+                queues,
+                create,
+            })
+        };
+        if create {
+            // One shard stores the transaction along with its own pushes; the others only push.
+            let (first, first_queues) = groups
+                .pop()
+                .unwrap_or_else(|| (self.shard_index(tx.id.as_str()), Vec::new()));
+            flatten(push(first, first_queues, true).await)?;
+        }
+        let rest = join_all(
+            groups
+                .into_iter()
+                .map(|(shard, queues)| push(shard, queues, false)),
+        )
+        .await;
+        rest.into_iter().try_for_each(flatten)
     }
 
     pub async fn transaction(&self, id: &TxId) -> Result<Option<Meta>, InboxError> {

@@ -4,7 +4,7 @@ use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// The metadata of a transaction: every field the producer sent, as strings (PopBox stores them
 /// in a Redis hash, so clients read strings back).
@@ -28,7 +28,7 @@ pub fn unix_now_ms() -> i64 {
 
 /// A transaction id: a lowercase UUID v4 for transactions made here, any string when a client
 /// asks about one.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(transparent)]
 pub struct TxId(String);
 
@@ -61,9 +61,11 @@ impl fmt::Display for TxId {
 }
 
 /// `H` messages are always delivered before `L` ones; FIFO within each.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum Priority {
+    #[serde(rename = "H")]
     High,
+    #[serde(rename = "L")]
     Low,
 }
 
@@ -267,6 +269,38 @@ impl Message {
     pub fn from_meta(tx: TxId, meta: Option<&Meta>) -> Self {
         let payload = meta.and_then(|m| m.get("payload").cloned());
         Message { tx, payload }
+    }
+}
+
+/// A provisioning held back by `delay`: what to push, and where, once it is due.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DelayedPush {
+    pub id: TxId,
+    pub priority: Priority,
+    pub expires_at: i64,
+    /// Each queue as its full key and its id (see [`QueueName::from_parts`]).
+    pub queues: Vec<(String, String)>,
+}
+
+impl DelayedPush {
+    pub fn new(id: TxId, priority: Priority, expires_at: i64, queues: &[QueueName]) -> Self {
+        let queues = queues
+            .iter()
+            .map(|q| (q.key().to_owned(), q.id().to_owned()))
+            .collect();
+        DelayedPush {
+            id,
+            priority,
+            expires_at,
+            queues,
+        }
+    }
+
+    pub fn queue_names(&self) -> Vec<QueueName> {
+        self.queues
+            .iter()
+            .filter_map(|(key, id)| QueueName::from_parts(key, id))
+            .collect()
     }
 }
 

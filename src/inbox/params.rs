@@ -89,6 +89,25 @@ pub fn ack_timeout(
     }
 }
 
+/// The longest `delay` accepted: a year.
+const MAX_DELAY: f64 = 365.0 * 86_400.0;
+
+/// `delay` of `POST /trans`: how long to hold the message back, in seconds (fractions kept);
+/// absent or `0`: push at once.
+pub fn delay(value: Option<ParamValue<'_>>) -> Result<Option<Duration>, InboxError> {
+    let Some(value) = value else { return Ok(None) };
+    match number(value) {
+        Some(0.0) => Ok(None),
+        Some(s) if s.is_finite() && s > 0.0 && s <= MAX_DELAY => {
+            Ok(Some(Duration::from_secs_f64(s)))
+        }
+        _ => Err(InboxError::invalid(format!(
+            "invalid delay: expected a number of seconds from 0 to {MAX_DELAY}, got {}",
+            describe(value)
+        ))),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -135,6 +154,20 @@ mod tests {
         for bad in ["-1", "later", "NaN", "inf"] {
             let err = ack_timeout(Some(ParamValue::Text(bad)), &s).unwrap_err();
             assert!(err.to_string().contains("invalid timeoutACK"), "{err}");
+        }
+    }
+
+    #[test]
+    fn delay_rules() {
+        assert_eq!(delay(None).unwrap(), None);
+        assert_eq!(delay(Some(ParamValue::Text("0"))).unwrap(), None);
+        assert_eq!(
+            delay(Some(ParamValue::Json(&json!(2.5)))).unwrap(),
+            Some(Duration::from_millis(2500))
+        );
+        for bad in [json!(-1), json!("soon"), json!(1e12), json!([1])] {
+            let err = delay(Some(ParamValue::Json(&bad))).unwrap_err();
+            assert!(err.to_string().contains("invalid delay"), "{err}");
         }
     }
 

@@ -11,8 +11,8 @@ use async_trait::async_trait;
 
 use super::{ShardId, Store, StoreResult, TakenRef, WaitAccounting};
 use crate::inbox::{
-    DeliveryState, Mark, Message, Meta, NewTransaction, Priority, QueueInfo, QueueName, QueuedRef,
-    TxId, shard_of, unix_now, unix_now_ms,
+    DelayedPush, DeliveryState, Mark, Message, Meta, NewTransaction, Priority, QueueInfo,
+    QueueName, QueuedRef, TxId, shard_of, unix_now, unix_now_ms,
 };
 
 /// How long an idle, empty queue keeps its `lastPop` before it is forgotten.
@@ -22,6 +22,8 @@ pub struct MemoryStore {
     queues: Vec<Mutex<HashMap<QueueName, QueueData>>>,
     transactions: Vec<Mutex<HashMap<TxId, TxRecord>>>,
     groups: Mutex<HashMap<String, BTreeSet<String>>>,
+    /// Held pushes, by when they are due (or their claim runs out).
+    delayed: Mutex<HashMap<TxId, (i64, DelayedPush)>>,
 }
 
 #[derive(Default)]
@@ -92,6 +94,7 @@ impl MemoryStore {
             queues: (0..shards).map(|_| Mutex::default()).collect(),
             transactions: (0..shards).map(|_| Mutex::default()).collect(),
             groups: Mutex::default(),
+            delayed: Mutex::default(),
         }
     }
 
@@ -159,6 +162,44 @@ impl Store for MemoryStore {
         self.transactions_of(&tx.id).insert(tx.id.clone(), record);
         self.push(shard, queues, &tx.id, tx.priority, tx.expires_at)
             .await
+    }
+
+    async fn schedule(
+        &self,
+        tx: &NewTransaction,
+        push: &DelayedPush,
+        due_ms: i64,
+    ) -> StoreResult<()> {
+        self.provision(0, tx, &[]).await?;
+        lock(&self.delayed).insert(tx.id.clone(), (due_ms, push.clone()));
+        Ok(())
+    }
+
+    async fn claim_due(
+        &self,
+        now_ms: i64,
+        lease_until_ms: i64,
+        max: usize,
+    ) -> StoreResult<Vec<DelayedPush>> {
+        let mut delayed = lock(&self.delayed);
+        let mut due: Vec<(&TxId, &mut (i64, DelayedPush))> = delayed
+            .iter_mut()
+            .filter(|(_, (at, _))| *at <= now_ms)
+            .collect();
+        due.sort_by_key(|(_, (at, _))| *at);
+        Ok(due
+            .into_iter()
+            .take(max)
+            .map(|(_, (at, push))| {
+                *at = lease_until_ms;
+                push.clone()
+            })
+            .collect())
+    }
+
+    async fn settle_due(&self, id: &TxId) -> StoreResult<()> {
+        lock(&self.delayed).remove(id);
+        Ok(())
     }
 
     async fn transaction(&self, id: &TxId) -> StoreResult<Option<Meta>> {

@@ -21,7 +21,8 @@ use tokio::sync::mpsc;
 
 use crate::config::{Backend, StoreSettings};
 use crate::inbox::{
-    DeliveryState, Mark, Message, Meta, NewTransaction, QueueInfo, QueueName, QueuedRef, TxId,
+    DelayedPush, DeliveryState, Mark, Message, Meta, NewTransaction, QueueInfo, QueueName,
+    QueuedRef, TxId,
 };
 
 /// Index of a shard, `0..shards`.
@@ -94,6 +95,28 @@ pub trait Store: Send + Sync + 'static {
         tx: &NewTransaction,
         queues: &[QueueName],
     ) -> StoreResult<()>;
+
+    /// Stores a new transaction as [`provision`](Store::provision) does, but holds its push
+    /// back, durably, until `due_ms` (Unix ms): see [`claim_due`](Store::claim_due).
+    async fn schedule(
+        &self,
+        tx: &NewTransaction,
+        push: &DelayedPush,
+        due_ms: i64,
+    ) -> StoreResult<()>;
+
+    /// Up to `max` held pushes due by `now_ms`, each claimed until `lease_until_ms`: a claim
+    /// not [`settle`](Store::settle_due)d by then (its node died) is due again. Each push is
+    /// claimed by one caller at a time.
+    async fn claim_due(
+        &self,
+        now_ms: i64,
+        lease_until_ms: i64,
+        max: usize,
+    ) -> StoreResult<Vec<DelayedPush>>;
+
+    /// A claimed push was done: forget it.
+    async fn settle_due(&self, id: &TxId) -> StoreResult<()>;
 
     /// The metadata of a live transaction.
     async fn transaction(&self, id: &TxId) -> StoreResult<Option<Meta>>;

@@ -31,8 +31,8 @@ use tracing::{error, warn};
 use super::{ShardEvent, ShardId, Store, StoreError, StoreResult, TakenRef, WaitAccounting};
 use crate::config::StoreSettings;
 use crate::inbox::{
-    DeliveryState, Mark, Message, Meta, NewTransaction, Priority, QueueInfo, QueueName, QueuedRef,
-    TxId, unix_now, unix_now_ms,
+    DelayedPush, DeliveryState, Mark, Message, Meta, NewTransaction, Priority, QueueInfo,
+    QueueName, QueuedRef, TxId, unix_now, unix_now_ms,
 };
 
 /// One Redis server and our command connection to it.
@@ -237,6 +237,67 @@ impl Store for RedisStore {
         self.run_provision(&self.transactions, tx, Some(tx), &[])
             .await?;
         self.run_provision(server, tx, None, queues).await
+    }
+
+    async fn schedule(
+        &self,
+        tx: &NewTransaction,
+        push: &DelayedPush,
+        due_ms: i64,
+    ) -> StoreResult<()> {
+        let server = &self.transactions;
+        self.run_provision(server, tx, Some(tx), &[]).await?;
+        let record = serde_json::to_string(push).expect("held pushes serialise");
+        let lifetime = (tx.expires_at - unix_now()).max(1) as u64;
+        ::redis::pipe()
+            .atomic()
+            .set_ex(keys::delayed(&tx.id), record, lifetime)
+            .ignore()
+            .zadd(keys::DELAYED_DUE, tx.id.as_str(), due_ms)
+            .ignore()
+            .query_async::<()>(&mut server.conn())
+            .await
+            .map_err(|e| server.error(e))
+    }
+
+    async fn claim_due(
+        &self,
+        now_ms: i64,
+        lease_until_ms: i64,
+        max: usize,
+    ) -> StoreResult<Vec<DelayedPush>> {
+        let server = &self.transactions;
+        let records: Vec<String> = scripts::CLAIM_DUE
+            .key(keys::DELAYED_DUE)
+            .arg(now_ms)
+            .arg(lease_until_ms)
+            .arg(max)
+            .invoke_async(&mut server.conn())
+            .await
+            .map_err(|e| server.error(e))?;
+        Ok(records
+            .iter()
+            .filter_map(|r| match serde_json::from_str(r) {
+                Ok(push) => Some(push),
+                Err(e) => {
+                    error!(record = %r, error = %e, "unreadable held push; skipped");
+                    None
+                }
+            })
+            .collect())
+    }
+
+    async fn settle_due(&self, id: &TxId) -> StoreResult<()> {
+        let server = &self.transactions;
+        ::redis::pipe()
+            .atomic()
+            .zrem(keys::DELAYED_DUE, id.as_str())
+            .ignore()
+            .del(keys::delayed(id))
+            .ignore()
+            .query_async::<()>(&mut server.conn())
+            .await
+            .map_err(|e| server.error(e))
     }
 
     async fn transaction(&self, id: &TxId) -> StoreResult<Option<Meta>> {

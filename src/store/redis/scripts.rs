@@ -295,3 +295,25 @@ pub static RETURN_DUE: LazyLock<Script> = LazyLock::new(|| {
         "#,
     )
 });
+
+/// On the transactions server: up to ARGV[3] held pushes due by ARGV[1] in the set KEYS[1],
+/// each claimed until ARGV[2] (its score moves there). Returns their records; a member whose
+/// record expired with its transaction is dropped.
+pub static CLAIM_DUE: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r#"
+        local ids = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, ARGV[3])
+        local out = {}
+        for _, id in ipairs(ids) do
+            local push = redis.call('GET', 'PB:T|' .. id .. ':delayed')
+            if push then
+                redis.call('ZADD', KEYS[1], ARGV[2], id)
+                out[#out + 1] = push
+            else
+                redis.call('ZREM', KEYS[1], id)
+            end
+        end
+        return out
+        "#,
+    )
+});
