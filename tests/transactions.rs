@@ -189,6 +189,61 @@ fn delete_leaves_a_null_in_the_queue(backend: Backend) {
     assert_eq!(node.state(&id, "del"), "", "no state is resurrected");
 }
 
+fn history_of_every_state_change(backend: Backend) {
+    let node = TestNode::start(backend);
+    let id = node.push(&["h1", "h2"], "p", "H");
+    node.pop("h1", "timeout=1");
+    let (status, _) = node.post("/queue/h2/poprel", &json!({}));
+    assert_eq!(status, 200);
+    node.post("/queue/h2/ack", &json!({"transactions": [id]}));
+
+    let (status, reply) = node.get(&format!("/trans/{id}/history"));
+    assert_eq!(status, 200);
+    assert_eq!(reply["ok"], true);
+    let changes: Vec<(String, String)> = reply["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| {
+            let stamp = c["timestamp"].as_str().unwrap();
+            assert!(stamp.starts_with("20") && stamp.ends_with('Z'), "{stamp}");
+            (
+                c["queue"].as_str().unwrap().into(),
+                c["state"].as_str().unwrap().into(),
+            )
+        })
+        .collect();
+    let want = [
+        ("h1", "Pending"),
+        ("h2", "Pending"),
+        ("h1", "Delivered"),
+        ("h2", "Blocked"),
+        ("h2", "Delivered"),
+    ];
+    let want: Vec<(String, String)> = want
+        .iter()
+        .map(|(q, s)| (q.to_string(), s.to_string()))
+        .collect();
+    assert_eq!(changes, want);
+
+    assert_eq!(
+        node.get("/trans/never-was/history"),
+        (200, json!({"ok": true, "data": []}))
+    );
+}
+
+fn history_keeps_the_latest_thousand(backend: Backend) {
+    let node = TestNode::start(backend);
+    let queues: Vec<String> = (0..1005).map(|i| format!("cap{i}")).collect();
+    let refs: Vec<&str> = queues.iter().map(String::as_str).collect();
+    let id = node.push(&refs, "p", "L");
+    let (_, reply) = node.get(&format!("/trans/{id}/history"));
+    let data = reply["data"].as_array().unwrap();
+    assert_eq!(data.len(), 1000);
+    assert_eq!(data[0]["queue"], "cap5");
+    assert_eq!(data[999]["queue"], "cap1004");
+}
+
 crate::both_backends!(
     metadata_and_queue_views,
     unknown_transactions_read_as_empty,
@@ -197,4 +252,6 @@ crate::both_backends!(
     update_edge_cases,
     moving_the_expiry,
     delete_leaves_a_null_in_the_queue,
+    history_of_every_state_change,
+    history_keeps_the_latest_thousand,
 );

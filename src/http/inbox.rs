@@ -2,6 +2,7 @@
 //! the answer in PopBox's exact shapes.
 
 use std::collections::BTreeMap;
+use std::time::{Duration, UNIX_EPOCH};
 
 use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse};
@@ -244,6 +245,21 @@ pub async fn transaction_state(
             .map(|(q, s)| (q, json!(s.as_str())))
             .collect(),
     };
+    Ok(json(&json!({ "ok": true, "data": data })))
+}
+
+/// `GET /trans/<id>/history`: every state change, oldest first, as
+/// `{"queue","state","timestamp"}`; empty for an unknown transaction.
+pub async fn history(inbox: &Inbox, id: String) -> Reply {
+    let changes = inbox.history(&TxId::from(id)).await?;
+    let data: Vec<Value> = changes
+        .into_iter()
+        .map(|c| {
+            let at = UNIX_EPOCH + Duration::from_millis(c.at.max(0) as u64);
+            let timestamp = humantime::format_rfc3339_millis(at).to_string();
+            json!({ "queue": c.queue, "state": c.state, "timestamp": timestamp })
+        })
+        .collect();
     Ok(json(&json!({ "ok": true, "data": data })))
 }
 

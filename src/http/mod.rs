@@ -68,6 +68,7 @@ async fn dispatch(
             Route::TransactionState { id, state } => {
                 inbox::transaction_state(inbox, &req, body, id, state).await
             }
+            Route::TransactionHistory { id } => inbox::history(inbox, id).await,
             Route::Pop { org, queue } => inbox::pop(inbox, &req, body, org, queue, false).await,
             Route::PopReliable { queue } => inbox::pop(inbox, &req, body, None, queue, true).await,
             Route::Subscribe { org, queue } => {

@@ -28,6 +28,10 @@ pub enum Route {
         id: String,
         state: Option<String>,
     },
+    /// `GET /trans/<id>/history` (no org variant).
+    TransactionHistory {
+        id: String,
+    },
     Pop {
         org: Option<String>,
         queue: String,
@@ -123,6 +127,11 @@ impl Route {
                     id: param(id)?,
                     state: None,
                 }
+            }
+            [t, id, h]
+                if is(t, "trans") && is(h, "history") && m == Method::GET && org.is_none() =>
+            {
+                Route::TransactionHistory { id: param(id)? }
             }
             [t, id, s, state]
                 if is(t, "trans") && is(s, "state") && m == Method::GET && org.is_none() =>

@@ -206,6 +206,15 @@ impl Inbox {
         .await
     }
 
+    /// How the transaction's states changed, oldest first.
+    pub async fn history(&self, id: &TxId) -> Result<Vec<StateChange>, InboxError> {
+        let id = id.clone();
+        self.run(self.tx_shard(&id), move |store, _| async move {
+            store.history(&id).await
+        })
+        .await
+    }
+
     /// Applies a change; `false` when the transaction does not exist. A new expiry also keeps
     /// the queues that still hold it alive that long (queues in `ns`, as PopBox does).
     pub async fn update_transaction(

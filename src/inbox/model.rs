@@ -80,7 +80,7 @@ impl Priority {
 }
 
 /// Where one (transaction, queue) pair is in its life.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum DeliveryState {
     Pending,
     Blocked,
@@ -270,6 +270,15 @@ impl Message {
         let payload = meta.and_then(|m| m.get("payload").cloned());
         Message { tx, payload }
     }
+}
+
+/// One entry of a transaction's history: its state in `queue` became `state`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct StateChange {
+    pub queue: String,
+    pub state: DeliveryState,
+    /// Unix milliseconds.
+    pub at: i64,
 }
 
 /// A provisioning held back by `delay`: what to push, and where, once it is due.

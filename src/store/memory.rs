@@ -9,10 +9,10 @@ use std::sync::{Mutex, MutexGuard};
 
 use async_trait::async_trait;
 
-use super::{ShardId, Store, StoreResult, TakenRef, WaitAccounting};
+use super::{HISTORY_LIMIT, ShardId, Store, StoreResult, TakenRef, WaitAccounting};
 use crate::inbox::{
     DelayedPush, DeliveryState, Mark, Message, Meta, NewTransaction, Priority, QueueInfo,
-    QueueName, QueuedRef, TxId, shard_of, unix_now, unix_now_ms,
+    QueueName, QueuedRef, StateChange, TxId, shard_of, unix_now, unix_now_ms,
 };
 
 /// How long an idle, empty queue keeps its `lastPop` before it is forgotten.
@@ -72,12 +72,26 @@ impl QueueData {
 struct TxRecord {
     meta: Meta,
     states: BTreeMap<String, DeliveryState>,
+    history: VecDeque<StateChange>,
     expires_at: i64,
 }
 
 impl TxRecord {
     fn live(&self, now: i64) -> bool {
         self.expires_at > now
+    }
+
+    /// Sets the state in `queue`, and records the change.
+    fn set_state(&mut self, queue: &str, state: DeliveryState) {
+        self.states.insert(queue.to_owned(), state);
+        if self.history.len() == HISTORY_LIMIT {
+            self.history.pop_front();
+        }
+        self.history.push_back(StateChange {
+            queue: queue.to_owned(),
+            state,
+            at: unix_now_ms(),
+        });
     }
 }
 
@@ -149,16 +163,15 @@ impl Store for MemoryStore {
         tx: &NewTransaction,
         queues: &[QueueName],
     ) -> StoreResult<()> {
-        let states = tx
-            .queues
-            .iter()
-            .map(|q| (q.clone(), DeliveryState::Pending))
-            .collect();
-        let record = TxRecord {
+        let mut record = TxRecord {
             meta: tx.meta.clone(),
-            states,
+            states: BTreeMap::new(),
+            history: VecDeque::new(),
             expires_at: tx.expires_at,
         };
+        for queue in &tx.queues {
+            record.set_state(queue, DeliveryState::Pending);
+        }
         self.transactions_of(&tx.id).insert(tx.id.clone(), record);
         self.push(shard, queues, &tx.id, tx.priority, tx.expires_at)
             .await
@@ -209,6 +222,12 @@ impl Store for MemoryStore {
     async fn states(&self, id: &TxId) -> StoreResult<BTreeMap<String, DeliveryState>> {
         Ok(self
             .with_live(id, |rec| rec.states.clone())
+            .unwrap_or_default())
+    }
+
+    async fn history(&self, id: &TxId) -> StoreResult<Vec<StateChange>> {
+        Ok(self
+            .with_live(id, |rec| rec.history.iter().cloned().collect())
             .unwrap_or_default())
     }
 
@@ -300,7 +319,7 @@ impl Store for MemoryStore {
             .into_iter()
             .map(|queued| {
                 let meta = self.with_live(&queued.tx, |rec| {
-                    rec.states.insert(queue.id().to_owned(), mark.state());
+                    rec.set_state(queue.id(), mark.state());
                     rec.meta.clone()
                 });
                 TakenRef { queued, meta }
@@ -318,8 +337,7 @@ impl Store for MemoryStore {
             .iter()
             .filter(|r| {
                 self.with_live(&r.tx, |rec| {
-                    rec.states
-                        .insert(queue.id().to_owned(), DeliveryState::Pending)
+                    rec.set_state(queue.id(), DeliveryState::Pending)
                 })
                 .is_some()
             })
@@ -339,12 +357,12 @@ impl Store for MemoryStore {
         let found: Vec<bool> = ids
             .iter()
             .map(|id| {
-                self.with_live(id, |rec| match rec.states.get_mut(queue.id()) {
-                    Some(state) => {
-                        *state = DeliveryState::Delivered;
-                        true
+                self.with_live(id, |rec| {
+                    let known = rec.states.contains_key(queue.id());
+                    if known {
+                        rec.set_state(queue.id(), DeliveryState::Delivered);
                     }
-                    None => false,
+                    known
                 })
                 .unwrap_or(false)
             })

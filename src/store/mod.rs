@@ -22,8 +22,11 @@ use tokio::sync::mpsc;
 use crate::config::{Backend, StoreSettings};
 use crate::inbox::{
     DelayedPush, DeliveryState, Mark, Message, Meta, NewTransaction, QueueInfo, QueueName,
-    QueuedRef, TxId,
+    QueuedRef, StateChange, TxId,
 };
+
+/// The most state changes kept per transaction (the latest ones).
+pub const HISTORY_LIMIT: usize = 1000;
 
 /// Index of a shard, `0..shards`.
 pub type ShardId = usize;
@@ -123,6 +126,9 @@ pub trait Store: Send + Sync + 'static {
 
     /// The delivery state of a live transaction in each of its queues (empty when unknown).
     async fn states(&self, id: &TxId) -> StoreResult<BTreeMap<String, DeliveryState>>;
+
+    /// The state changes of a live transaction, oldest first (the last [`HISTORY_LIMIT`]).
+    async fn history(&self, id: &TxId) -> StoreResult<Vec<StateChange>>;
 
     /// Merges `fields` into a live transaction's metadata and, when given, moves its expiry (a
     /// time in the past deletes it). `false` when there is no such transaction.

@@ -7,6 +7,8 @@
 //! - `PB:K|<token>` (the queue's shard): what a take or put-back did, for its retries;
 //! - `PB:A|unacked` (each shard server): sorted set of reliable deliveries awaiting an
 //!   acknowledgement, scored by when they are due back (Unix ms); any node returns them;
+//! - `PB:T|<id>:history` (transactions server): list of state changes, JSON
+//!   `{"queue","state","at"}` (Unix ms), the latest [`HISTORY_LIMIT`](crate::store::HISTORY_LIMIT);
 //! - `PB:T|<id>:delayed` (transactions server): a provisioning held back by `delay` (JSON),
 //!   expiring with its transaction; `PB:D|due`: sorted set of their ids by due time (Unix ms);
 //! - `PB:G|<name>` (transactions server): set of a group's queue ids. PopBox used the bare name,
@@ -21,6 +23,10 @@ const TRANSACTION_PREFIX: &str = "PB:T|";
 
 /// The held pushes by due time, on the transactions server.
 pub const DELAYED_DUE: &str = "PB:D|due";
+
+pub fn history(id: &TxId) -> String {
+    format!("{TRANSACTION_PREFIX}{id}:history")
+}
 
 pub fn delayed(id: &TxId) -> String {
     format!("{TRANSACTION_PREFIX}{id}:delayed")

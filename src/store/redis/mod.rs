@@ -32,7 +32,7 @@ use super::{ShardEvent, ShardId, Store, StoreError, StoreResult, TakenRef, WaitA
 use crate::config::StoreSettings;
 use crate::inbox::{
     DelayedPush, DeliveryState, Mark, Message, Meta, NewTransaction, Priority, QueueInfo,
-    QueueName, QueuedRef, TxId, unix_now, unix_now_ms,
+    QueueName, QueuedRef, StateChange, TxId, unix_now, unix_now_ms,
 };
 
 /// One Redis server and our command connection to it.
@@ -323,6 +323,19 @@ impl Store for RedisStore {
             .collect())
     }
 
+    async fn history(&self, id: &TxId) -> StoreResult<Vec<StateChange>> {
+        let server = &self.transactions;
+        let lines: Vec<String> = server
+            .conn()
+            .lrange(keys::history(id), 0, -1)
+            .await
+            .map_err(|e| server.error(e))?;
+        Ok(lines
+            .iter()
+            .filter_map(|line| serde_json::from_str(line).ok())
+            .collect())
+    }
+
     async fn update_transaction(
         &self,
         id: &TxId,
@@ -345,7 +358,7 @@ impl Store for RedisStore {
     async fn delete_transaction(&self, id: &TxId) -> StoreResult<()> {
         self.transactions
             .conn()
-            .del::<_, ()>(&[keys::meta(id), keys::state(id)])
+            .del::<_, ()>(&[keys::meta(id), keys::state(id), keys::history(id)])
             .await
             .map_err(|e| self.transactions.error(e))
     }

@@ -4,15 +4,45 @@ use std::sync::LazyLock;
 
 use ::redis::Script;
 
-/// Lua shared by the scripts that keep the set of unacknowledged deliveries: a member names the
-/// queue (full key and bare id) and the transaction, built the same way everywhere.
-const UNACKED_MEMBER: &str = r#"
+use crate::store::HISTORY_LIMIT;
+
+/// Lua shared by the scripts, so that each thing is written one way everywhere:
+/// - `unacked_member`: a member of the set of unacknowledged deliveries, naming the queue (full
+///   key and bare id) and the transaction;
+/// - `record_states`: appends state changes (`{queue, state}` pairs) to a transaction's history
+///   (`PB:T|<id>:history`, JSON lines with the server's time in ms), keeps the last
+///   `HISTORY_LIMIT`, and gives a new history the transaction's lifetime.
+const PRELUDE: &str = r#"
     local function unacked_member(key, id, tx) return cjson.encode({key, id, tx}) end
+
+    local function record_states(ref, changes)
+        local t = redis.call('TIME')
+        local at = string.format('%.0f', t[1] * 1000 + math.floor(t[2] / 1000))
+        local key = ref .. ':history'
+        local len = 0
+        for first = 1, #changes, 1000 do
+            local batch = {}
+            for i = first, math.min(first + 999, #changes) do
+                local c = changes[i]
+                batch[#batch + 1] = '{"queue":' .. cjson.encode(c[1]) .. ',"state":"' .. c[2]
+                    .. '","at":' .. at .. '}'
+            end
+            len = redis.call('RPUSH', key, unpack(batch))
+        end
+        if len > HISTORY_LIMIT then redis.call('LTRIM', key, -HISTORY_LIMIT, -1) end
+        if len > 0 and len == #changes then
+            local ttl = redis.call('PTTL', ref .. ':meta')
+            if ttl > 0 then redis.call('PEXPIRE', key, ttl) end
+        end
+    end
+
+    local function record_state(ref, queue, state) record_states(ref, {{queue, state}}) end
 "#;
 
 /// A script whose source starts with the shared Lua above.
 fn with_prelude(body: &str) -> Script {
-    Script::new(&format!("{UNACKED_MEMBER}{body}"))
+    let prelude = PRELUDE.replace("HISTORY_LIMIT", &HISTORY_LIMIT.to_string());
+    Script::new(&format!("{prelude}{body}"))
 }
 
 /// Stores a transaction (when ARGV[6] > 0) and pushes it into queue lists, in one step.
@@ -22,7 +52,7 @@ fn with_prelude(body: &str) -> Script {
 /// (PopBox's "garbage collector"); the queues are announced on the channel. Hashes are written in
 /// batches: Lua's `unpack` cannot take 10,000 queues at once.
 pub static PROVISION: LazyLock<Script> = LazyLock::new(|| {
-    Script::new(
+    with_prelude(
         r#"
         local function hset(key, values, first, last, pending)
             local batch = {}
@@ -43,6 +73,9 @@ pub static PROVISION: LazyLock<Script> = LazyLock::new(|| {
             if #ARGV > pairs_end then
                 hset(KEYS[2], ARGV, pairs_end + 1, #ARGV, true)
                 redis.call('EXPIREAT', KEYS[2], ARGV[1])
+                local changes = {}
+                for i = pairs_end + 1, #ARGV do changes[#changes + 1] = {ARGV[i], 'Pending'} end
+                record_states(ARGV[5], changes)
             end
         end
         local ttl = tonumber(ARGV[2])
@@ -107,7 +140,10 @@ pub static TAKE: LazyLock<Script> = LazyLock::new(|| {
             for _, list in ipairs(taken) do
                 for _, ref in ipairs(list) do
                     local meta = redis.call('HGETALL', ref .. ':meta')
-                    if #meta > 0 then redis.call('HSET', ref .. ':state', ARGV[3], ARGV[4]) end
+                    if #meta > 0 then
+                        redis.call('HSET', ref .. ':state', ARGV[3], ARGV[4])
+                        if not recorded then record_state(ref, ARGV[3], ARGV[4]) end
+                    end
                     metas[#metas + 1] = meta
                 end
             end
@@ -120,12 +156,15 @@ pub static TAKE: LazyLock<Script> = LazyLock::new(|| {
 /// For each transaction (KEYS: meta, state, meta, state, …): if it is live, sets its state in
 /// queue ARGV[1] to ARGV[2] and returns its metadata; else returns an empty array for it.
 pub static MARK: LazyLock<Script> = LazyLock::new(|| {
-    Script::new(
+    with_prelude(
         r#"
         local out = {}
         for i = 1, #KEYS, 2 do
             local meta = redis.call('HGETALL', KEYS[i])
-            if #meta > 0 then redis.call('HSET', KEYS[i + 1], ARGV[1], ARGV[2]) end
+            if #meta > 0 then
+                redis.call('HSET', KEYS[i + 1], ARGV[1], ARGV[2])
+                record_state(string.sub(KEYS[i], 1, -6), ARGV[1], ARGV[2])
+            end
             out[#out + 1] = meta
         end
         return out
@@ -221,13 +260,15 @@ pub static GROUP_CHANGE: LazyLock<Script> = LazyLock::new(|| {
 /// On the transactions server: for each transaction id in ARGV[2..] that has a state in queue
 /// ARGV[1], sets it to `Delivered`. Returns one 1 or 0 per id.
 pub static ACK_STATES: LazyLock<Script> = LazyLock::new(|| {
-    Script::new(
+    with_prelude(
         r#"
         local out = {}
         for i = 2, #ARGV do
-            local state = 'PB:T|' .. ARGV[i] .. ':state'
+            local ref = 'PB:T|' .. ARGV[i]
+            local state = ref .. ':state'
             if redis.call('HEXISTS', state, ARGV[1]) == 1 then
                 redis.call('HSET', state, ARGV[1], 'Delivered')
+                record_state(ref, ARGV[1], 'Delivered')
                 out[#out + 1] = 1
             else
                 out[#out + 1] = 0
@@ -255,7 +296,7 @@ pub static FORGET_UNACKED: LazyLock<Script> = LazyLock::new(|| {
 /// (transaction, queue id). Each one still live and not `Delivered` becomes `Pending`; returns
 /// its priority (`H`/`L`), or '' for one that stays out.
 pub static REOPEN: LazyLock<Script> = LazyLock::new(|| {
-    Script::new(
+    with_prelude(
         r#"
         local out = {}
         for i = 1, #ARGV, 2 do
@@ -264,6 +305,7 @@ pub static REOPEN: LazyLock<Script> = LazyLock::new(|| {
             local state = redis.call('HGET', ref .. ':state', ARGV[i + 1])
             if priority and state ~= 'Delivered' then
                 redis.call('HSET', ref .. ':state', ARGV[i + 1], 'Pending')
+                record_state(ref, ARGV[i + 1], 'Pending')
                 out[#out + 1] = priority
             else
                 out[#out + 1] = ''
