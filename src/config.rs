@@ -20,6 +20,17 @@ pub struct Settings {
     pub log: LogSettings,
     pub store: StoreSettings,
     pub inbox: InboxSettings,
+    /// The HTTPS listener (on the plain listener's port + 1); none when absent.
+    pub tls: Option<TlsSettings>,
+}
+
+/// A PEM certificate chain and its private key for the HTTPS listener (`tools/dev-cert` makes a
+/// self-signed pair for development).
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsSettings {
+    pub cert: PathBuf,
+    pub key: PathBuf,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -148,6 +159,9 @@ pub struct InboxSettings {
     pub default_expire_delay: u64,
     /// Let an `id_org` query or body parameter pick the tenant (the `/org/<org>/…` routes always do).
     pub org_from_params: bool,
+    /// A credential that opens every secure queue (set both or neither; none by default).
+    pub admin_user: Option<String>,
+    pub admin_password: Option<String>,
 }
 
 impl Default for InboxSettings {
@@ -164,6 +178,8 @@ impl Default for InboxSettings {
             ack_timeout: 20,
             default_expire_delay: 3_600,
             org_from_params: false,
+            admin_user: None,
+            admin_password: None,
         }
     }
 }
@@ -302,6 +318,21 @@ impl Settings {
             "inbox.default_expire_delay",
             "must be at least 1 second",
         )?;
+        check(
+            inbox.admin_user.is_some() == inbox.admin_password.is_some(),
+            "inbox.admin_user",
+            "and inbox.admin_password must be set together",
+        )?;
+        if let Some(tls) = &self.tls {
+            for (key, path) in [("tls.cert", &tls.cert), ("tls.key", &tls.key)] {
+                if let Err(e) = std::fs::metadata(path) {
+                    return Err(ConfigError::Invalid {
+                        key,
+                        problem: format!("cannot read {}: {e}", path.display()),
+                    });
+                }
+            }
+        }
         if let Err(e) = self.log.level.parse::<tracing_subscriber::EnvFilter>() {
             return Err(ConfigError::Invalid {
                 key: "log.level",

@@ -16,7 +16,7 @@ use actix_web::{App, HttpServer, web};
 use tracing::{debug, info, warn};
 
 use crate::callbacks::Callbacks;
-use crate::config::Settings;
+use crate::config::{Settings, TlsSettings};
 use crate::http::{self, AppState};
 use crate::inbox::Inbox;
 use crate::shard::ShardActor;
@@ -71,12 +71,27 @@ pub async fn run(settings: Settings) -> io::Result<()> {
     .h1_allow_half_closed(false)
     .shutdown_timeout(settings.node.shutdown_timeout)
     .bind(settings.node.listen)?;
-    let addrs: Vec<SocketAddr> = server.addrs();
-    for addr in &addrs {
+    let plain: Vec<SocketAddr> = server.addrs();
+    let server = match &settings.tls {
+        Some(tls) => {
+            let mut addr = settings.node.listen;
+            if addr.port() != 0 {
+                addr.set_port(addr.port() + 1);
+            }
+            server.bind_rustls_0_23(addr, tls_config(tls)?)?
+        }
+        None => server,
+    };
+    for addr in server.addrs() {
+        let scheme = if plain.contains(&addr) {
+            "http"
+        } else {
+            "https"
+        };
         info!(
             backend = settings.store.backend.name(),
             shards = inbox.shard_count(),
-            "relaybox listening on http://{addr}"
+            "relaybox listening on {scheme}://{addr}"
         );
     }
 
@@ -96,6 +111,23 @@ pub async fn run(settings: Settings) -> io::Result<()> {
     }
     info!("relaybox stopped");
     Ok(())
+}
+
+/// The HTTPS listener's TLS settings, from the PEM files; fails naming the file at fault.
+fn tls_config(tls: &TlsSettings) -> io::Result<rustls::ServerConfig> {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let unreadable = |path: &std::path::Path, e: &dyn std::fmt::Display| {
+        io::Error::other(format!("tls: {}: {e}", path.display()))
+    };
+    let certs = CertificateDer::pem_file_iter(&tls.cert)
+        .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
+        .map_err(|e| unreadable(&tls.cert, &e))?;
+    let key = PrivateKeyDer::from_pem_file(&tls.key).map_err(|e| unreadable(&tls.key, &e))?;
+    rustls::ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+        .with_safe_default_protocol_versions()
+        .and_then(|config| config.with_no_client_auth().with_single_cert(certs, key))
+        .map_err(|e| io::Error::other(format!("tls: {}: {e}", tls.cert.display())))
 }
 
 /// Does held (`delay`ed) pushes as they fall due, for the life of the node.

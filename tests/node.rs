@@ -141,6 +141,49 @@ fn check_config_prints_the_effective_settings() {
 }
 
 #[test]
+fn the_popbox_compatibility_profile_is_valid() {
+    let dir = tempfile::tempdir().unwrap();
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tools/dev-cert");
+    assert!(
+        Command::new(script)
+            .arg(dir.path())
+            .status()
+            .unwrap()
+            .success()
+    );
+    let (cert, key) = (dir.path().join("server.crt"), dir.path().join("server.key"));
+    let profile = concat!(env!("CARGO_MANIFEST_DIR"), "/tools/popbox-compat.toml");
+    let out = relaybox(
+        &["--config", profile, "check-config"],
+        &[
+            ("RELAYBOX__TLS__CERT", cert.to_str().unwrap()),
+            ("RELAYBOX__TLS__KEY", key.to_str().unwrap()),
+        ],
+    );
+    assert!(out.status.success(), "{out:?}");
+    let settings: toml::Table = String::from_utf8(out.stdout).unwrap().parse().unwrap();
+    assert_eq!(settings["node"]["listen"].as_str(), Some("0.0.0.0:3001"));
+    assert_eq!(settings["store"]["backend"].as_str(), Some("redis"));
+    assert_eq!(
+        settings["store"]["redis_servers"][0].as_str(),
+        Some("redis://localhost:6379/0")
+    );
+    assert_eq!(settings["inbox"]["admin_user"].as_str(), Some("popbox"));
+    assert_eq!(
+        settings["inbox"]["admin_password"].as_str(),
+        Some("itscool")
+    );
+
+    // Without the certificate files, it says which is missing.
+    let out = relaybox(
+        &["--config", profile, "check-config"],
+        &[("RELAYBOX__TLS__CERT", "/nonexistent/server.crt")],
+    );
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8(out.stderr).unwrap().contains("tls.cert"));
+}
+
+#[test]
 fn bad_configuration_stops_start_up_naming_the_key() {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("bad.toml");

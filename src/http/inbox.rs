@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, UNIX_EPOCH};
 
-use actix_web::http::StatusCode;
+use actix_web::http::{StatusCode, header};
 use actix_web::{HttpRequest, HttpResponse};
 use serde_json::{Map, Value, json};
 
@@ -13,7 +13,10 @@ use super::response::{ApiError, json};
 use crate::inbox::groups::group_names;
 use crate::inbox::params::{ParamValue, ack_timeout, delay, max_messages, pop_timeout};
 use crate::inbox::provision::{validate_new, validate_update};
-use crate::inbox::{DeliveryState, Inbox, Mark, Message, Namespace, StateFilter, TxId, unix_now};
+use crate::inbox::secure::basic_credential;
+use crate::inbox::{
+    Access, DeliveryState, Inbox, Mark, Message, Namespace, QueueName, StateFilter, TxId, unix_now,
+};
 
 type Reply = Result<HttpResponse, ApiError>;
 
@@ -32,9 +35,11 @@ pub fn mark(params: &Params, inbox: &Inbox, reliable: bool) -> Result<Mark, ApiE
     })
 }
 
-/// The tenant comes from `/org/<org>/…`, or — only when enabled — from an `id_org` parameter.
+/// The family of queues a request addresses: the tenant comes from `/org/<org>/…`, or — only
+/// when enabled — from an `id_org` parameter; the HTTPS listener has queues of its own.
 pub fn namespace(
     inbox: &Inbox,
+    req: &HttpRequest,
     org: Option<String>,
     params: &Params,
 ) -> Result<Namespace, ApiError> {
@@ -43,7 +48,50 @@ pub fn namespace(
         None if inbox.settings().org_from_params => params.get_str("id_org")?,
         None => None,
     };
-    Ok(Namespace::plain(org))
+    Ok(Namespace {
+        org,
+        secure: req.app_config().secure(),
+    })
+}
+
+/// The queue a `/queue/<id>/…` request addresses. On the HTTPS listener the client must hold
+/// its credential (or the admin's), with PopBox's exact answers otherwise.
+pub async fn queue_for(
+    inbox: &Inbox,
+    req: &HttpRequest,
+    org: Option<String>,
+    params: &Params,
+    id: &str,
+) -> Result<QueueName, ApiError> {
+    let queue = namespace(inbox, req, org, params)?.queue(id);
+    if !queue_is_secure(req) {
+        return Ok(queue);
+    }
+    let credential = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|h| h.to_str().ok())
+        .and_then(basic_credential);
+    match inbox.authorize(&queue, credential).await {
+        Ok(Access::Granted) => Ok(queue),
+        Ok(Access::NoSuchQueue) => Err(ApiError::challenge(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "ERROR: Secure Queue does not exist",
+        )),
+        Ok(Access::Denied) => Err(ApiError::challenge(
+            StatusCode::UNAUTHORIZED,
+            "Unauthorized",
+        )),
+        Err(e) => Err(ApiError::challenge(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("ERROR:{e}"),
+        )),
+    }
+}
+
+/// Queues reached through the HTTPS listener are secure queues.
+fn queue_is_secure(req: &HttpRequest) -> bool {
+    req.app_config().secure()
 }
 
 fn host(req: &HttpRequest) -> String {
@@ -80,7 +128,7 @@ pub async fn provision(inbox: &Inbox, req: &HttpRequest, body: Body, org: Option
         None => with_group_members(inbox, params.body()).await?,
         Some(_) => None,
     };
-    let ns = namespace(inbox, org, &params)?;
+    let ns = namespace(inbox, req, org, &params)?;
     let fields = expanded.as_ref().unwrap_or(params.body());
     let delay = delay(params.get("delay"))?;
     let tx = validate_new(fields, inbox.settings(), unix_now())
@@ -199,7 +247,7 @@ pub async fn update_transaction(
         return Err(invalid_content_type());
     }
     let params = Params::new(req, &body)?;
-    let ns = namespace(inbox, org, &params)?;
+    let ns = namespace(inbox, req, org, &params)?;
     let fields = params.body();
     let update = match validate_update(fields, inbox.settings()) {
         Ok(None) => return Ok(json(&json!({ "ok": true, "data": "empty data" }))),
@@ -263,6 +311,49 @@ pub async fn history(inbox: &Inbox, id: String) -> Reply {
     Ok(json(&json!({ "ok": true, "data": data })))
 }
 
+/// `POST /queue` `{"queue","user","password"}` on the HTTPS listener: creates a secure queue
+/// that those Basic credentials open; `403` if it exists.
+pub async fn create_secure_queue(
+    inbox: &Inbox,
+    req: &HttpRequest,
+    body: Body,
+    org: Option<String>,
+) -> Reply {
+    let params = Params::new(req, &body)?;
+    let field = |name: &str| match params.body().get(name) {
+        Some(Value::String(s)) if !s.is_empty() => Ok(s.clone()),
+        None | Some(Value::Null) => Err(format!("missing {name}")),
+        Some(other) => Err(format!(
+            "invalid {name}: expected a non-empty string, got {other}"
+        )),
+    };
+    let (queue, user, password) = match (field("queue"), field("user"), field("password")) {
+        (_, Ok(u), _) if u.contains(':') => {
+            // Basic credentials split at the first colon: such a user could never log in.
+            return Err(ApiError::bad_request(
+                "invalid user: it must not contain ':'",
+            ));
+        }
+        (Ok(q), Ok(u), Ok(p)) => (q, u, p),
+        (q, u, p) => {
+            let errors = [q.err(), u.err(), p.err()].into_iter().flatten().collect();
+            return Err(ApiError::new(StatusCode::BAD_REQUEST, errors));
+        }
+    };
+    let queue = namespace(inbox, req, org, &params)?.queue(&queue);
+    if inbox
+        .create_secure_queue(queue.clone(), &user, &password)
+        .await?
+    {
+        Ok(json(&json!({ "ok": true })))
+    } else {
+        Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            vec![format!("Error: {} exists", queue.key())],
+        ))
+    }
+}
+
 /// `POST /queue/<id>/pop`: wait up to `timeout` seconds for up to `max` messages. With
 /// `reliable` (`/poprel`), they stay `Blocked` until acknowledged, and go back to the queue if
 /// that does not happen within `timeoutACK` seconds.
@@ -275,19 +366,20 @@ pub async fn pop(
     reliable: bool,
 ) -> Reply {
     let params = Params::new(req, &body)?;
-    let ns = namespace(inbox, org, &params)?;
+    let queue = queue_for(inbox, req, org, &params, &queue).await?;
     let max = max_messages(params.get("max"), inbox.settings())?;
     let timeout = pop_timeout(params.get("timeout"), inbox.settings())?;
     let mark = mark(&params, inbox, reliable)?;
-    let delivery = inbox.pop(ns.queue(&queue), max, mark, timeout).await?;
+    let delivery = inbox.pop(queue, max, mark, timeout).await?;
     let messages = delivery.commit();
     Ok(messages_reply(&messages))
 }
 
 /// `POST /queue/<id>/ack` `{"transactions":[id…]}`: confirms reliable deliveries. Answers one
 /// `{"err":null|"<id>/<queue> does not exist","data":"<id>"}` per id, in order.
-pub async fn ack(inbox: &Inbox, req: &HttpRequest, body: Body, queue: String) -> Reply {
+pub async fn ack(inbox: &Inbox, req: &HttpRequest, body: Body, id: String) -> Reply {
     let params = Params::new(req, &body)?;
+    let queue = queue_for(inbox, req, None, &params, &id).await?;
     let ids: Vec<TxId> = match params.get("transactions") {
         None => return Err(ApiError::bad_request("missing transaction")),
         Some(ParamValue::Json(Value::Array(items))) => items
@@ -305,14 +397,13 @@ pub async fn ack(inbox: &Inbox, req: &HttpRequest, body: Body, queue: String) ->
             ));
         }
     };
-    let ns = Namespace::plain(None);
-    let found = inbox.ack(ns.queue(&queue), ids.clone()).await?;
+    let found = inbox.ack(queue, ids.clone()).await?;
     let answers: Vec<Value> = ids
         .iter()
         .zip(found)
-        .map(|(id, found)| {
-            let err = (!found).then(|| format!("{id}/{queue} does not exist"));
-            json!({ "err": err, "data": id })
+        .map(|(tx, found)| {
+            let err = (!found).then(|| format!("{tx}/{id} does not exist"));
+            json!({ "err": err, "data": tx })
         })
         .collect();
     Ok(json(&answers))
@@ -327,9 +418,9 @@ pub async fn peek(
     queue: String,
 ) -> Reply {
     let params = Params::new(req, &body)?;
-    let ns = namespace(inbox, org, &params)?;
+    let queue = queue_for(inbox, req, org, &params, &queue).await?;
     let max = max_messages(params.get("max"), inbox.settings())?;
-    let messages = inbox.peek(ns.queue(&queue), max).await?;
+    let messages = inbox.peek(queue, max).await?;
     Ok(messages_reply(&messages))
 }
 
@@ -342,8 +433,8 @@ pub async fn queue_state(
     queue: String,
 ) -> Reply {
     let params = Params::new(req, &body)?;
-    let ns = namespace(inbox, org, &params)?;
-    let info = inbox.queue_info(ns.queue(&queue)).await?;
+    let queue = queue_for(inbox, req, org, &params, &queue).await?;
+    let info = inbox.queue_info(queue).await?;
     let host = host(req);
     let entries = |ids: &[TxId]| -> Vec<Value> {
         ids.iter()

@@ -51,6 +51,7 @@ async fn dispatch(
     if let Route::WebSocket { org, queue } = route {
         // The handshake takes the connection over: no body to read first.
         return streams::websocket(inbox, &req, payload, org, queue)
+            .await
             .unwrap_or_else(|e| actix_web::ResponseError::error_response(&e));
     }
     let result = async {
@@ -83,6 +84,13 @@ async fn dispatch(
             Route::Peek { org, queue } => inbox::peek(inbox, &req, body, org, queue).await,
             Route::QueueState { org, queue } => {
                 inbox::queue_state(inbox, &req, body, org, queue).await
+            }
+            Route::CreateSecureQueue { org } => {
+                if !req.app_config().secure() {
+                    // As in PopBox: the route exists on the HTTPS listener only.
+                    return Ok(not_found(req.method().as_str(), &req.uri().to_string()));
+                }
+                inbox::create_secure_queue(inbox, &req, body, org).await
             }
             Route::CreateGroup => groups::create(inbox, body).await,
             Route::GetGroup { name } => groups::get(inbox, name).await,

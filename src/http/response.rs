@@ -1,7 +1,7 @@
 //! How answers are written: JSON with `Content-Type: application/json; charset=utf-8`, errors
 //! as `{"errors":[…]}`, and the few plain-text answers PopBox's clients expect.
 
-use actix_web::http::StatusCode;
+use actix_web::http::{StatusCode, header};
 use actix_web::{HttpResponse, ResponseError};
 use serde::Serialize;
 use serde_json::json;
@@ -31,11 +31,27 @@ pub fn not_found(method: &str, url: &str) -> HttpResponse {
 pub struct ApiError {
     pub status: StatusCode,
     pub messages: Vec<String>,
+    /// PopBox's answers to a secure-queue request it refuses: plain text and a Basic challenge.
+    pub challenge: bool,
 }
 
 impl ApiError {
     pub fn new(status: StatusCode, messages: Vec<String>) -> Self {
-        ApiError { status, messages }
+        ApiError {
+            status,
+            messages,
+            challenge: false,
+        }
+    }
+
+    /// A refused secure-queue request: `text` as plain text, with
+    /// `WWW-Authenticate: Basic realm="PopBox"`.
+    pub fn challenge(status: StatusCode, text: impl Into<String>) -> Self {
+        ApiError {
+            status,
+            messages: vec![text.into()],
+            challenge: true,
+        }
     }
 
     pub fn bad_request(message: impl Into<String>) -> Self {
@@ -63,6 +79,12 @@ impl ResponseError for ApiError {
     }
 
     fn error_response(&self) -> HttpResponse {
+        if self.challenge {
+            return HttpResponse::build(self.status)
+                .content_type(TEXT)
+                .insert_header((header::WWW_AUTHENTICATE, r#"Basic realm="PopBox""#))
+                .body(self.messages.concat());
+        }
         HttpResponse::build(self.status)
             .content_type(JSON)
             .body(json!({ "errors": self.messages }).to_string())

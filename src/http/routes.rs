@@ -70,6 +70,10 @@ pub enum Route {
         org: Option<String>,
         queue: String,
     },
+    /// `POST /queue`: create a secure queue (HTTPS listener only).
+    CreateSecureQueue {
+        org: Option<String>,
+    },
     /// `POST /group` (the org variants ignore the org, as in PopBox).
     CreateGroup,
     GetGroup {
@@ -183,6 +187,7 @@ impl Route {
                 org,
                 queue: param(id)?,
             },
+            [q] if is(q, "queue") && m == Method::POST => Route::CreateSecureQueue { org },
             [g] if is(g, "group") && m == Method::POST => Route::CreateGroup,
             [g, name] if is(g, "group") => {
                 let name = param(name)?;

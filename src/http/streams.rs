@@ -18,7 +18,7 @@ use futures_util::Stream;
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
 
-use super::inbox::{mark, messages_json, namespace};
+use super::inbox::{mark, messages_json, queue_for};
 use super::request::{Body, Params};
 use super::response::ApiError;
 use crate::inbox::{Inbox, Mark};
@@ -64,9 +64,9 @@ pub async fn subscribe(
     reliable: bool,
 ) -> Reply {
     let params = Params::new(req, &body)?;
-    let ns = namespace(inbox, org, &params)?;
+    let queue = queue_for(inbox, req, org, &params, &queue).await?;
     let mark = mark(&params, inbox, reliable)?;
-    let items = inbox.subscribe(ns.queue(&queue), mark);
+    let items = inbox.subscribe(queue, mark);
     let chunk = |doc: Value| Bytes::from(doc.to_string());
     Ok(HttpResponse::Ok()
         .content_type("application/json")
@@ -82,8 +82,8 @@ pub async fn events(
     queue: String,
 ) -> Reply {
     let params = Params::new(req, &body)?;
-    let ns = namespace(inbox, org, &params)?;
-    let items = inbox.subscribe(ns.queue(&queue), Mark::Delivered);
+    let queue = queue_for(inbox, req, org, &params, &queue).await?;
+    let items = inbox.subscribe(queue, Mark::Delivered);
     let event = |doc: Value| Bytes::from(format!("data: {doc}\n\n"));
     Ok(HttpResponse::Ok()
         .content_type("text/event-stream")
@@ -92,7 +92,7 @@ pub async fn events(
 }
 
 /// `GET /queue/<id>/ws`: a WebSocket; the client only listens (pings are answered).
-pub fn websocket(
+pub async fn websocket(
     inbox: &Inbox,
     req: &HttpRequest,
     payload: web::Payload,
@@ -100,10 +100,10 @@ pub fn websocket(
     queue: String,
 ) -> Reply {
     let params = Params::new(req, &Body::default())?;
-    let ns = namespace(inbox, org, &params)?;
+    let queue = queue_for(inbox, req, org, &params, &queue).await?;
     let (response, mut session, mut incoming) = actix_ws::handle(req, payload)
         .map_err(|e| ApiError::bad_request(format!("not a WebSocket handshake: {e}")))?;
-    let mut items = inbox.subscribe(ns.queue(&queue), Mark::Delivered);
+    let mut items = inbox.subscribe(queue, Mark::Delivered);
     actix_web::rt::spawn(async move {
         loop {
             tokio::select! {

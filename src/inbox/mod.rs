@@ -13,6 +13,7 @@ pub mod js;
 mod model;
 pub mod params;
 pub mod provision;
+pub mod secure;
 
 use std::collections::{BTreeMap, HashMap};
 use std::future::Future;
@@ -27,6 +28,8 @@ pub use error::InboxError;
 pub use groups::{GroupChange, NewGroup, unknown_group};
 pub use model::*;
 pub use provision::{NewTransaction, TransactionUpdate};
+pub use secure::Access;
+use secure::Guard;
 
 use crate::config::InboxSettings;
 use crate::session::{PopSession, StreamItem, SubscriptionSession};
@@ -42,12 +45,18 @@ const DELAYED_BATCH: usize = 100;
 pub struct Inbox {
     shards: Arc<[Addr<ShardActor>]>,
     settings: Arc<InboxSettings>,
+    guard: Arc<Guard>,
 }
 
 impl Inbox {
     pub fn new(shards: Vec<Addr<ShardActor>>, settings: InboxSettings) -> Self {
         assert!(!shards.is_empty(), "an inbox needs at least one shard");
+        let admin = settings
+            .admin_user
+            .as_deref()
+            .zip(settings.admin_password.as_deref());
         Inbox {
+            guard: Arc::new(Guard::new(admin)),
             shards: shards.into(),
             settings: Arc::new(settings),
         }
@@ -316,6 +325,37 @@ impl Inbox {
             store.queue_info(shard, &queue, cap).await
         })
         .await
+    }
+
+    /// Creates a secure queue opened by `user:password`; `false` when it exists already.
+    pub async fn create_secure_queue(
+        &self,
+        queue: QueueName,
+        user: &str,
+        password: &str,
+    ) -> Result<bool, InboxError> {
+        let credential = self.guard.hash(format!("{user}:{password}")).await;
+        self.run(self.queue_shard(&queue), move |store, shard| async move {
+            store.create_secure_queue(shard, &queue, &credential).await
+        })
+        .await
+    }
+
+    /// Whether `credential` (`user:password` from the request, if any) opens the secure
+    /// queue `queue`.
+    pub async fn authorize(
+        &self,
+        queue: &QueueName,
+        credential: Option<String>,
+    ) -> Result<Access, InboxError> {
+        let stored = {
+            let queue = queue.clone();
+            self.run(self.queue_shard(&queue), move |store, shard| async move {
+                store.secure_queue_credential(shard, &queue).await
+            })
+            .await?
+        };
+        Ok(self.guard.check(queue.key(), stored, credential).await)
     }
 
     /// The shard that runs operations on group `name`.

@@ -22,6 +22,8 @@ pub struct MemoryStore {
     queues: Vec<Mutex<HashMap<QueueName, QueueData>>>,
     transactions: Vec<Mutex<HashMap<TxId, TxRecord>>>,
     groups: Mutex<HashMap<String, BTreeSet<String>>>,
+    /// Secure queues' stored credentials, by queue key.
+    credentials: Mutex<HashMap<String, String>>,
     /// Held pushes, by when they are due (or their claim runs out).
     delayed: Mutex<HashMap<TxId, (i64, DelayedPush)>>,
 }
@@ -108,6 +110,7 @@ impl MemoryStore {
             queues: (0..shards).map(|_| Mutex::default()).collect(),
             transactions: (0..shards).map(|_| Mutex::default()).collect(),
             groups: Mutex::default(),
+            credentials: Mutex::default(),
             delayed: Mutex::default(),
         }
     }
@@ -473,6 +476,28 @@ impl Store for MemoryStore {
     ) -> StoreResult<()> {
         // Queue entries here live as long as their transaction; nothing to extend.
         Ok(())
+    }
+
+    async fn create_secure_queue(
+        &self,
+        _shard: ShardId,
+        queue: &QueueName,
+        credential: &str,
+    ) -> StoreResult<bool> {
+        let mut credentials = lock(&self.credentials);
+        if credentials.contains_key(queue.key()) {
+            return Ok(false);
+        }
+        credentials.insert(queue.key().to_owned(), credential.to_owned());
+        Ok(true)
+    }
+
+    async fn secure_queue_credential(
+        &self,
+        _shard: ShardId,
+        queue: &QueueName,
+    ) -> StoreResult<Option<String>> {
+        Ok(lock(&self.credentials).get(queue.key()).cloned())
     }
 
     async fn group_add(&self, name: &str, members: &[String]) -> StoreResult<()> {

@@ -222,6 +222,22 @@ pub trait Store: Send + Sync + 'static {
     /// A consumer stopped waiting on `queue`.
     async fn wait_ended(&self, shard: ShardId, queue: &QueueName) -> StoreResult<()>;
 
+    /// Creates the secure queue `queue` with its stored `credential`, unless it exists;
+    /// `false` when it already did.
+    async fn create_secure_queue(
+        &self,
+        shard: ShardId,
+        queue: &QueueName,
+        credential: &str,
+    ) -> StoreResult<bool>;
+
+    /// The stored credential of the secure queue `queue`, if it exists.
+    async fn secure_queue_credential(
+        &self,
+        shard: ShardId,
+        queue: &QueueName,
+    ) -> StoreResult<Option<String>>;
+
     /// Adds `members` to group `name`, creating it.
     async fn group_add(&self, name: &str, members: &[String]) -> StoreResult<()>;
 

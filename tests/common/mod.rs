@@ -162,6 +162,16 @@ impl Drop for RedisServer {
     }
 }
 
+/// The socket address right after `marker` in a log line (text and JSON lines alike).
+fn addr_after(line: &str, marker: &str) -> Option<SocketAddr> {
+    let rest = line.split(marker).nth(1)?;
+    let addr: String = rest
+        .chars()
+        .take_while(|c| c.is_ascii_hexdigit() || ".:[]".contains(*c))
+        .collect();
+    addr.parse().ok()
+}
+
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
@@ -177,6 +187,14 @@ pub struct TestNode {
     log: Arc<Mutex<Vec<String>>>,
     /// Redis servers this node owns (stopped with it).
     _redis: Option<RedisServer>,
+    /// The HTTPS listener, its certificate and a client that trusts it.
+    tls: Option<Tls>,
+}
+
+pub struct Tls {
+    pub addr: SocketAddr,
+    pub cert_pem: Vec<u8>,
+    _dir: tempfile::TempDir,
 }
 
 impl TestNode {
@@ -196,6 +214,65 @@ impl TestNode {
                 node
             }
         }
+    }
+
+    /// Starts a node with an HTTPS listener too, on a certificate made by `tools/dev-cert`.
+    pub fn start_secure(backend: Backend, env: &[(&str, &str)]) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tools/dev-cert");
+        let made = Command::new(script).arg(dir.path()).output().unwrap();
+        assert!(made.status.success(), "tools/dev-cert: {made:?}");
+        let (cert, key) = (dir.path().join("server.crt"), dir.path().join("server.key"));
+        let (cert, key) = (cert.to_str().unwrap(), key.to_str().unwrap());
+        let mut all = vec![("RELAYBOX__TLS__CERT", cert), ("RELAYBOX__TLS__KEY", key)];
+        all.extend_from_slice(env);
+        let mut node = Self::start_with(backend, &all);
+        let tls_addr = node.wait_for_log("listening on https://");
+        node.tls = Some(Tls {
+            addr: tls_addr,
+            cert_pem: std::fs::read(dir.path().join("server.crt")).unwrap(),
+            _dir: dir,
+        });
+        node
+    }
+
+    /// The address in the first log line that says `marker<addr>`.
+    fn wait_for_log(&self, marker: &str) -> SocketAddr {
+        let start = Instant::now();
+        loop {
+            if let Some(addr) = self.log().iter().find_map(|line| addr_after(line, marker)) {
+                return addr;
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(15),
+                "no {marker:?} in the log"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// The private redis-server of a node started on `Backend::Redis`.
+    pub fn own_redis(&self) -> &RedisServer {
+        self._redis
+            .as_ref()
+            .expect("a node started on Backend::Redis")
+    }
+
+    /// The HTTPS listener's URL for `path` (the certificate is for `localhost`).
+    pub fn https_url(&self, path: &str) -> String {
+        let tls = self.tls.as_ref().expect("started with start_secure");
+        format!("https://localhost:{}{path}", tls.addr.port())
+    }
+
+    /// A TLS client that trusts the node's development certificate.
+    pub fn https_client(&self) -> Client {
+        let tls = self.tls.as_ref().expect("started with start_secure");
+        Client::builder()
+            .add_root_certificate(reqwest::Certificate::from_pem(&tls.cert_pem).unwrap())
+            .resolve("localhost", tls.addr)
+            .timeout(Duration::from_secs(60))
+            .build()
+            .unwrap()
     }
 
     /// Starts a node whose queue shards are `servers` (the first also holds transactions).
@@ -229,19 +306,14 @@ impl TestNode {
         let lines = Arc::clone(&log);
         std::thread::spawn(move || {
             for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if let Some(addr) = line.split("listening on http://").nth(1) {
-                    // Works for text and JSON log lines alike.
-                    let addr: String = addr
-                        .chars()
-                        .take_while(|c| c.is_ascii_hexdigit() || ".:[]".contains(*c))
-                        .collect();
-                    let _ = tx.send(addr.parse::<SocketAddr>());
+                if let Some(addr) = addr_after(&line, "listening on http://") {
+                    let _ = tx.send(addr);
                 }
                 lines.lock().unwrap().push(line);
             }
         });
         let addr = match rx.recv_timeout(Duration::from_secs(15)) {
-            Ok(Ok(addr)) => addr,
+            Ok(addr) => addr,
             other => {
                 let _ = child.kill();
                 panic!(
@@ -260,6 +332,7 @@ impl TestNode {
             client,
             log,
             _redis: None,
+            tls: None,
         }
     }
 

@@ -4,6 +4,8 @@
 //! - `PB:T|<id>:state` (transactions server): hash queue id → `Pending`/`Blocked`/`Delivered`;
 //! - `PB:Q|H:<prefix><queue>`, `PB:Q|L:…` (the queue's shard): lists of `PB:T|<id>` references;
 //! - `PB:Q|<prefix><queue>:userInfo` (the queue's shard): hash `blocked`, `lastPopDate`;
+//! - `<prefix><queue>`, e.g. `SEC:q1` (the queue's shard): a secure queue's credential (an
+//!   Argon2id hash; PopBox stored an unsalted SHA-1 there);
 //! - `PB:K|<token>` (the queue's shard): what a take or put-back did, for its retries;
 //! - `PB:A|unacked` (each shard server): sorted set of reliable deliveries awaiting an
 //!   acknowledgement, scored by when they are due back (Unix ms); any node returns them;
@@ -45,6 +47,10 @@ pub fn list(queue: &QueueName, priority: Priority) -> String {
 
 pub fn user_info(queue: &QueueName) -> String {
     format!("PB:Q|{}:userInfo", queue.key())
+}
+
+pub fn secure_queue(queue: &QueueName) -> String {
+    queue.key().to_owned()
 }
 
 pub fn meta(id: &TxId) -> String {

@@ -641,6 +641,33 @@ impl Store for RedisStore {
             .map_err(|e| server.error(e))
     }
 
+    async fn create_secure_queue(
+        &self,
+        shard: ShardId,
+        queue: &QueueName,
+        credential: &str,
+    ) -> StoreResult<bool> {
+        let server = self.shard(shard);
+        server
+            .conn()
+            .set_nx(keys::secure_queue(queue), credential)
+            .await
+            .map_err(|e| server.error(e))
+    }
+
+    async fn secure_queue_credential(
+        &self,
+        shard: ShardId,
+        queue: &QueueName,
+    ) -> StoreResult<Option<String>> {
+        let server = self.shard(shard);
+        server
+            .conn()
+            .get(keys::secure_queue(queue))
+            .await
+            .map_err(|e| server.error(e))
+    }
+
     async fn group_add(&self, name: &str, members: &[String]) -> StoreResult<()> {
         let server = &self.transactions;
         server
