@@ -115,6 +115,28 @@ fn a_dead_or_slow_target_never_delays_delivery(backend: Backend) {
     drop(silent);
 }
 
+/// An `https://` callback (PopBox's process died on one). The node trusts the receiver's
+/// development certificate through `SSL_CERT_FILE`, as it would a private CA's.
+#[test]
+fn https_callbacks_work() {
+    let dir = tempfile::tempdir().unwrap();
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tools/dev-cert");
+    let made = std::process::Command::new(script).arg(dir.path()).status();
+    assert!(made.unwrap().success());
+    let cert = dir.path().join("server.crt");
+    let receiver = CallbackReceiver::tls(&cert, &dir.path().join("server.key"));
+    let trust = [("SSL_CERT_FILE", cert.to_str().unwrap())];
+    let node = TestNode::start_with(Backend::Memory, &trust);
+    let url = receiver.url("/secure-hook");
+    assert!(url.starts_with("https://"));
+    let id = push_with_callback(&node, &["tls"], &url);
+    node.pop("tls", "timeout=1");
+    let calls = receiver.wait_for(1, Duration::from_secs(5));
+    assert_eq!(calls.len(), 1, "{calls:?}");
+    assert_eq!(calls[0].path, "/secure-hook");
+    assert_eq!(calls[0].body["transaction"], id.as_str());
+}
+
 crate::both_backends!(
     one_call_per_delivery,
     no_call_for_an_abandoned_pop,

@@ -3,10 +3,13 @@
 
 use std::collections::VecDeque;
 use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpListener};
+use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use serde_json::Value;
 
 #[derive(Debug, Clone)]
@@ -18,6 +21,7 @@ pub struct Received {
 
 pub struct CallbackReceiver {
     addr: SocketAddr,
+    scheme: &'static str,
     received: Arc<Mutex<Vec<Received>>>,
 }
 
@@ -29,6 +33,27 @@ impl CallbackReceiver {
 
     /// Answers the first requests with `statuses`, the rest 200.
     pub fn answering(statuses: &[u16]) -> Self {
+        Self::listen(statuses, None)
+    }
+
+    /// Answers over TLS with this PEM certificate and key (for `https://localhost:<port>`).
+    pub fn tls(cert: &Path, key: &Path) -> Self {
+        let certs = CertificateDer::pem_file_iter(cert)
+            .unwrap()
+            .collect::<Result<Vec<_>, _>>()
+            .unwrap();
+        let key = PrivateKeyDer::from_pem_file(key).unwrap();
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let config = rustls::ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_no_client_auth()
+            .with_single_cert(certs, key)
+            .unwrap();
+        Self::listen(&[], Some(Arc::new(config)))
+    }
+
+    fn listen(statuses: &[u16], tls: Option<Arc<rustls::ServerConfig>>) -> Self {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = listener.local_addr().unwrap();
         let received = Arc::new(Mutex::new(Vec::new()));
@@ -36,17 +61,32 @@ impl CallbackReceiver {
             statuses.iter().copied().collect::<VecDeque<_>>(),
         ));
         let log = Arc::clone(&received);
+        let scheme = if tls.is_some() { "https" } else { "http" };
         std::thread::spawn(move || {
             for stream in listener.incoming().flatten() {
-                let (log, statuses) = (Arc::clone(&log), Arc::clone(&statuses));
-                std::thread::spawn(move || serve(stream, &log, &statuses));
+                let (log, statuses, tls) = (Arc::clone(&log), Arc::clone(&statuses), tls.clone());
+                std::thread::spawn(move || match tls {
+                    Some(config) => {
+                        let conn = rustls::ServerConnection::new(config).unwrap();
+                        serve(rustls::StreamOwned::new(conn, stream), &log, &statuses)
+                    }
+                    None => serve(stream, &log, &statuses),
+                });
             }
         });
-        CallbackReceiver { addr, received }
+        CallbackReceiver {
+            addr,
+            scheme,
+            received,
+        }
     }
 
     pub fn url(&self, path: &str) -> String {
-        format!("http://{}{path}", self.addr)
+        match self.scheme {
+            // The development certificate is for `localhost`.
+            "https" => format!("https://localhost:{}{path}", self.addr.port()),
+            _ => format!("http://{}{path}", self.addr),
+        }
     }
 
     pub fn received(&self) -> Vec<Received> {
@@ -64,8 +104,7 @@ impl CallbackReceiver {
 }
 
 /// Serves the requests of one keep-alive connection.
-fn serve(stream: TcpStream, log: &Mutex<Vec<Received>>, statuses: &Mutex<VecDeque<u16>>) {
-    let mut writer = stream.try_clone().unwrap();
+fn serve(stream: impl Read + Write, log: &Mutex<Vec<Received>>, statuses: &Mutex<VecDeque<u16>>) {
     let mut reader = BufReader::new(stream);
     loop {
         let mut request_line = String::new();
@@ -106,7 +145,12 @@ fn serve(stream: TcpStream, log: &Mutex<Vec<Received>>, statuses: &Mutex<VecDequ
         });
         let status = statuses.lock().unwrap().pop_front().unwrap_or(200);
         let answer = format!("HTTP/1.1 {status} X\r\nContent-Length: 0\r\n\r\n");
-        if writer.write_all(answer.as_bytes()).is_err() {
+        let writer = reader.get_mut();
+        if writer
+            .write_all(answer.as_bytes())
+            .and_then(|()| writer.flush())
+            .is_err()
+        {
             return;
         }
     }
