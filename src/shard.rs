@@ -140,9 +140,6 @@ pub struct Waiter {
     pub max: usize,
     pub mark: Mark,
     pub notify: Recipient<WaiterNotice>,
-    /// The consumer keeps its own place in the queue's `blocked` count (a subscription, counted
-    /// for its whole life with [`Hold`]), so takes leave it out of theirs.
-    pub held: bool,
 }
 
 /// Register a waiter. The shard notifies it exactly once, unless it is cancelled first.
@@ -322,7 +319,7 @@ impl ShardActor {
             counting: entry
                 .waiters
                 .iter()
-                .filter(|r| !r.counted && !r.waiter.held)
+                .filter(|r| !r.counted)
                 .map(|r| r.waiter.id)
                 .collect(),
             uncounting,
@@ -818,7 +815,6 @@ mod tests {
             max,
             mark: Mark::Delivered,
             notify,
-            held: false,
         }
     }
 

@@ -73,7 +73,6 @@ impl Actor for PopSession {
                 id: self.waiter_id,
                 max: self.max,
                 mark: self.mark,
-                held: false,
                 notify: ctx.address().recipient(),
             },
         });

@@ -67,7 +67,6 @@ impl SubscriptionSession {
                 max: 1,
                 mark: self.mark,
                 notify: ctx.address().recipient(),
-                held: true,
             },
         });
     }
