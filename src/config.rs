@@ -20,6 +20,7 @@ pub struct Settings {
     pub log: LogSettings,
     pub store: StoreSettings,
     pub inbox: InboxSettings,
+    pub relay: RelaySettings,
     /// The HTTPS listener (on the plain listener's port + 1); none when absent.
     pub tls: Option<TlsSettings>,
 }
@@ -42,6 +43,10 @@ pub struct NodeSettings {
     pub workers: usize,
     /// Seconds that in-flight requests get to finish after SIGTERM/SIGINT.
     pub shutdown_timeout: u64,
+    /// This node's public `host[:port]` as apps reach it (sent as `X-IWP-Host` in redirects).
+    pub server: String,
+    /// This node's instance id (sent as `X-IWP-Port`; the `<x>` of `/agent/<x>` routes).
+    pub port: String,
 }
 
 impl Default for NodeSettings {
@@ -50,7 +55,66 @@ impl Default for NodeSettings {
             listen: SocketAddr::from(([127, 0, 0, 1], 3001)),
             workers: 0,
             shutdown_timeout: 10,
+            server: "localhost:3001".to_owned(),
+            port: "3001".to_owned(),
         }
+    }
+}
+
+/// The device relay (the My Notes protocol).
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RelaySettings {
+    /// Seconds a desktop's poll is held before "no client".
+    pub timeout_agent: f64,
+    /// Seconds after a poll ends that the desktop still counts as present (apps then wait for
+    /// its next poll instead of getting "no agent").
+    pub timeout_cache: f64,
+    /// Seconds between the re-checks of a waiting app request.
+    pub timeout_client: f64,
+    /// Seconds an app waits for the desktop's reply once its request was delivered.
+    pub timeout_no_reply: f64,
+    /// Relay chunk size by body length: the entry with the smallest bound above the
+    /// `Content-Length` (`inf` for bodies of unknown length and beyond).
+    pub buffer_size: std::collections::BTreeMap<String, usize>,
+}
+
+impl Default for RelaySettings {
+    fn default() -> Self {
+        RelaySettings {
+            timeout_agent: 15.0,
+            timeout_cache: 10.0,
+            timeout_client: 10.0,
+            timeout_no_reply: 60.0,
+            buffer_size: [
+                ("102400", 4096),
+                ("512000", 8192),
+                ("1048576", 16384),
+                ("inf", 32768),
+            ]
+            .into_iter()
+            .map(|(k, v)| (k.to_owned(), v))
+            .collect(),
+        }
+    }
+}
+
+impl RelaySettings {
+    /// The chunk size for a body of `length` bytes (`None`: unknown).
+    pub fn chunk_size(&self, length: Option<u64>) -> usize {
+        let bound = |key: &str| key.parse::<u64>().ok();
+        let mut finite: Vec<(u64, usize)> = self
+            .buffer_size
+            .iter()
+            .filter_map(|(k, v)| Some((bound(k)?, *v)))
+            .collect();
+        finite.sort();
+        let fitting = length.and_then(|len| finite.iter().find(|(b, _)| *b > len));
+        fitting
+            .map(|(_, size)| *size)
+            .or_else(|| self.buffer_size.get("inf").copied())
+            .or_else(|| finite.last().map(|(_, size)| *size))
+            .unwrap_or(4096)
     }
 }
 
@@ -318,6 +382,41 @@ impl Settings {
             "inbox.default_expire_delay",
             "must be at least 1 second",
         )?;
+        let relay = &self.relay;
+        for (key, secs) in [
+            ("relay.timeout_agent", relay.timeout_agent),
+            ("relay.timeout_cache", relay.timeout_cache),
+            ("relay.timeout_client", relay.timeout_client),
+            ("relay.timeout_no_reply", relay.timeout_no_reply),
+        ] {
+            check(
+                secs.is_finite() && secs > 0.0 && secs <= 86_400.0,
+                key,
+                "must be a number of seconds above 0 and at most a day",
+            )?;
+        }
+        for (bound, size) in &relay.buffer_size {
+            check(
+                bound == "inf" || bound.parse::<u64>().is_ok(),
+                "relay.buffer_size",
+                format!("bound {bound:?} is neither a byte count nor \"inf\""),
+            )?;
+            check(
+                (512..=16 << 20).contains(size),
+                "relay.buffer_size",
+                format!("chunk size {size} must be from 512 bytes to 16 MiB"),
+            )?;
+        }
+        check(
+            !self.node.port.is_empty() && !self.node.port.contains('/'),
+            "node.port",
+            "must be a non-empty instance id without '/'",
+        )?;
+        check(
+            !self.node.server.is_empty(),
+            "node.server",
+            "must not be empty",
+        )?;
         check(
             inbox.admin_user.is_some() == inbox.admin_password.is_some(),
             "inbox.admin_user",
@@ -357,6 +456,21 @@ mod tests {
         let mut file = tempfile::Builder::new().suffix(".toml").tempfile().unwrap();
         file.write_all(text.as_bytes()).unwrap();
         Settings::load(Some(file.path()))
+    }
+
+    #[test]
+    fn chunk_size_is_the_smallest_bound_above_the_length() {
+        let relay = RelaySettings::default();
+        assert_eq!(relay.chunk_size(Some(0)), 4096);
+        assert_eq!(relay.chunk_size(Some(102_399)), 4096);
+        assert_eq!(relay.chunk_size(Some(102_400)), 8192);
+        assert_eq!(relay.chunk_size(Some(1_048_575)), 16384);
+        assert_eq!(relay.chunk_size(Some(32 << 20)), 32768);
+        assert_eq!(relay.chunk_size(None), 32768);
+        let err = load_str("[relay]\nbuffer_size = { big = 4096 }\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("relay.buffer_size"), "{err}");
     }
 
     #[test]

@@ -18,6 +18,7 @@ pub mod http;
 pub mod inbox;
 pub mod logging;
 pub mod node;
+pub mod relay;
 pub mod session;
 pub mod shard;
 pub mod store;

@@ -19,6 +19,7 @@ use crate::callbacks::Callbacks;
 use crate::config::{Settings, TlsSettings};
 use crate::http::{self, AppState};
 use crate::inbox::Inbox;
+use crate::relay::{Location, Relay};
 use crate::shard::ShardActor;
 use crate::store;
 
@@ -49,8 +50,14 @@ pub async fn run(settings: Settings) -> io::Result<()> {
         })
         .collect();
     let inbox = Inbox::new(shards, settings.inbox.clone());
+    let here = Location {
+        host: settings.node.server.clone(),
+        port: settings.node.port.clone(),
+    };
+    let relay = Relay::new(here, settings.relay.clone(), Arc::clone(&store));
     let state = web::Data::new(AppState {
         inbox: inbox.clone(),
+        relay,
         backend: settings.store.backend.name(),
         started: Instant::now(),
     });

@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::{Backend, RedisServer, TestNode, assert_delivered_exactly_once, skip_redis};
+use common::{Backend, RedisServer, TestNode, assert_delivered_exactly_once, relay, skip_redis};
 use serde_json::json;
 
 fn fifty_poppers_share_ten_thousand_messages_exactly_once(backend: Backend) {
@@ -255,4 +255,40 @@ fn redis_killed_and_restarted_under_load_loses_nothing() {
     assert_eq!(node.pop("after", "timeout=1").transactions, [id]);
 }
 
-crate::both_backends!(fifty_poppers_share_ten_thousand_messages_exactly_once);
+/// 200 customers relaying at once, each desktop with its own app.
+fn two_hundred_customers_relay_at_once(backend: Backend) {
+    // Generous timeouts: 200 customers at once on two cores in a debug build are slow.
+    let timeouts = [
+        ("RELAYBOX__RELAY__TIMEOUT_AGENT", "10"),
+        ("RELAYBOX__RELAY__TIMEOUT_CACHE", "5"),
+        ("RELAYBOX__RELAY__TIMEOUT_CLIENT", "1"),
+        ("RELAYBOX__RELAY__TIMEOUT_NO_REPLY", "60"),
+    ];
+    let node = Arc::new(TestNode::start_with(backend, &timeouts));
+    let workers: Vec<_> = (0..200)
+        .map(|i| {
+            let node = Arc::clone(&node);
+            std::thread::spawn(move || {
+                let customer = format!("7{i:04}");
+                let desk = relay::desktop(&node, &customer);
+                let question = format!("question from {customer}").into_bytes();
+                let app = relay::app(&node, &customer, question);
+                let (id, request) = desk.join().unwrap();
+                assert_eq!(request.text().unwrap(), format!("question from {customer}"));
+                let answer = format!("answer for {customer}").into_bytes();
+                let replied = relay::reply(&node, &customer, &id, "200", answer);
+                let reason = relay::header(&replied, "x-iwp-reason");
+                assert_eq!(replied.status(), 200, "{customer}: {reason:?}");
+                assert_eq!(app.join().unwrap().text(), format!("answer for {customer}"));
+            })
+        })
+        .collect();
+    for worker in workers {
+        worker.join().unwrap();
+    }
+}
+
+crate::both_backends!(
+    fifty_poppers_share_ten_thousand_messages_exactly_once,
+    two_hundred_customers_relay_at_once,
+);

@@ -6,6 +6,7 @@
 
 mod groups;
 mod inbox;
+mod relay;
 pub mod request;
 pub mod response;
 pub mod routes;
@@ -24,6 +25,7 @@ use crate::inbox::Inbox;
 /// What every handler can reach.
 pub struct AppState {
     pub inbox: Inbox,
+    pub relay: crate::relay::Relay,
     pub backend: &'static str,
     pub started: Instant,
 }
@@ -47,6 +49,10 @@ async fn dispatch(
             return actix_web::ResponseError::error_response(&ApiError::bad_request(e.to_string()));
         }
     };
+    if let Route::Relay(route) = route {
+        // Relay bodies are streamed through, never read here.
+        return relay::serve(&state.relay, route, &req, payload).await;
+    }
     let inbox = &state.inbox;
     if let Route::WebSocket { org, queue } = route {
         // The handshake takes the connection over: no body to read first.
@@ -79,7 +85,7 @@ async fn dispatch(
                 streams::subscribe(inbox, &req, body, None, queue, true).await
             }
             Route::Events { org, queue } => streams::events(inbox, &req, body, org, queue).await,
-            Route::WebSocket { .. } => unreachable!("served above"),
+            Route::WebSocket { .. } | Route::Relay(_) => unreachable!("served above"),
             Route::Ack { queue } => inbox::ack(inbox, &req, body, queue).await,
             Route::Peek { org, queue } => inbox::peek(inbox, &req, body, org, queue).await,
             Route::QueueState { org, queue } => {

@@ -8,6 +8,8 @@ use percent_encoding::percent_decode_str;
 /// A request the node knows how to serve, with its path parameters.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Route {
+    /// A device-relay route (My Notes protocol).
+    Relay(RelayRoute),
     DeployInfo,
     /// `POST /trans`, or `/org/<org>/trans`.
     Provision {
@@ -87,6 +89,44 @@ pub enum Route {
     },
 }
 
+/// The device relay's routes: matched exactly as the original did (case-sensitive; any text
+/// after `/agent/`, `/agentreply/` and `/client/`, which only serves to pin a request to an
+/// instance), POST only.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RelayRoute {
+    Ping,
+    Connect,
+    /// `/client`: where is the desktop?
+    Locate,
+    /// `/client/<x>`: relay a request to the desktop.
+    Client,
+    /// `/agent/<x>`: a desktop's long poll.
+    Agent,
+    /// `/agentreply/<x>`: a desktop's reply.
+    AgentReply,
+    /// A relay path with a method other than POST.
+    NotPost,
+}
+
+impl RelayRoute {
+    fn parse(method: &Method, path: &str) -> Option<Self> {
+        let route = match path {
+            "/ping" => RelayRoute::Ping,
+            "/connect" => RelayRoute::Connect,
+            "/client" => RelayRoute::Locate,
+            _ if path.starts_with("/client/") => RelayRoute::Client,
+            _ if path.starts_with("/agent/") => RelayRoute::Agent,
+            _ if path.starts_with("/agentreply/") => RelayRoute::AgentReply,
+            _ => return None,
+        };
+        Some(if method == Method::POST {
+            route
+        } else {
+            RelayRoute::NotPost
+        })
+    }
+}
+
 /// A path parameter that does not decode to UTF-8.
 #[derive(Debug, PartialEq, Eq, thiserror::Error)]
 #[error("path segment {0:?} is not valid percent-encoded UTF-8")]
@@ -95,6 +135,9 @@ pub struct BadSegment(pub String);
 impl Route {
     /// `Ok(None)` when no route matches (the caller answers 404).
     pub fn parse(method: &Method, path: &str) -> Result<Option<Route>, BadSegment> {
+        if let Some(relay) = RelayRoute::parse(method, path) {
+            return Ok(Some(Route::Relay(relay)));
+        }
         let path = path.strip_prefix('/').unwrap_or(path);
         let path = path.strip_suffix('/').unwrap_or(path);
         let segments: Vec<&str> = if path.is_empty() {
@@ -264,6 +307,24 @@ mod tests {
             Some(Route::DeleteGroup { name: "g1".into() })
         );
         assert_eq!(parse(Method::POST, "/group/g1"), None);
+    }
+
+    #[test]
+    fn relay_routes_take_any_suffix_and_only_post() {
+        let relay = |m: Method, p: &str| match parse(m, p) {
+            Some(Route::Relay(r)) => Some(r),
+            _ => None,
+        };
+        assert_eq!(relay(Method::POST, "/agent/8081"), Some(RelayRoute::Agent));
+        assert_eq!(
+            relay(Method::POST, "/agentreply/8081/x"),
+            Some(RelayRoute::AgentReply)
+        );
+        assert_eq!(relay(Method::POST, "/client/"), Some(RelayRoute::Client));
+        assert_eq!(relay(Method::POST, "/client"), Some(RelayRoute::Locate));
+        assert_eq!(relay(Method::GET, "/ping"), Some(RelayRoute::NotPost));
+        assert_eq!(relay(Method::POST, "/PING"), None);
+        assert_eq!(relay(Method::POST, "/agent"), None);
     }
 
     #[test]

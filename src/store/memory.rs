@@ -6,8 +6,11 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::sync::{Mutex, MutexGuard};
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
+
+use crate::relay::Location;
 
 use super::{HISTORY_LIMIT, ShardId, Store, StoreResult, TakenRef, WaitAccounting};
 use crate::inbox::{
@@ -24,6 +27,8 @@ pub struct MemoryStore {
     groups: Mutex<HashMap<String, BTreeSet<String>>>,
     /// Secure queues' stored credentials, by queue key.
     credentials: Mutex<HashMap<String, String>>,
+    /// Where each desktop is attached, until when.
+    locations: Mutex<HashMap<String, (Location, Instant)>>,
     /// Held pushes, by when they are due (or their claim runs out).
     delayed: Mutex<HashMap<TxId, (i64, DelayedPush)>>,
 }
@@ -111,6 +116,7 @@ impl MemoryStore {
             transactions: (0..shards).map(|_| Mutex::default()).collect(),
             groups: Mutex::default(),
             credentials: Mutex::default(),
+            locations: Mutex::default(),
             delayed: Mutex::default(),
         }
     }
@@ -476,6 +482,25 @@ impl Store for MemoryStore {
     ) -> StoreResult<()> {
         // Queue entries here live as long as their transaction; nothing to extend.
         Ok(())
+    }
+
+    async fn attach(&self, customer: &str, location: &Location, ttl: Duration) -> StoreResult<()> {
+        let until = Instant::now() + ttl;
+        let mut locations = lock(&self.locations);
+        // Expired records go now and then, so that the map does not only grow.
+        if locations.len() % 1024 == 1023 {
+            let now = Instant::now();
+            locations.retain(|_, (_, until)| *until > now);
+        }
+        locations.insert(customer.to_owned(), (location.clone(), until));
+        Ok(())
+    }
+
+    async fn locate(&self, customer: &str) -> StoreResult<Option<Location>> {
+        Ok(lock(&self.locations)
+            .get(customer)
+            .filter(|(_, until)| *until > Instant::now())
+            .map(|(location, _)| location.clone()))
     }
 
     async fn create_secure_queue(

@@ -15,6 +15,7 @@ pub mod redis;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
+use std::time::Duration;
 
 use async_trait::async_trait;
 use tokio::sync::mpsc;
@@ -24,6 +25,7 @@ use crate::inbox::{
     DelayedPush, DeliveryState, Mark, Message, Meta, NewTransaction, QueueInfo, QueueName,
     QueuedRef, StateChange, TxId,
 };
+use crate::relay::Location;
 
 /// The most state changes kept per transaction (the latest ones).
 pub const HISTORY_LIMIT: usize = 1000;
@@ -237,6 +239,13 @@ pub trait Store: Send + Sync + 'static {
         shard: ShardId,
         queue: &QueueName,
     ) -> StoreResult<Option<String>>;
+
+    /// Records that the desktop of `customer` is attached at `location`, for `ttl` (its polls
+    /// keep refreshing it).
+    async fn attach(&self, customer: &str, location: &Location, ttl: Duration) -> StoreResult<()>;
+
+    /// Where the desktop of `customer` is attached, if its record has not expired.
+    async fn locate(&self, customer: &str) -> StoreResult<Option<Location>>;
 
     /// Adds `members` to group `name`, creating it.
     async fn group_add(&self, name: &str, members: &[String]) -> StoreResult<()>;

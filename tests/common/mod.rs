@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod receiver;
+pub mod relay;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -499,7 +500,10 @@ impl Popped {
 #[derive(Debug)]
 pub struct RawResponse {
     pub status: u16,
+    /// Header names lower-cased, for lookups.
     pub headers: Vec<(String, String)>,
+    /// The status line and headers as they came, for checks of their spelling.
+    pub head: String,
     pub body: String,
 }
 
@@ -520,6 +524,7 @@ impl RawResponse {
         RawResponse {
             status,
             headers,
+            head: head.to_owned(),
             body: body.to_owned(),
         }
     }

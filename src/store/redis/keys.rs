@@ -13,6 +13,8 @@
 //!   `{"queue","state","at"}` (Unix ms), the latest [`HISTORY_LIMIT`](crate::store::HISTORY_LIMIT);
 //! - `PB:T|<id>:delayed` (transactions server): a provisioning held back by `delay` (JSON),
 //!   expiring with its transaction; `PB:D|due`: sorted set of their ids by due time (Unix ms);
+//! - `RB:L|<customer id>` (transactions server): where a desktop is attached (JSON
+//!   `{"host","port"}`), expiring unless its polls refresh it;
 //! - `PB:G|<name>` (transactions server): set of a group's queue ids. PopBox used the bare name,
 //!   which let a group name address any key; the prefix keeps groups to themselves.
 
@@ -59,6 +61,10 @@ pub fn meta(id: &TxId) -> String {
 
 pub fn state(id: &TxId) -> String {
     format!("{TRANSACTION_PREFIX}{id}:state")
+}
+
+pub fn location(customer: &str) -> String {
+    format!("RB:L|{customer}")
 }
 
 pub fn group(name: &str) -> String {

@@ -34,6 +34,7 @@ use crate::inbox::{
     DelayedPush, DeliveryState, Mark, Message, Meta, NewTransaction, Priority, QueueInfo,
     QueueName, QueuedRef, StateChange, TxId, unix_now, unix_now_ms,
 };
+use crate::relay::Location;
 
 /// One Redis server and our command connection to it.
 #[derive(Clone)]
@@ -639,6 +640,30 @@ impl Store for RedisStore {
             .await
             .map(drop)
             .map_err(|e| server.error(e))
+    }
+
+    async fn attach(&self, customer: &str, location: &Location, ttl: Duration) -> StoreResult<()> {
+        let server = &self.transactions;
+        let record = serde_json::to_string(location).expect("locations serialise");
+        let ttl_ms = ttl.as_millis().clamp(1, u64::MAX as u128) as u64;
+        ::redis::cmd("SET")
+            .arg(keys::location(customer))
+            .arg(record)
+            .arg("PX")
+            .arg(ttl_ms)
+            .query_async::<()>(&mut server.conn())
+            .await
+            .map_err(|e| server.error(e))
+    }
+
+    async fn locate(&self, customer: &str) -> StoreResult<Option<Location>> {
+        let server = &self.transactions;
+        let record: Option<String> = server
+            .conn()
+            .get(keys::location(customer))
+            .await
+            .map_err(|e| server.error(e))?;
+        Ok(record.and_then(|r| serde_json::from_str(&r).ok()))
     }
 
     async fn create_secure_queue(

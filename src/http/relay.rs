@@ -1,0 +1,242 @@
+//! Handlers of the device relay (My Notes protocol). Answers the node makes itself have an empty
+//! body, the protocol's headers, and `X-IWP-Reason` on errors; relayed messages carry the other
+//! side's end-to-end headers and body. Header names are written as the original wrote them
+//! (`X-Iwp-Requestid`).
+
+use actix_web::http::StatusCode;
+use actix_web::http::header::{CONTENT_LENGTH, HeaderMap};
+use actix_web::{HttpRequest, HttpResponse, HttpResponseBuilder, web};
+
+use super::routes::RelayRoute;
+use crate::relay::body::{self, PumpError};
+use crate::relay::headers::{self, HOST, PORT, PRODUCT_UNIV_ID, REASON, REQUEST_ID, RESPONSE_TYPE};
+use crate::relay::{ClientOutcome, PollOutcome, Relay, Relayed, ReplyVerdict, Report};
+
+pub async fn serve(
+    relay: &Relay,
+    route: RelayRoute,
+    req: &HttpRequest,
+    payload: web::Payload,
+) -> HttpResponse {
+    match route {
+        RelayRoute::Ping => finish(answer(StatusCode::OK)),
+        RelayRoute::Connect => connect(relay, req).await,
+        RelayRoute::Locate => locate(relay, req).await,
+        RelayRoute::Client => client(relay, req, payload).await,
+        RelayRoute::Agent => agent(relay, req).await,
+        RelayRoute::AgentReply => agent_reply(relay, req, payload).await,
+        RelayRoute::NotPost => {
+            let mut answer = failure(StatusCode::METHOD_NOT_ALLOWED, "only POST is served here");
+            answer.insert_header(("Allow", "POST"));
+            finish(answer)
+        }
+    }
+}
+
+/// An answer of the node's own, headers written as the original wrote them.
+fn answer(status: StatusCode) -> HttpResponseBuilder {
+    let mut builder = HttpResponse::build(status);
+    builder.content_type("text/html; charset=UTF-8");
+    builder
+}
+
+fn failure(status: StatusCode, reason: &str) -> HttpResponseBuilder {
+    let mut builder = answer(status);
+    builder.insert_header((REASON, reason));
+    builder
+}
+
+/// Writes the response's header names capitalised per word, as the original service did.
+fn finish(mut builder: HttpResponseBuilder) -> HttpResponse {
+    let mut response = builder.finish();
+    response.head_mut().set_camel_case_headers(true);
+    response
+}
+
+fn no_partner() -> HttpResponse {
+    let mut builder = answer(StatusCode::OK);
+    builder.insert_header((RESPONSE_TYPE, "0"));
+    finish(builder)
+}
+
+fn redirect(location: &crate::relay::Location) -> HttpResponse {
+    let mut builder = answer(StatusCode::OK);
+    builder
+        .insert_header((HOST, location.host.as_str()))
+        .insert_header((PORT, location.port.as_str()));
+    finish(builder)
+}
+
+fn failed(status: StatusCode, reason: &str) -> HttpResponse {
+    finish(failure(status, reason))
+}
+
+/// The customer id every relay request but `/ping` carries (else the answer refusing it).
+fn customer(req: &HttpRequest) -> Result<String, Box<HttpResponse>> {
+    headers::text(req.headers(), PRODUCT_UNIV_ID)
+        .filter(|id| !id.is_empty())
+        .ok_or_else(|| {
+            Box::new(failed(
+                StatusCode::BAD_REQUEST,
+                "missing X-IWP-ProductUnivId",
+            ))
+        })
+}
+
+fn content_length(headers: &HeaderMap) -> Option<u64> {
+    headers::text(headers, CONTENT_LENGTH.as_str()).and_then(|v| v.parse().ok())
+}
+
+fn unavailable(e: impl std::fmt::Display) -> HttpResponse {
+    failed(
+        StatusCode::SERVICE_UNAVAILABLE,
+        &format!("HTTP 503: Service Unavailable ({e})"),
+    )
+}
+
+/// A relayed message as the receiving side's response; `report` hears how its body went out.
+fn relayed(message: Relayed, request_id: &str, report: Report) -> HttpResponse {
+    let Relayed {
+        status,
+        headers,
+        length,
+        body,
+    } = message;
+    let mut builder = HttpResponse::build(status);
+    for (name, value) in headers {
+        builder.append_header((name, value));
+    }
+    builder.insert_header((REQUEST_ID, request_id));
+    if let Some(length) = length {
+        builder.no_chunking(length);
+    }
+    let body = body.into_stream(length, move |complete| report.done(complete));
+    let mut response = builder.streaming(body);
+    response.head_mut().set_camel_case_headers(true);
+    response
+}
+
+/// What a sender's request says, as it will reach the other side; its body comes through
+/// `body`.
+fn message(req: &HttpRequest, status: StatusCode, body: body::BodyReceiver) -> Relayed {
+    Relayed {
+        status,
+        headers: headers::relayed(req.headers()),
+        length: content_length(req.headers()),
+        body,
+    }
+}
+
+/// `POST /connect`: the desktop is attached here.
+async fn connect(relay: &Relay, req: &HttpRequest) -> HttpResponse {
+    let customer = match customer(req) {
+        Ok(c) => c,
+        Err(answer) => return *answer,
+    };
+    match relay.attach(&customer).await {
+        Ok(()) => {
+            let mut builder = answer(StatusCode::OK);
+            builder.insert_header((PORT, relay.here().port.as_str()));
+            finish(builder)
+        }
+        Err(e) => unavailable(e),
+    }
+}
+
+/// `POST /client`: where the desktop is, or "no agent".
+async fn locate(relay: &Relay, req: &HttpRequest) -> HttpResponse {
+    let customer = match customer(req) {
+        Ok(c) => c,
+        Err(answer) => return *answer,
+    };
+    match relay.locate(&customer).await {
+        Ok(Some(location)) => redirect(&location),
+        Ok(None) => no_partner(),
+        Err(e) => unavailable(e),
+    }
+}
+
+/// `POST /agent/<x>`: the desktop's long poll.
+async fn agent(relay: &Relay, req: &HttpRequest) -> HttpResponse {
+    let customer = match customer(req) {
+        Ok(c) => c,
+        Err(answer) => return *answer,
+    };
+    match relay.poll(&customer).await {
+        Ok(PollOutcome::NoClient) => no_partner(),
+        Ok(PollOutcome::Request {
+            id,
+            message,
+            report,
+        }) => relayed(message, &id, report),
+        Err(e) => unavailable(e),
+    }
+}
+
+/// `POST /client/<x>`: an app's request for the desktop; the answer is the desktop's reply.
+async fn client(relay: &Relay, req: &HttpRequest, payload: web::Payload) -> HttpResponse {
+    let customer = match customer(req) {
+        Ok(c) => c,
+        Err(answer) => return *answer,
+    };
+    let status = match headers::response_code(req.headers()) {
+        Ok(status) => status,
+        Err(reason) => return failed(StatusCode::BAD_REQUEST, &reason),
+    };
+    let length = content_length(req.headers());
+    let (sender, receiver) = body::channel();
+    let outcome = relay.client(&customer, message(req, status, receiver));
+    let pumping = body::pump(payload, sender, relay.chunk_size(length));
+    tokio::pin!(outcome, pumping);
+    let outcome = tokio::select! {
+        outcome = &mut outcome => outcome,
+        // Whether or not the body got through, the session has the last word.
+        _ = &mut pumping => outcome.await,
+    };
+    match outcome {
+        ClientOutcome::NoAgent => no_partner(),
+        ClientOutcome::Redirect(location) => redirect(&location),
+        // The id tells the app this is the desktop's reply (not a redirect or "no agent").
+        ClientOutcome::Reply {
+            id,
+            message,
+            report,
+        } => relayed(message, &id, report),
+        ClientOutcome::Failed { status, reason } => failed(status, &reason),
+    }
+}
+
+/// `POST /agentreply/<x>`: the desktop's reply to an interaction, streamed to its app. The
+/// desktop hears `200` once the last byte went to the app.
+async fn agent_reply(relay: &Relay, req: &HttpRequest, payload: web::Payload) -> HttpResponse {
+    let customer = match customer(req) {
+        Ok(c) => c,
+        Err(answer) => return *answer,
+    };
+    let Some(id) = headers::text(req.headers(), REQUEST_ID).filter(|id| !id.is_empty()) else {
+        return failed(StatusCode::BAD_REQUEST, "missing X-IWP-RequestId");
+    };
+    let length = content_length(req.headers());
+    let (sender, receiver) = body::channel();
+    let message =
+        headers::response_code(req.headers()).map(|status| message(req, status, receiver));
+    let delivered = match relay.reply(id, customer, message).await {
+        ReplyVerdict::Go { delivered } => delivered,
+        ReplyVerdict::Refused { status, reason } => return failed(status, &reason),
+    };
+    let app_gone = || {
+        failed(
+            StatusCode::BAD_GATEWAY,
+            "HTTP 502: Bad Gateway (the app's connection closed)",
+        )
+    };
+    match body::pump(payload, sender, relay.chunk_size(length)).await {
+        // The app's side may close the channel as soon as it has the promised length, before
+        // the end mark: what counts is whether it got everything.
+        Ok(_) | Err(PumpError::Destination) => match delivered.await {
+            Ok(true) => finish(answer(StatusCode::OK)),
+            _ => app_gone(),
+        },
+        Err(e @ PumpError::Source(_)) => failed(StatusCode::BAD_REQUEST, &e.to_string()),
+    }
+}

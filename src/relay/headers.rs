@@ -1,0 +1,112 @@
+//! The protocol's headers, and which of a request's headers travel to the other side.
+//!
+//! Names are matched case-insensitively; responses are written with each dash-separated word
+//! capitalised (`X-Iwp-Requestid`), as the original service wrote them.
+
+use actix_web::http::StatusCode;
+use actix_web::http::header::{HeaderMap, HeaderName, HeaderValue};
+
+pub const PRODUCT_UNIV_ID: &str = "x-iwp-productunivid";
+pub const REQUEST_ID: &str = "x-iwp-requestid";
+pub const RESPONSE_TYPE: &str = "x-iwp-responsetype";
+pub const HOST: &str = "x-iwp-host";
+pub const PORT: &str = "x-iwp-port";
+pub const RESPONSE_CODE: &str = "x-iwp-responsecode";
+pub const REASON: &str = "x-iwp-reason";
+
+/// Connection-level headers: they describe one hop and are never relayed. `Content-Length` is
+/// set anew from the body that is actually sent; `Expect` was answered by this hop.
+fn hop_by_hop(name: &HeaderName) -> bool {
+    matches!(
+        name.as_str(),
+        "connection"
+            | "keep-alive"
+            | "transfer-encoding"
+            | "te"
+            | "trailer"
+            | "upgrade"
+            | "content-length"
+            | "expect"
+    ) || name.as_str().starts_with("proxy-")
+}
+
+/// The headers of one side's request that the other side receives: the end-to-end ones, less
+/// any `X-IWP-RequestId` (ids are the relay's to give, never a client's).
+pub fn relayed(headers: &HeaderMap) -> Vec<(HeaderName, HeaderValue)> {
+    headers
+        .iter()
+        .filter(|(name, _)| !hop_by_hop(name) && name.as_str() != REQUEST_ID)
+        .map(|(name, value)| (name.clone(), value.clone()))
+        .collect()
+}
+
+/// A protocol header's value as text, if present and readable.
+pub fn text(headers: &HeaderMap, name: &str) -> Option<String> {
+    headers
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .map(|v| v.trim().to_owned())
+}
+
+/// The status named by `X-iwp-responsecode` (200 when absent). Anything but a known HTTP
+/// status (100–599) is refused with a message for the sender.
+pub fn response_code(headers: &HeaderMap) -> Result<StatusCode, String> {
+    let Some(value) = headers.get(RESPONSE_CODE) else {
+        return Ok(StatusCode::OK);
+    };
+    let text = value.to_str().unwrap_or("").trim();
+    text.parse::<u16>()
+        .ok()
+        .filter(|code| (100..600).contains(code))
+        .and_then(|code| StatusCode::from_u16(code).ok())
+        .ok_or_else(|| format!("Unknown status code '{text}' in 'X-iwp-responsecode'"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hop_by_hop_headers_and_request_ids_stay_behind() {
+        let mut headers = HeaderMap::new();
+        for (name, value) in [
+            ("connection", "keep-alive"),
+            ("transfer-encoding", "chunked"),
+            ("proxy-authorization", "x"),
+            ("content-length", "5"),
+            ("x-iwp-requestid", "forged"),
+            ("content-type", "application/xml"),
+            ("x-my-app", "abc"),
+            ("x-iwp-productunivid", "26018363"),
+        ] {
+            headers.insert(
+                HeaderName::from_static(name),
+                HeaderValue::from_static(value),
+            );
+        }
+        let mut names: Vec<&str> = Vec::new();
+        let relayed = relayed(&headers);
+        names.extend(relayed.iter().map(|(n, _)| n.as_str()));
+        names.sort();
+        assert_eq!(names, ["content-type", "x-iwp-productunivid", "x-my-app"]);
+    }
+
+    #[test]
+    fn response_codes() {
+        let mut headers = HeaderMap::new();
+        assert_eq!(response_code(&headers), Ok(StatusCode::OK));
+        headers.insert(
+            HeaderName::from_static(RESPONSE_CODE),
+            HeaderValue::from_static("404"),
+        );
+        assert_eq!(response_code(&headers), Ok(StatusCode::NOT_FOUND));
+        for bad in ["abc", "99", "600", "-1"] {
+            headers.insert(
+                HeaderName::from_static(RESPONSE_CODE),
+                HeaderValue::from_static(bad),
+            );
+            let err = response_code(&headers).unwrap_err();
+            assert!(err.contains(bad), "{err}");
+        }
+    }
+}

@@ -1,0 +1,208 @@
+//! The device relay (the My Notes protocol): desktops hold long polls on the node, apps'
+//! requests are relayed to them as the polls' responses, and the desktops' replies are streamed
+//! back to the apps.
+//!
+//! [`Relay`] is the one entry point the HTTP layer uses. Per customer it keeps one
+//! [`CustomerSession`] actor, which pairs polls and requests and owns every timer; where each
+//! desktop is attached lives in the store, so that every node over it can redirect apps there.
+//! Bodies travel through [`body`] channels, a chunk at a time.
+
+pub mod body;
+mod customer;
+pub mod headers;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use actix::prelude::*;
+use actix_web::http::StatusCode;
+use actix_web::http::header::{HeaderName, HeaderValue};
+use serde::{Deserialize, Serialize};
+use tokio::sync::oneshot;
+
+pub use body::BodyReceiver;
+pub use customer::{ClientOutcome, CustomerSession, PollOutcome, ReplyVerdict, Report};
+
+use crate::config::RelaySettings;
+use crate::store::{Store, StoreResult};
+use customer::{Client, Poll, Reply};
+
+/// Identifies one interaction (an app's request and the desktop's reply); unguessable.
+pub type RequestId = String;
+
+/// Where a desktop is attached: the node's public `host[:port]` and its instance id.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Location {
+    pub host: String,
+    pub port: String,
+}
+
+/// A request or a reply on its way to the other side: its status line, end-to-end headers and
+/// body.
+#[derive(Debug)]
+pub struct Relayed {
+    pub status: StatusCode,
+    pub headers: Vec<(HeaderName, HeaderValue)>,
+    /// The body's `Content-Length`, when the sender gave one.
+    pub length: Option<u64>,
+    pub body: BodyReceiver,
+}
+
+/// The protocol's four timeouts.
+#[derive(Debug, Clone, Copy)]
+pub struct Timeouts {
+    pub agent: Duration,
+    pub cache: Duration,
+    pub client: Duration,
+    pub no_reply: Duration,
+}
+
+#[derive(Clone)]
+pub struct Relay {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    here: Location,
+    timeouts: Timeouts,
+    settings: RelaySettings,
+    store: Arc<dyn Store>,
+    sessions: Mutex<HashMap<String, Addr<CustomerSession>>>,
+    /// Which customer each interaction under way belongs to (`/agentreply` names only the id).
+    interactions: Mutex<HashMap<RequestId, String>>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl Relay {
+    pub fn new(here: Location, settings: RelaySettings, store: Arc<dyn Store>) -> Self {
+        let secs = Duration::from_secs_f64;
+        let timeouts = Timeouts {
+            agent: secs(settings.timeout_agent),
+            cache: secs(settings.timeout_cache),
+            client: secs(settings.timeout_client),
+            no_reply: secs(settings.timeout_no_reply),
+        };
+        Relay {
+            inner: Arc::new(Inner {
+                here,
+                timeouts,
+                settings,
+                store,
+                sessions: Mutex::default(),
+                interactions: Mutex::default(),
+            }),
+        }
+    }
+
+    /// This node, as desktops and apps address it.
+    pub fn here(&self) -> &Location {
+        &self.inner.here
+    }
+
+    pub fn timeouts(&self) -> &Timeouts {
+        &self.inner.timeouts
+    }
+
+    /// The chunk size for relaying a body of `length` bytes.
+    pub fn chunk_size(&self, length: Option<u64>) -> usize {
+        self.inner.settings.chunk_size(length)
+    }
+
+    /// The customer's session, started on this thread if it has none.
+    fn session(&self, customer: &str) -> Addr<CustomerSession> {
+        let mut sessions = lock(&self.inner.sessions);
+        if let Some(addr) = sessions.get(customer).filter(|a| a.connected()) {
+            return addr.clone();
+        }
+        let addr = CustomerSession::new(customer.to_owned(), self.clone()).start();
+        sessions.insert(customer.to_owned(), addr.clone());
+        addr
+    }
+
+    /// A session leaves the registry (it goes on passing on what still reaches it).
+    fn retire(&self, customer: &str, session: &Addr<CustomerSession>) {
+        let mut sessions = lock(&self.inner.sessions);
+        if sessions.get(customer) == Some(session) {
+            sessions.remove(customer);
+        }
+    }
+
+    fn new_request_id() -> RequestId {
+        uuid::Uuid::new_v4().simple().to_string()
+    }
+
+    fn interaction_started(&self, id: &RequestId, customer: &str) {
+        lock(&self.inner.interactions).insert(id.clone(), customer.to_owned());
+    }
+
+    fn interaction_ended(&self, id: &RequestId) {
+        lock(&self.inner.interactions).remove(id);
+    }
+
+    /// How long a desktop's attachment lasts without a poll refreshing it: a poll's length and
+    /// the time it may take to come back.
+    fn attachment_ttl(&self) -> Duration {
+        self.inner.timeouts.agent + self.inner.timeouts.cache * 2
+    }
+
+    /// `/connect` and every poll: the desktop is attached here.
+    pub async fn attach(&self, customer: &str) -> StoreResult<()> {
+        let ttl = self.attachment_ttl();
+        self.inner.store.attach(customer, self.here(), ttl).await
+    }
+
+    /// Where the desktop of `customer` is attached, if anywhere.
+    pub async fn locate(&self, customer: &str) -> StoreResult<Option<Location>> {
+        self.inner.store.locate(customer).await
+    }
+
+    /// A desktop's long poll: an app's request for it, or "no client" after `timeout_agent`.
+    pub async fn poll(&self, customer: &str) -> StoreResult<PollOutcome> {
+        self.attach(customer).await?;
+        let (reply, outcome) = oneshot::channel();
+        self.session(customer).do_send(Poll { reply });
+        // The session only drops a poll unanswered when the node stops.
+        Ok(outcome.await.unwrap_or(PollOutcome::NoClient))
+    }
+
+    /// An app's request for the desktop of `customer`.
+    pub async fn client(&self, customer: &str, message: Relayed) -> ClientOutcome {
+        let (reply, outcome) = oneshot::channel();
+        self.session(customer).do_send(Client { message, reply });
+        outcome.await.unwrap_or(ClientOutcome::Failed {
+            status: StatusCode::SERVICE_UNAVAILABLE,
+            reason: "HTTP 503: Service Unavailable (the node is shutting down)".to_owned(),
+        })
+    }
+
+    /// A desktop's reply to interaction `id`.
+    pub async fn reply(
+        &self,
+        id: RequestId,
+        customer: String,
+        message: Result<Relayed, String>,
+    ) -> ReplyVerdict {
+        let owner = lock(&self.inner.interactions).get(&id).cloned();
+        let Some(owner) = owner else {
+            return ReplyVerdict::Refused {
+                status: StatusCode::BAD_GATEWAY,
+                reason: "HTTP 502: Bad Gateway (No client to reply)".to_owned(),
+            };
+        };
+        let (verdict, answer) = oneshot::channel();
+        self.session(&owner).do_send(Reply {
+            id,
+            customer,
+            message,
+            verdict,
+        });
+        answer.await.unwrap_or(ReplyVerdict::Refused {
+            status: StatusCode::SERVICE_UNAVAILABLE,
+            reason: "HTTP 503: Service Unavailable (the node is shutting down)".to_owned(),
+        })
+    }
+}

@@ -1,0 +1,303 @@
+//! The device relay (My Notes protocol): simulated desktops and apps as real HTTP clients.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use common::relay::{FAST, app, ask, client, connect, desktop, header, poll_once, reply};
+use common::{Backend, RedisServer, TestNode};
+
+fn relay_with_body_and_headers_both_ways(backend: Backend) {
+    let node = TestNode::start_with(backend, &FAST);
+    assert_eq!(connect(&node, "1001"), "3001");
+    let desk = desktop(&node, "1001");
+    let app = app(&node, "1001", b"HELLO-FROM-APP".to_vec());
+    let (id, mut request) = desk.join().unwrap();
+    assert_eq!(request.status(), 200);
+    assert!(id.len() >= 32, "unguessable: {id}");
+    assert_eq!(header(&request, "x-my-app").as_deref(), Some("abc"));
+    assert_eq!(
+        header(&request, "content-type").as_deref(),
+        Some("application/xml")
+    );
+    assert_eq!(
+        header(&request, "x-iwp-productunivid").as_deref(),
+        Some("1001")
+    );
+    let mut body = String::new();
+    request.read_to_string(&mut body).unwrap();
+    assert_eq!(body, "HELLO-FROM-APP");
+
+    let answer = reply(&node, "1001", &id, "201", b"REPLY-FROM-DESKTOP".to_vec());
+    assert_eq!(answer.status(), 200);
+    let answered = app.join().unwrap();
+    assert_eq!(answered.status, 201, "status from X-iwp-responsecode");
+    assert_eq!(answered.header("x-desk").as_deref(), Some("yes"));
+    assert_eq!(
+        answered.header("x-iwp-requestid").as_deref(),
+        Some(id.as_str())
+    );
+    assert_eq!(answered.text(), "REPLY-FROM-DESKTOP");
+}
+
+fn protocol_headers_are_capitalised_as_the_original(backend: Backend) {
+    let node = TestNode::start_with(backend, &FAST);
+    let raw = node.raw(
+        b"POST /connect HTTP/1.1\r\nHost: t\r\nX-IWP-ProductUnivId: 7\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+    );
+    assert_eq!(raw.status, 200);
+    assert!(raw.head.contains("X-Iwp-Port: 3001"), "{}", raw.head);
+    for path in ["/ping", "/agent/3001", "/client/3001", "/agentreply/3001"] {
+        let request = format!("GET {path} HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n");
+        assert_eq!(node.raw(request.as_bytes()).status, 405, "{path}");
+    }
+}
+
+fn no_client_no_agent_and_queued_apps(backend: Backend) {
+    let node = TestNode::start_with(backend, &FAST);
+    let relay_url = node.url("/client/3001");
+    // Nobody ever attached.
+    assert!(ask(&relay_url, "2002", b"x".to_vec()).no_agent());
+    let r = client()
+        .post(node.url("/client"))
+        .header("X-IWP-ProductUnivId", "2002")
+        .send()
+        .unwrap();
+    assert_eq!(header(&r, "x-iwp-responsetype").as_deref(), Some("0"));
+
+    // Attached here: `/client` points at this node.
+    connect(&node, "2002");
+    let r = client()
+        .post(node.url("/client"))
+        .header("X-IWP-ProductUnivId", "2002")
+        .send()
+        .unwrap();
+    assert_eq!(header(&r, "x-iwp-host").as_deref(), Some("localhost:3001"));
+    assert_eq!(header(&r, "x-iwp-port").as_deref(), Some("3001"));
+    // Attached but never seen polling: "no agent" at once.
+    assert!(ask(&relay_url, "2002", b"x".to_vec()).no_agent());
+
+    // A poll times out: "no client", after timeout_agent.
+    let started = Instant::now();
+    let r = poll_once(&node, "2002");
+    assert_eq!(r.status(), 200);
+    assert_eq!(header(&r, "x-iwp-responsetype").as_deref(), Some("0"));
+    assert!(started.elapsed() >= Duration::from_millis(1900));
+
+    // The desktop is between polls (present): an app waits for its next poll.
+    let waiting = {
+        let url = relay_url.clone();
+        thread::spawn(move || ask(&url, "2002", b"queued".to_vec()))
+    };
+    thread::sleep(Duration::from_millis(700));
+    let mut request = poll_once(&node, "2002");
+    let id = header(&request, "x-iwp-requestid").expect("the queued request");
+    let mut body = String::new();
+    request.read_to_string(&mut body).unwrap();
+    assert_eq!(body, "queued");
+    reply(&node, "2002", &id, "200", b"ok".to_vec());
+    assert_eq!(waiting.join().unwrap().text(), "ok");
+
+    // Gone for longer than timeout_cache: "no agent" once the presence runs out.
+    thread::sleep(Duration::from_millis(2500));
+    let started = Instant::now();
+    assert!(ask(&relay_url, "2002", b"late".to_vec()).no_agent());
+    assert!(started.elapsed() < Duration::from_secs(2));
+}
+
+/// Pairs one app request with a poll and returns (request id, the app's pending answer).
+fn paired(node: &TestNode, customer: &str) -> (String, thread::JoinHandle<common::relay::Answer>) {
+    let desk = desktop(node, customer);
+    let app = app(node, customer, b"question".to_vec());
+    let (id, request) = desk.join().unwrap();
+    drop(request.bytes().unwrap());
+    (id, app)
+}
+
+fn reply_errors(backend: Backend) {
+    let node = TestNode::start_with(backend, &FAST);
+    let reason = |r: &reqwest::blocking::Response| header(r, "x-iwp-reason").unwrap_or_default();
+
+    // Unknown request id.
+    let r = reply(&node, "3003", "nope", "200", Vec::new());
+    assert_eq!(r.status(), 502);
+    assert_eq!(reason(&r), "HTTP 502: Bad Gateway (No client to reply)");
+
+    // Another customer's request id.
+    let (id, app_answer) = paired(&node, "3003");
+    let r = reply(&node, "9999", &id, "200", Vec::new());
+    assert_eq!(r.status(), 500);
+    assert_eq!(reason(&r), "Not corresponding ProductID = 9999");
+
+    // A second reply while the first streams: 501. The first reply's body is held back by a
+    // raw connection that has sent only part of it.
+    let mut first = TcpStream::connect(node.addr).unwrap();
+    let head = format!(
+        "POST /agentreply/3001 HTTP/1.1\r\nHost: t\r\nX-IWP-ProductUnivId: 3003\r\nX-IWP-RequestId: {id}\r\nContent-Length: 10\r\n\r\nhalf"
+    );
+    first.write_all(head.as_bytes()).unwrap();
+    thread::sleep(Duration::from_millis(300));
+    let r = reply(&node, "3003", &id, "200", Vec::new());
+    assert_eq!(r.status(), 501);
+    assert_eq!(
+        reason(&r),
+        "HTTP 501: Not Implemented (RequestID is being replied)"
+    );
+    first.write_all(b"-rest!").unwrap();
+    assert_eq!(app_answer.join().unwrap().text(), "half-rest!");
+
+    // A bad X-iwp-responsecode: the desktop hears 400, the app 502 (not left hanging).
+    let (id, app_answer) = paired(&node, "3003");
+    let r = reply(&node, "3003", &id, "abc", b"x".to_vec());
+    assert_eq!(r.status(), 400);
+    assert!(reason(&r).contains("Unknown status code 'abc'"));
+    assert_eq!(app_answer.join().unwrap().status, 502);
+
+    // No reply within timeout_no_reply: 504.
+    let started = Instant::now();
+    let (_id, app_answer) = paired(&node, "3003");
+    let r = app_answer.join().unwrap();
+    assert_eq!(r.status, 504);
+    assert_eq!(
+        r.header("x-iwp-reason").as_deref(),
+        Some("HTTP 504: Gateway Timeout (No reply from agent)")
+    );
+    assert!(started.elapsed() >= Duration::from_millis(1900));
+
+    // Missing ids are refused, not guessed.
+    let r = client().post(node.url("/agent/3001")).send().unwrap();
+    assert_eq!(r.status(), 400);
+    let r = client()
+        .post(node.url("/agentreply/3001"))
+        .header("X-IWP-ProductUnivId", "3003")
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 400);
+}
+
+fn desktop_disconnect_mid_transfer_gives_the_app_503(backend: Backend) {
+    let node = TestNode::start_with(backend, &FAST);
+    // The desktop polls on a raw connection, reads the start of the request, and hangs up.
+    let mut desk = TcpStream::connect(node.addr).unwrap();
+    desk.write_all(
+        b"POST /agent/3001 HTTP/1.1\r\nHost: t\r\nX-IWP-ProductUnivId: 4004\r\nContent-Length: 0\r\n\r\n",
+    )
+    .unwrap();
+    let app = app(&node, "4004", vec![b'z'; 8 << 20]);
+    let mut start = [0u8; 4096];
+    desk.read_exact(&mut start).unwrap();
+    drop(desk);
+    let r = app.join().unwrap();
+    assert_eq!(r.status, 503);
+    assert!(r.header("x-iwp-reason").unwrap().contains("desktop"));
+}
+
+fn app_disconnect_gives_the_desktop_502(backend: Backend) {
+    let node = TestNode::start_with(backend, &FAST);
+    let desk = desktop(&node, "5005");
+    thread::sleep(Duration::from_millis(300));
+    // The app sends its request on a raw connection and goes away once it is delivered.
+    let mut app = TcpStream::connect(node.addr).unwrap();
+    app.write_all(
+        b"POST /client/3001 HTTP/1.1\r\nHost: t\r\nX-IWP-ProductUnivId: 5005\r\nContent-Length: 2\r\n\r\nhi",
+    )
+    .unwrap();
+    let (id, request) = desk.join().unwrap();
+    drop(request.bytes().unwrap());
+    drop(app);
+    thread::sleep(Duration::from_millis(200));
+    let r = reply(&node, "5005", &id, "200", vec![b'r'; 4 << 20]);
+    assert_eq!(r.status(), 502);
+}
+
+fn rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap()
+}
+
+fn a_32_mib_body_each_way_streams_through(backend: Backend) {
+    let node = TestNode::start_with(backend, &FAST);
+    let size = 32 << 20;
+    let pattern = |seed: u8| -> Vec<u8> { (0..size).map(|i| (i % 251) as u8 ^ seed).collect() };
+    let before = rss_kib(node.pid());
+    let desk = desktop(&node, "6006");
+    let app = app(&node, "6006", pattern(1));
+    let (id, request) = desk.join().unwrap();
+    assert_eq!(request.bytes().unwrap().as_ref(), pattern(1).as_slice());
+    let r = reply(&node, "6006", &id, "200", pattern(2));
+    assert_eq!(r.status(), 200);
+    assert_eq!(app.join().unwrap().body, pattern(2));
+    let grown = rss_kib(node.pid()).saturating_sub(before);
+    assert!(
+        grown < 16 * 1024,
+        "the node grew by {grown} KiB for 32 MiB bodies"
+    );
+}
+
+/// Two nodes over one Redis: an app asking node B for a desktop on node A is redirected there,
+/// and the relay works.
+#[test]
+fn a_desktop_on_another_node_is_found_through_the_store() {
+    if common::skip_redis() {
+        return;
+    }
+    let redis = RedisServer::start();
+    let mut a_env = FAST.to_vec();
+    a_env.extend([
+        ("RELAYBOX__NODE__SERVER", "node-a:80"),
+        ("RELAYBOX__NODE__PORT", "8081"),
+    ]);
+    let mut b_env = FAST.to_vec();
+    b_env.extend([
+        ("RELAYBOX__NODE__SERVER", "node-b:80"),
+        ("RELAYBOX__NODE__PORT", "8082"),
+    ]);
+    let a = TestNode::on_redis(&[&redis], &a_env);
+    let b = TestNode::on_redis(&[&redis], &b_env);
+    assert_eq!(connect(&a, "8008"), "8081");
+    let desk = desktop(&a, "8008");
+    thread::sleep(Duration::from_millis(300));
+
+    for path in ["/client", "/client/8082"] {
+        let r = client()
+            .post(b.url(path))
+            .header("X-IWP-ProductUnivId", "8008")
+            .body("to the wrong node")
+            .send()
+            .unwrap();
+        assert_eq!(r.status(), 200, "{path}");
+        assert_eq!(
+            header(&r, "x-iwp-host").as_deref(),
+            Some("node-a:80"),
+            "{path}"
+        );
+        assert_eq!(header(&r, "x-iwp-port").as_deref(), Some("8081"), "{path}");
+        assert_eq!(header(&r, "x-iwp-requestid"), None);
+    }
+    // The app follows the redirect (by address here: node-a is A's public name).
+    let app = app(&a, "8008", b"found you".to_vec());
+    let (id, request) = desk.join().unwrap();
+    assert_eq!(request.text().unwrap(), "found you");
+    assert_eq!(
+        reply(&a, "8008", &id, "200", b"hello".to_vec()).status(),
+        200
+    );
+    assert_eq!(app.join().unwrap().text(), "hello");
+}
+
+crate::both_backends!(
+    relay_with_body_and_headers_both_ways,
+    protocol_headers_are_capitalised_as_the_original,
+    no_client_no_agent_and_queued_apps,
+    reply_errors,
+    desktop_disconnect_mid_transfer_gives_the_app_503,
+    app_disconnect_gives_the_desktop_502,
+    a_32_mib_body_each_way_streams_through,
+);
