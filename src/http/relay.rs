@@ -19,17 +19,26 @@ pub async fn serve(
     payload: web::Payload,
 ) -> HttpResponse {
     match route {
-        RelayRoute::Ping => finish(answer(StatusCode::OK)),
-        RelayRoute::Connect => connect(relay, req).await,
-        RelayRoute::Locate => locate(relay, req).await,
-        RelayRoute::Client => client(relay, req, payload).await,
-        RelayRoute::Agent => agent(relay, req).await,
-        RelayRoute::AgentReply => agent_reply(relay, req, payload).await,
+        RelayRoute::Ping => return finish(answer(StatusCode::OK)),
         RelayRoute::NotPost => {
             let mut answer = failure(StatusCode::METHOD_NOT_ALLOWED, "only POST is served here");
             answer.insert_header(("Allow", "POST"));
-            finish(answer)
+            return finish(answer);
         }
+        _ => {}
+    }
+    // Every other relay request names its customer.
+    let Some(customer) = headers::text(req.headers(), PRODUCT_UNIV_ID).filter(|id| !id.is_empty())
+    else {
+        return failed(StatusCode::BAD_REQUEST, "missing X-IWP-ProductUnivId");
+    };
+    match route {
+        RelayRoute::Connect => connect(relay, customer).await,
+        RelayRoute::Locate => locate(relay, customer).await,
+        RelayRoute::Client => client(relay, req, customer, payload).await,
+        RelayRoute::Agent => agent(relay, customer).await,
+        RelayRoute::AgentReply => agent_reply(relay, req, customer, payload).await,
+        RelayRoute::Ping | RelayRoute::NotPost => unreachable!("answered above"),
     }
 }
 
@@ -69,18 +78,6 @@ fn redirect(location: &crate::relay::Location) -> HttpResponse {
 
 fn failed(status: StatusCode, reason: &str) -> HttpResponse {
     finish(failure(status, reason))
-}
-
-/// The customer id every relay request but `/ping` carries (else the answer refusing it).
-fn customer(req: &HttpRequest) -> Result<String, Box<HttpResponse>> {
-    headers::text(req.headers(), PRODUCT_UNIV_ID)
-        .filter(|id| !id.is_empty())
-        .ok_or_else(|| {
-            Box::new(failed(
-                StatusCode::BAD_REQUEST,
-                "missing X-IWP-ProductUnivId",
-            ))
-        })
 }
 
 fn content_length(headers: &HeaderMap) -> Option<u64> {
@@ -128,11 +125,7 @@ fn message(req: &HttpRequest, status: StatusCode, body: body::BodyReceiver) -> R
 }
 
 /// `POST /connect`: the desktop is attached here.
-async fn connect(relay: &Relay, req: &HttpRequest) -> HttpResponse {
-    let customer = match customer(req) {
-        Ok(c) => c,
-        Err(answer) => return *answer,
-    };
+async fn connect(relay: &Relay, customer: String) -> HttpResponse {
     match relay.attach(&customer).await {
         Ok(()) => {
             let mut builder = answer(StatusCode::OK);
@@ -144,11 +137,7 @@ async fn connect(relay: &Relay, req: &HttpRequest) -> HttpResponse {
 }
 
 /// `POST /client`: where the desktop is, or "no agent".
-async fn locate(relay: &Relay, req: &HttpRequest) -> HttpResponse {
-    let customer = match customer(req) {
-        Ok(c) => c,
-        Err(answer) => return *answer,
-    };
+async fn locate(relay: &Relay, customer: String) -> HttpResponse {
     match relay.locate(&customer).await {
         Ok(Some(location)) => redirect(&location),
         Ok(None) => no_partner(),
@@ -157,11 +146,7 @@ async fn locate(relay: &Relay, req: &HttpRequest) -> HttpResponse {
 }
 
 /// `POST /agent/<x>`: the desktop's long poll.
-async fn agent(relay: &Relay, req: &HttpRequest) -> HttpResponse {
-    let customer = match customer(req) {
-        Ok(c) => c,
-        Err(answer) => return *answer,
-    };
+async fn agent(relay: &Relay, customer: String) -> HttpResponse {
     match relay.poll(&customer).await {
         Ok(PollOutcome::NoClient) => no_partner(),
         Ok(PollOutcome::Request {
@@ -174,11 +159,12 @@ async fn agent(relay: &Relay, req: &HttpRequest) -> HttpResponse {
 }
 
 /// `POST /client/<x>`: an app's request for the desktop; the answer is the desktop's reply.
-async fn client(relay: &Relay, req: &HttpRequest, payload: web::Payload) -> HttpResponse {
-    let customer = match customer(req) {
-        Ok(c) => c,
-        Err(answer) => return *answer,
-    };
+async fn client(
+    relay: &Relay,
+    req: &HttpRequest,
+    customer: String,
+    payload: web::Payload,
+) -> HttpResponse {
     let status = match headers::response_code(req.headers()) {
         Ok(status) => status,
         Err(reason) => return failed(StatusCode::BAD_REQUEST, &reason),
@@ -208,11 +194,12 @@ async fn client(relay: &Relay, req: &HttpRequest, payload: web::Payload) -> Http
 
 /// `POST /agentreply/<x>`: the desktop's reply to an interaction, streamed to its app. The
 /// desktop hears `200` once the last byte went to the app.
-async fn agent_reply(relay: &Relay, req: &HttpRequest, payload: web::Payload) -> HttpResponse {
-    let customer = match customer(req) {
-        Ok(c) => c,
-        Err(answer) => return *answer,
-    };
+async fn agent_reply(
+    relay: &Relay,
+    req: &HttpRequest,
+    customer: String,
+    payload: web::Payload,
+) -> HttpResponse {
     let Some(id) = headers::text(req.headers(), REQUEST_ID).filter(|id| !id.is_empty()) else {
         return failed(StatusCode::BAD_REQUEST, "missing X-IWP-RequestId");
     };

@@ -157,6 +157,13 @@ mod tests {
     use std::cell::Cell;
     use std::rc::Rc;
 
+    /// The body as a stream, and what its `finished` callback said (if it was called).
+    fn watched(rx: BodyReceiver, length: Option<u64>) -> (BodyStream, Rc<Cell<Option<bool>>>) {
+        let done = Rc::new(Cell::new(None));
+        let seen = Rc::clone(&done);
+        (rx.into_stream(length, move |ok| seen.set(Some(ok))), done)
+    }
+
     fn source(parts: &[&'static [u8]]) -> impl Stream<Item = Result<Bytes, String>> + Unpin {
         futures_util::stream::iter(
             parts
@@ -169,9 +176,7 @@ mod tests {
     #[tokio::test]
     async fn a_body_arrives_whole_in_bounded_chunks() {
         let (tx, rx) = channel();
-        let done = Rc::new(Cell::new(None));
-        let seen = Rc::clone(&done);
-        let mut stream = rx.into_stream(None, move |ok| seen.set(Some(ok)));
+        let (mut stream, done) = watched(rx, None);
         let pumping = tokio::spawn(pump(source(&[b"hello ", b"world, this is long"]), tx, 4));
         let mut chunks = Vec::new();
         while let Some(chunk) = stream.next().await {
@@ -186,9 +191,7 @@ mod tests {
     #[tokio::test]
     async fn a_body_of_known_length_is_complete_with_its_last_byte() {
         let (tx, rx) = channel();
-        let done = Rc::new(Cell::new(None));
-        let seen = Rc::clone(&done);
-        let mut stream = rx.into_stream(Some(5), move |ok| seen.set(Some(ok)));
+        let (mut stream, done) = watched(rx, Some(5));
         tokio::spawn(pump(source(&[b"hello"]), tx, 1024));
         assert_eq!(stream.next().await.unwrap().unwrap(), "hello");
         // The connection has the five bytes it was promised and stops asking.
@@ -199,9 +202,7 @@ mod tests {
     #[tokio::test]
     async fn a_source_that_breaks_off_aborts_the_destination() {
         let (tx, rx) = channel();
-        let done = Rc::new(Cell::new(None));
-        let seen = Rc::clone(&done);
-        let mut stream = rx.into_stream(None, move |ok| seen.set(Some(ok)));
+        let (mut stream, done) = watched(rx, None);
         let broken = futures_util::stream::iter(vec![
             Ok(Bytes::from_static(b"part")),
             Err("connection reset".to_owned()),
@@ -216,9 +217,8 @@ mod tests {
     #[tokio::test]
     async fn a_destination_that_goes_stops_the_pump() {
         let (tx, rx) = channel();
-        let done = Rc::new(Cell::new(None));
-        let seen = Rc::clone(&done);
-        drop(rx.into_stream(None, move |ok| seen.set(Some(ok))));
+        let (stream, done) = watched(rx, None);
+        drop(stream);
         assert_eq!(done.get(), Some(false));
         let result = pump(source(&[b"anything"]), tx, 1024).await;
         assert_eq!(result, Err(PumpError::Destination));
