@@ -1,6 +1,7 @@
 //! Load tests: many clients, many messages, a Redis crash mid-load. They check that every
 //! message is delivered exactly once; they run in their own test binary so that their CPU load
-//! does not disturb the timing-sensitive tests of the others (cargo runs binaries one by one).
+//! does not disturb the timing-sensitive tests of the others (cargo runs binaries one by one),
+//! and one at a time within it, so that none starves another of the machine's two cores.
 
 mod common;
 
@@ -12,7 +13,14 @@ use std::time::{Duration, Instant};
 use common::{Backend, RedisServer, TestNode, assert_delivered_exactly_once, relay, skip_redis};
 use serde_json::json;
 
+/// Held for the length of a load test: they run one after another.
+fn one_at_a_time() -> std::sync::MutexGuard<'static, ()> {
+    static HEAVY: Mutex<()> = Mutex::new(());
+    HEAVY.lock().unwrap_or_else(|p| p.into_inner())
+}
+
 fn fifty_poppers_share_ten_thousand_messages_exactly_once(backend: Backend) {
+    let _turn = one_at_a_time();
     const MESSAGES: usize = 10_000;
     let node = Arc::new(TestNode::start(backend));
     let received = Arc::new(Mutex::new(Vec::<String>::new()));
@@ -73,6 +81,7 @@ fn fifty_poppers_share_ten_thousand_messages_exactly_once(backend: Backend) {
 
 #[test]
 fn twenty_poppers_on_two_nodes_and_three_shards_get_every_message_once() {
+    let _turn = one_at_a_time();
     if skip_redis() {
         return;
     }
@@ -148,6 +157,7 @@ fn twenty_poppers_on_two_nodes_and_three_shards_get_every_message_once() {
 
 #[test]
 fn redis_killed_and_restarted_under_load_loses_nothing() {
+    let _turn = one_at_a_time();
     if skip_redis() {
         return;
     }
@@ -257,6 +267,7 @@ fn redis_killed_and_restarted_under_load_loses_nothing() {
 
 /// 200 customers relaying at once, each desktop with its own app.
 fn two_hundred_customers_relay_at_once(backend: Backend) {
+    let _turn = one_at_a_time();
     // Generous timeouts: 200 customers at once on two cores in a debug build are slow.
     let timeouts = [
         ("RELAYBOX__RELAY__TIMEOUT_AGENT", "10"),

@@ -1,5 +1,6 @@
 //! Simulated desktops and apps of the device relay, as real HTTP clients.
 
+use std::sync::LazyLock;
 use std::thread;
 use std::time::Duration;
 
@@ -15,11 +16,17 @@ pub const FAST: [(&str, &str); 4] = [
     ("RELAYBOX__RELAY__TIMEOUT_NO_REPLY", "2"),
 ];
 
+/// One client for every simulated desktop and app (a blocking client runs a thread of its own),
+/// with a connection per request, as the original service had.
 pub fn client() -> Client {
-    Client::builder()
-        .timeout(Duration::from_secs(60))
-        .build()
-        .unwrap()
+    static CLIENT: LazyLock<Client> = LazyLock::new(|| {
+        Client::builder()
+            .timeout(Duration::from_secs(60))
+            .pool_max_idle_per_host(0)
+            .build()
+            .unwrap()
+    });
+    CLIENT.clone()
 }
 
 pub fn header(r: &Response, name: &str) -> Option<String> {
