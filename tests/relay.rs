@@ -213,6 +213,40 @@ fn app_disconnect_gives_the_desktop_502(backend: Backend) {
     assert_eq!(r.status(), 502);
 }
 
+fn chunked_bodies_relay_both_ways(backend: Backend) {
+    let node = TestNode::start_with(backend, &FAST);
+    let desk = desktop(&node, "5505");
+    thread::sleep(Duration::from_millis(300));
+    // The app sends its body chunked (no Content-Length) on a raw connection.
+    let mut app = TcpStream::connect(node.addr).unwrap();
+    app.write_all(
+        b"POST /client/3001 HTTP/1.1\r\nHost: t\r\nX-IWP-ProductUnivId: 5505\r\nTransfer-Encoding: chunked\r\nKeep-Alive: timeout=5\r\nConnection: close\r\n\r\n5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n",
+    )
+    .unwrap();
+    let (id, request) = desk.join().unwrap();
+    assert_eq!(
+        header(&request, "keep-alive"),
+        None,
+        "hop-by-hop headers stay behind"
+    );
+    assert_eq!(request.text().unwrap(), "hello world");
+    // The desktop replies chunked too (a streamed body of unknown length).
+    let reply_body = reqwest::blocking::Body::new(std::io::Cursor::new(b"streamed reply".to_vec()));
+    let r = client()
+        .post(node.url("/agentreply/3001"))
+        .header("X-IWP-ProductUnivId", "5505")
+        .header("X-IWP-RequestId", &id)
+        .body(reply_body)
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let mut answer = Vec::new();
+    app.read_to_end(&mut answer).unwrap();
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    assert!(answer.contains("streamed reply"), "{answer}");
+}
+
 fn rss_kib(pid: u32) -> u64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
     status
@@ -299,5 +333,6 @@ crate::both_backends!(
     reply_errors,
     desktop_disconnect_mid_transfer_gives_the_app_503,
     app_disconnect_gives_the_desktop_502,
+    chunked_bodies_relay_both_ways,
     a_32_mib_body_each_way_streams_through,
 );
