@@ -21,6 +21,7 @@ pub struct Settings {
     pub store: StoreSettings,
     pub inbox: InboxSettings,
     pub relay: RelaySettings,
+    pub cluster: ClusterSettings,
     /// The HTTPS listener (on the plain listener's port + 1); none when absent.
     pub tls: Option<TlsSettings>,
 }
@@ -117,6 +118,38 @@ impl RelaySettings {
             .unwrap_or(4096)
     }
 }
+
+/// How this node finds the other regions' nodes (those that do not share its store) and proves
+/// to them that it is one of theirs.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ClusterSettings {
+    /// Shared by every node of the cloud; node-to-node calls carry it and are refused without
+    /// it. None: this node neither makes nor accepts such calls.
+    pub secret: Option<String>,
+    /// Other regions' public `host[:port]`, greeted with `/hello` at start; more are learnt from
+    /// their answers and from their greetings.
+    pub sites: Vec<String>,
+    /// Failed `/hello` and `/connected` calls after which a region is forgotten (until it
+    /// greets again).
+    pub max_instance_failed: u32,
+    /// Seconds a node-to-node call may take, connection included.
+    pub call_timeout: f64,
+}
+
+impl Default for ClusterSettings {
+    fn default() -> Self {
+        ClusterSettings {
+            secret: None,
+            sites: Vec::new(),
+            max_instance_failed: 5,
+            call_timeout: 5.0,
+        }
+    }
+}
+
+/// Shortest cluster secret accepted: long enough not to be guessed.
+pub const MIN_SECRET_LEN: usize = 16;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -280,7 +313,8 @@ impl Settings {
             .separator("__")
             .try_parsing(true)
             .list_separator(",")
-            .with_list_parse_key("store.redis_servers");
+            .with_list_parse_key("store.redis_servers")
+            .with_list_parse_key("cluster.sites");
         let settings: Settings = builder.add_source(env).build()?.try_deserialize()?;
         settings.validate()?;
         Ok(settings)
@@ -422,6 +456,39 @@ impl Settings {
             "inbox.admin_user",
             "and inbox.admin_password must be set together",
         )?;
+        let cluster = &self.cluster;
+        check(
+            cluster
+                .secret
+                .as_ref()
+                .is_none_or(|s| s.len() >= MIN_SECRET_LEN),
+            "cluster.secret",
+            format!("must be at least {MIN_SECRET_LEN} characters"),
+        )?;
+        check(
+            cluster.sites.is_empty() || cluster.secret.is_some(),
+            "cluster.sites",
+            "needs cluster.secret: other regions refuse calls without it",
+        )?;
+        for site in &cluster.sites {
+            check(
+                !site.is_empty() && !site.contains('/') && !site.contains(char::is_whitespace),
+                "cluster.sites",
+                format!("entries must be host[:port], not {site:?}"),
+            )?;
+        }
+        check(
+            cluster.max_instance_failed >= 1,
+            "cluster.max_instance_failed",
+            "must be at least 1",
+        )?;
+        check(
+            cluster.call_timeout.is_finite()
+                && cluster.call_timeout > 0.0
+                && cluster.call_timeout <= 300.0,
+            "cluster.call_timeout",
+            "must be a number of seconds above 0 and at most 300",
+        )?;
         if let Some(tls) = &self.tls {
             for (key, path) in [("tls.cert", &tls.cert), ("tls.key", &tls.key)] {
                 if let Err(e) = std::fs::metadata(path) {
@@ -507,6 +574,27 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("inbox.pop_timeout"), "{err}");
+    }
+
+    #[test]
+    fn cluster_sites_need_a_long_enough_secret() {
+        let err = load_str("[cluster]\nsites = [\"eu.example.com\"]\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("cluster.sites"), "{err}");
+        let err = load_str("[cluster]\nsecret = \"short\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("cluster.secret"), "{err}");
+        let err = load_str(
+            "[cluster]\nsecret = \"0123456789abcdef\"\nsites = [\"http://eu.example.com/\"]\n",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("host[:port]"), "{err}");
+        let ok =
+            load_str("[cluster]\nsecret = \"0123456789abcdef\"\nsites = [\"eu.example.com:80\"]\n");
+        assert_eq!(ok.unwrap().cluster.sites, ["eu.example.com:80"]);
     }
 
     #[test]

@@ -13,12 +13,14 @@
 //! [`config`] holds the typed settings, [`node`] starts and stops everything.
 
 pub mod callbacks;
+pub mod cluster;
 pub mod config;
 pub mod http;
 pub mod inbox;
 pub mod logging;
 pub mod node;
 pub mod relay;
+pub mod secret;
 pub mod session;
 pub mod shard;
 pub mod store;

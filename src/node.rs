@@ -16,6 +16,7 @@ use actix_web::{App, HttpServer, web};
 use tracing::{debug, info, warn};
 
 use crate::callbacks::Callbacks;
+use crate::cluster::Cluster;
 use crate::config::{Settings, TlsSettings};
 use crate::http::{self, AppState};
 use crate::inbox::Inbox;
@@ -54,7 +55,13 @@ pub async fn run(settings: Settings) -> io::Result<()> {
         host: settings.node.server.clone(),
         port: settings.node.port.clone(),
     };
-    let relay = Relay::new(here, settings.relay.clone(), Arc::clone(&store));
+    let cluster = Cluster::new(here.clone(), &settings.cluster, Arc::clone(&store));
+    let relay = Relay::new(
+        here,
+        settings.relay.clone(),
+        Arc::clone(&store),
+        cluster.clone(),
+    );
     let state = web::Data::new(AppState {
         inbox: inbox.clone(),
         relay,
@@ -103,6 +110,7 @@ pub async fn run(settings: Settings) -> io::Result<()> {
     }
 
     actix_web::rt::spawn(push_due_forever(inbox.clone()));
+    actix_web::rt::spawn(async move { cluster.greet_sites().await });
     let server = server.run();
     let handle = server.handle();
     actix_web::rt::spawn(async move {

@@ -4,6 +4,7 @@
 //! Routing is done by [`routes::Route`] rather than actix-web's router because PopBox matches
 //! literal segments case-insensitively while keeping parameters' case.
 
+mod cluster;
 mod groups;
 mod inbox;
 mod relay;

@@ -25,6 +25,9 @@ pub async fn serve(
             answer.insert_header(("Allow", "POST"));
             return finish(answer);
         }
+        RelayRoute::Hello | RelayRoute::Connected | RelayRoute::Find => {
+            return super::cluster::serve(relay, route, req).await;
+        }
         _ => {}
     }
     // Every other relay request names its customer.
@@ -38,12 +41,16 @@ pub async fn serve(
         RelayRoute::Client => client(relay, req, customer, payload).await,
         RelayRoute::Agent => agent(relay, customer).await,
         RelayRoute::AgentReply => agent_reply(relay, req, customer, payload).await,
-        RelayRoute::Ping | RelayRoute::NotPost => unreachable!("answered above"),
+        RelayRoute::Ping
+        | RelayRoute::NotPost
+        | RelayRoute::Hello
+        | RelayRoute::Connected
+        | RelayRoute::Find => unreachable!("answered above"),
     }
 }
 
 /// An answer of the node's own, headers written as the original wrote them.
-fn answer(status: StatusCode) -> HttpResponseBuilder {
+pub(super) fn answer(status: StatusCode) -> HttpResponseBuilder {
     let mut builder = HttpResponse::build(status);
     builder.content_type("text/html; charset=UTF-8");
     builder
@@ -56,19 +63,19 @@ fn failure(status: StatusCode, reason: &str) -> HttpResponseBuilder {
 }
 
 /// Writes the response's header names capitalised per word, as the original service did.
-fn finish(mut builder: HttpResponseBuilder) -> HttpResponse {
+pub(super) fn finish(mut builder: HttpResponseBuilder) -> HttpResponse {
     let mut response = builder.finish();
     response.head_mut().set_camel_case_headers(true);
     response
 }
 
-fn no_partner() -> HttpResponse {
+pub(super) fn no_partner() -> HttpResponse {
     let mut builder = answer(StatusCode::OK);
     builder.insert_header((RESPONSE_TYPE, "0"));
     finish(builder)
 }
 
-fn redirect(location: &crate::relay::Location) -> HttpResponse {
+pub(super) fn redirect(location: &crate::relay::Location) -> HttpResponse {
     let mut builder = answer(StatusCode::OK);
     builder
         .insert_header((HOST, location.host.as_str()))
@@ -76,7 +83,7 @@ fn redirect(location: &crate::relay::Location) -> HttpResponse {
     finish(builder)
 }
 
-fn failed(status: StatusCode, reason: &str) -> HttpResponse {
+pub(super) fn failed(status: StatusCode, reason: &str) -> HttpResponse {
     finish(failure(status, reason))
 }
 
@@ -84,7 +91,7 @@ fn content_length(headers: &HeaderMap) -> Option<u64> {
     headers::text(headers, CONTENT_LENGTH.as_str()).and_then(|v| v.parse().ok())
 }
 
-fn unavailable(e: impl std::fmt::Display) -> HttpResponse {
+pub(super) fn unavailable(e: impl std::fmt::Display) -> HttpResponse {
     failed(
         StatusCode::SERVICE_UNAVAILABLE,
         &format!("HTTP 503: Service Unavailable ({e})"),
@@ -126,7 +133,7 @@ fn message(req: &HttpRequest, status: StatusCode, body: body::BodyReceiver) -> R
 
 /// `POST /connect`: the desktop is attached here.
 async fn connect(relay: &Relay, customer: String) -> HttpResponse {
-    match relay.attach(&customer).await {
+    match relay.connect(&customer).await {
         Ok(()) => {
             let mut builder = answer(StatusCode::OK);
             builder.insert_header((PORT, relay.here().port.as_str()));

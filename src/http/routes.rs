@@ -104,6 +104,12 @@ pub enum RelayRoute {
     Agent,
     /// `/agentreply/<x>`: a desktop's reply.
     AgentReply,
+    /// `/hello[/<x>]`: another region's node greets this region (node to node).
+    Hello,
+    /// `/connected[/<x>]`: another region has a desktop attached (node to node).
+    Connected,
+    /// `/find[/<x>]`: does this region have a desktop attached? (node to node).
+    Find,
     /// A relay path with a method other than POST.
     NotPost,
 }
@@ -117,6 +123,9 @@ impl RelayRoute {
             _ if path.starts_with("/client/") => RelayRoute::Client,
             _ if path.starts_with("/agent/") => RelayRoute::Agent,
             _ if path.starts_with("/agentreply/") => RelayRoute::AgentReply,
+            _ if with_suffix(path, "/hello") => RelayRoute::Hello,
+            _ if with_suffix(path, "/connected") => RelayRoute::Connected,
+            _ if with_suffix(path, "/find") => RelayRoute::Find,
             _ => return None,
         };
         Some(if method == Method::POST {
@@ -125,6 +134,12 @@ impl RelayRoute {
             RelayRoute::NotPost
         })
     }
+}
+
+/// `path` is `prefix` or `prefix/<anything>` (the instance-level form of a node-to-node call).
+fn with_suffix(path: &str, prefix: &str) -> bool {
+    path.strip_prefix(prefix)
+        .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
 }
 
 /// A path parameter that does not decode to UTF-8.
@@ -325,6 +340,14 @@ mod tests {
         assert_eq!(relay(Method::GET, "/ping"), Some(RelayRoute::NotPost));
         assert_eq!(relay(Method::POST, "/PING"), None);
         assert_eq!(relay(Method::POST, "/agent"), None);
+        assert_eq!(relay(Method::POST, "/hello"), Some(RelayRoute::Hello));
+        assert_eq!(relay(Method::POST, "/find/8081"), Some(RelayRoute::Find));
+        assert_eq!(
+            relay(Method::POST, "/connected/8081"),
+            Some(RelayRoute::Connected)
+        );
+        assert_eq!(relay(Method::POST, "/finder"), None);
+        assert_eq!(relay(Method::GET, "/hello"), Some(RelayRoute::NotPost));
     }
 
     #[test]

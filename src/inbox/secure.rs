@@ -16,9 +16,9 @@ use argon2::Argon2;
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
-use sha2::{Digest, Sha256};
-use subtle::ConstantTimeEq;
 use tokio::sync::Semaphore;
+
+use crate::secret::{Secret, digest};
 
 /// How long a verified credential is remembered.
 const REMEMBER_FOR: Duration = Duration::from_secs(60);
@@ -53,20 +53,16 @@ type Slot = (String, [u8; 32]);
 
 /// Hashes, verifies and remembers credentials.
 pub struct Guard {
-    /// SHA-256 of the admin's `user:password`, when there is one.
-    admin: Option<[u8; 32]>,
+    /// The admin's `user:password`, when there is one.
+    admin: Option<Secret>,
     remembered: Mutex<HashMap<Slot, (String, Instant)>>,
     hashing: Arc<Semaphore>,
-}
-
-fn digest(credential: &str) -> [u8; 32] {
-    Sha256::digest(credential.as_bytes()).into()
 }
 
 impl Guard {
     pub fn new(admin: Option<(&str, &str)>) -> Self {
         Guard {
-            admin: admin.map(|(user, password)| digest(&format!("{user}:{password}"))),
+            admin: admin.map(|(user, password)| Secret::new(&format!("{user}:{password}"))),
             remembered: Mutex::default(),
             hashing: Arc::new(Semaphore::new(CONCURRENT_HASHES)),
         }
@@ -103,7 +99,8 @@ impl Guard {
         let given = digest(&credential);
         if self
             .admin
-            .is_some_and(|admin| bool::from(admin.ct_eq(&given)))
+            .as_ref()
+            .is_some_and(|admin| admin.matches_digest(&given))
         {
             return Access::Granted;
         }

@@ -13,6 +13,10 @@ pub const HOST: &str = "x-iwp-host";
 pub const PORT: &str = "x-iwp-port";
 pub const RESPONSE_CODE: &str = "x-iwp-responsecode";
 pub const REASON: &str = "x-iwp-reason";
+/// Node to node: the other regions a node knows (comma-separated), in answer to `/hello`.
+pub const HOSTS: &str = "x-iwp-hosts";
+/// Node to node: the `[cluster] secret`.
+pub const SECRET: &str = "x-iwp-secret";
 
 /// Connection-level headers: they describe one hop and are never relayed. `Content-Length` is
 /// set anew from the body that is actually sent; `Expect` was answered by this hop.

@@ -24,6 +24,7 @@ use tokio::sync::oneshot;
 pub use body::BodyReceiver;
 pub use customer::{ClientOutcome, CustomerSession, PollOutcome, ReplyVerdict, Report};
 
+use crate::cluster::Cluster;
 use crate::config::RelaySettings;
 use crate::store::{Store, StoreResult};
 use customer::{Client, Poll, Reply};
@@ -68,6 +69,8 @@ struct Inner {
     timeouts: Timeouts,
     settings: RelaySettings,
     store: Arc<dyn Store>,
+    /// The other regions, asked when the store does not know where a desktop is.
+    cluster: Cluster,
     sessions: Mutex<HashMap<String, Addr<CustomerSession>>>,
     /// Which customer each interaction under way belongs to (`/agentreply` names only the id).
     interactions: Mutex<HashMap<RequestId, String>>,
@@ -78,7 +81,12 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl Relay {
-    pub fn new(here: Location, settings: RelaySettings, store: Arc<dyn Store>) -> Self {
+    pub fn new(
+        here: Location,
+        settings: RelaySettings,
+        store: Arc<dyn Store>,
+        cluster: Cluster,
+    ) -> Self {
         let secs = Duration::from_secs_f64;
         let timeouts = Timeouts {
             agent: secs(settings.timeout_agent),
@@ -92,6 +100,7 @@ impl Relay {
                 timeouts,
                 settings,
                 store,
+                cluster,
                 sessions: Mutex::default(),
                 interactions: Mutex::default(),
             }),
@@ -101,6 +110,10 @@ impl Relay {
     /// This node, as desktops and apps address it.
     pub fn here(&self) -> &Location {
         &self.inner.here
+    }
+
+    pub fn cluster(&self) -> &Cluster {
+        &self.inner.cluster
     }
 
     pub fn timeouts(&self) -> &Timeouts {
@@ -149,15 +162,39 @@ impl Relay {
         self.inner.timeouts.agent + self.inner.timeouts.cache * 2
     }
 
-    /// `/connect` and every poll: the desktop is attached here.
-    pub async fn attach(&self, customer: &str) -> StoreResult<()> {
-        let ttl = self.attachment_ttl();
-        self.inner.store.attach(customer, self.here(), ttl).await
+    /// Every poll: the desktop is attached here.
+    async fn attach(&self, customer: &str) -> StoreResult<()> {
+        self.remember(customer, self.here()).await
     }
 
-    /// Where the desktop of `customer` is attached, if anywhere.
-    pub async fn locate(&self, customer: &str) -> StoreResult<Option<Location>> {
+    /// `/connect`: the desktop is attached here, and the other regions are told.
+    pub async fn connect(&self, customer: &str) -> StoreResult<()> {
+        self.attach(customer).await?;
+        self.inner.cluster.announce(customer, self.here());
+        Ok(())
+    }
+
+    /// Records where `customer`'s desktop is attached (here, or as another region said).
+    pub async fn remember(&self, customer: &str, location: &Location) -> StoreResult<()> {
+        let ttl = self.attachment_ttl();
+        self.inner.store.attach(customer, location, ttl).await
+    }
+
+    /// Where this region has the desktop of `customer` attached, if anywhere.
+    pub async fn locate_here(&self, customer: &str) -> StoreResult<Option<Location>> {
         self.inner.store.locate(customer).await
+    }
+
+    /// Where the desktop of `customer` is attached, in this region or, asked, another.
+    pub async fn locate(&self, customer: &str) -> StoreResult<Option<Location>> {
+        if let Some(location) = self.locate_here(customer).await? {
+            return Ok(Some(location));
+        }
+        let Some(location) = self.inner.cluster.find(customer).await else {
+            return Ok(None);
+        };
+        self.remember(customer, &location).await?;
+        Ok(Some(location))
     }
 
     /// A desktop's long poll: an app's request for it, or "no client" after `timeout_agent`.

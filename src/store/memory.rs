@@ -29,6 +29,8 @@ pub struct MemoryStore {
     credentials: Mutex<HashMap<String, String>>,
     /// Where each desktop is attached, until when.
     locations: Mutex<HashMap<String, (Location, Instant)>>,
+    /// Other regions known, with their failed calls.
+    members: Mutex<BTreeMap<String, u32>>,
     /// Held pushes, by when they are due (or their claim runs out).
     delayed: Mutex<HashMap<TxId, (i64, DelayedPush)>>,
 }
@@ -117,6 +119,7 @@ impl MemoryStore {
             groups: Mutex::default(),
             credentials: Mutex::default(),
             locations: Mutex::default(),
+            members: Mutex::default(),
             delayed: Mutex::default(),
         }
     }
@@ -501,6 +504,38 @@ impl Store for MemoryStore {
             .get(customer)
             .filter(|(_, until)| *until > Instant::now())
             .map(|(location, _)| location.clone()))
+    }
+
+    async fn member_add(&self, server: &str) -> StoreResult<()> {
+        lock(&self.members).entry(server.to_owned()).or_insert(0);
+        Ok(())
+    }
+
+    async fn members(&self) -> StoreResult<Vec<(String, u32)>> {
+        Ok(lock(&self.members)
+            .iter()
+            .map(|(server, failed)| (server.clone(), *failed))
+            .collect())
+    }
+
+    async fn member_failed(&self, server: &str, limit: u32) -> StoreResult<bool> {
+        let mut members = lock(&self.members);
+        let Some(failed) = members.get_mut(server) else {
+            return Ok(false);
+        };
+        *failed += 1;
+        if *failed > limit {
+            members.remove(server);
+            return Ok(true);
+        }
+        Ok(false)
+    }
+
+    async fn member_ok(&self, server: &str) -> StoreResult<()> {
+        if let Some(failed) = lock(&self.members).get_mut(server) {
+            *failed = 0;
+        }
+        Ok(())
     }
 
     async fn create_secure_queue(

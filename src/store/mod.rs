@@ -247,6 +247,20 @@ pub trait Store: Send + Sync + 'static {
     /// Where the desktop of `customer` is attached, if its record has not expired.
     async fn locate(&self, customer: &str) -> StoreResult<Option<Location>>;
 
+    /// Adds `server` (another region's public address) to the regions this one greets and
+    /// tells where its desktops are; a known one keeps its failure count.
+    async fn member_add(&self, server: &str) -> StoreResult<()>;
+
+    /// The other regions known, each with its failed calls since its last success.
+    async fn members(&self) -> StoreResult<Vec<(String, u32)>>;
+
+    /// Counts one failed call to `server`; past `limit` failures it is forgotten. `true` when
+    /// this call forgot it.
+    async fn member_failed(&self, server: &str, limit: u32) -> StoreResult<bool>;
+
+    /// A call to `server` succeeded: its failures count from 0 again (if it is still known).
+    async fn member_ok(&self, server: &str) -> StoreResult<()>;
+
     /// Adds `members` to group `name`, creating it.
     async fn group_add(&self, name: &str, members: &[String]) -> StoreResult<()>;
 

@@ -173,6 +173,12 @@ fn addr_after(line: &str, marker: &str) -> Option<SocketAddr> {
     addr.parse().ok()
 }
 
+/// A free loopback address, for a node that must know its own public address before it starts
+/// (set it as both `node.listen` and `node.server`).
+pub fn public_address() -> String {
+    format!("127.0.0.1:{}", free_port())
+}
+
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()

@@ -67,6 +67,9 @@ pub fn location(customer: &str) -> String {
     format!("RB:L|{customer}")
 }
 
+/// The other regions known (hash: public address → failed calls).
+pub const MEMBERS: &str = "RB:M";
+
 pub fn group(name: &str) -> String {
     format!("PB:G|{name}")
 }

@@ -738,6 +738,49 @@ impl Store for RedisStore {
             .map_err(|e| server.error(e))
     }
 
+    async fn member_add(&self, server_name: &str) -> StoreResult<()> {
+        let server = &self.transactions;
+        server
+            .conn()
+            .hset_nx::<_, _, _, ()>(keys::MEMBERS, server_name, 0)
+            .await
+            .map_err(|e| server.error(e))
+    }
+
+    async fn members(&self) -> StoreResult<Vec<(String, u32)>> {
+        let server = &self.transactions;
+        let members: HashMap<String, u32> = server
+            .conn()
+            .hgetall(keys::MEMBERS)
+            .await
+            .map_err(|e| server.error(e))?;
+        let mut members: Vec<_> = members.into_iter().collect();
+        members.sort();
+        Ok(members)
+    }
+
+    async fn member_failed(&self, server_name: &str, limit: u32) -> StoreResult<bool> {
+        let server = &self.transactions;
+        let removed: i64 = scripts::MEMBER_FAILED
+            .key(keys::MEMBERS)
+            .arg(server_name)
+            .arg(limit)
+            .invoke_async(&mut server.conn())
+            .await
+            .map_err(|e| server.error(e))?;
+        Ok(removed == 1)
+    }
+
+    async fn member_ok(&self, server_name: &str) -> StoreResult<()> {
+        let server = &self.transactions;
+        scripts::MEMBER_OK
+            .key(keys::MEMBERS)
+            .arg(server_name)
+            .invoke_async::<()>(&mut server.conn())
+            .await
+            .map_err(|e| server.error(e))
+    }
+
     async fn purge_expired(&self, _shard: ShardId, _now: i64) -> StoreResult<usize> {
         // Redis expires transactions and queue lists by itself (EXPIREAT and the lists' TTLs).
         Ok(0)

@@ -257,6 +257,33 @@ pub static GROUP_CHANGE: LazyLock<Script> = LazyLock::new(|| {
     )
 });
 
+/// Counts a failed call to member ARGV[1] of hash KEYS[1]; past ARGV[2] failures the member
+/// goes. Returns 1 when this call removed it.
+pub static MEMBER_FAILED: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r#"
+        if redis.call('HEXISTS', KEYS[1], ARGV[1]) == 0 then return 0 end
+        if redis.call('HINCRBY', KEYS[1], ARGV[1], 1) > tonumber(ARGV[2]) then
+            redis.call('HDEL', KEYS[1], ARGV[1])
+            return 1
+        end
+        return 0
+        "#,
+    )
+});
+
+/// Resets the failures of member ARGV[1] of hash KEYS[1], if it is one.
+pub static MEMBER_OK: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r#"
+        if redis.call('HEXISTS', KEYS[1], ARGV[1]) == 1 then
+            redis.call('HSET', KEYS[1], ARGV[1], 0)
+        end
+        return 0
+        "#,
+    )
+});
+
 /// On the transactions server: for each transaction id in ARGV[2..] that has a state in queue
 /// ARGV[1], sets it to `Delivered`. Returns one 1 or 0 per id.
 pub static ACK_STATES: LazyLock<Script> = LazyLock::new(|| {
