@@ -80,6 +80,9 @@ pub async fn run(settings: Settings) -> io::Result<()> {
     })
     .workers(threads)
     .disable_signals()
+    // Streamed answers (relayed bodies, subscriptions) go out a piece at a time: Nagle's
+    // algorithm would hold each small piece back for the peer's delayed ACK, some 40 ms.
+    .tcp_nodelay(true)
     // A client that closes its side while its pop waits is gone: dropping the handler is what
     // keeps a dead connection from taking a message.
     .h1_allow_half_closed(false)

@@ -6,10 +6,38 @@ use std::io;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
 
+/// The header of the inbox API's request bodies.
+pub const JSON: &[(&str, &str)] = &[("Content-Type", "application/json")];
+
 pub struct Conn {
     stream: BufReader<TcpStream>,
     host: String,
     line: String,
+    /// Where bodies go when they are read only to be counted (see [`Conn::discarding`]).
+    scratch: Option<Vec<u8>>,
+}
+
+/// One answer: its status, headers (names lower-cased) and body.
+pub struct Answer {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    /// Empty when the connection discards bodies.
+    pub body: Vec<u8>,
+    /// The body's length.
+    pub length: usize,
+}
+
+impl Answer {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+fn invalid(what: String) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidData, what)
 }
 
 impl Conn {
@@ -20,29 +48,37 @@ impl Conn {
             stream: BufReader::new(stream),
             host: host.to_owned(),
             line: String::new(),
+            scratch: None,
         })
     }
 
+    /// Reads answers' bodies through one reused buffer and keeps only their length, so that
+    /// measuring large bodies costs the load generator no allocation per answer.
+    pub fn discarding(mut self) -> Self {
+        self.scratch = Some(vec![0; 64 * 1024]);
+        self
+    }
+
     /// Sends a request without waiting for the answer (for held long-polls).
-    pub async fn send(&mut self, method: &str, path: &str, body: &[u8]) -> io::Result<()> {
-        // An empty body is sent without a JSON content type: an empty JSON body is an error.
-        let content_type = if body.is_empty() {
-            ""
-        } else {
-            "Content-Type: application/json\r\n"
-        };
-        let head = format!(
-            "{method} {path} HTTP/1.1\r\nHost: {}\r\n{content_type}Content-Length: {}\r\n\r\n",
-            self.host,
-            body.len()
-        );
+    pub async fn send(
+        &mut self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: &[u8],
+    ) -> io::Result<()> {
+        let mut head = format!("{method} {path} HTTP/1.1\r\nHost: {}\r\n", self.host);
+        for (name, value) in headers {
+            head.push_str(&format!("{name}: {value}\r\n"));
+        }
+        head.push_str(&format!("Content-Length: {}\r\n\r\n", body.len()));
         let stream = self.stream.get_mut();
         stream.write_all(head.as_bytes()).await?;
         stream.write_all(body).await
     }
 
-    /// Reads one answer: its status and body (the node always sends `Content-Length`).
-    pub async fn receive(&mut self) -> io::Result<(u16, Vec<u8>)> {
+    /// Reads one answer (the node sends `Content-Length` on everything the benchmarks ask).
+    pub async fn receive(&mut self) -> io::Result<Answer> {
         self.line.clear();
         if self.stream.read_line(&mut self.line).await? == 0 {
             return Err(io::Error::new(
@@ -55,12 +91,8 @@ impl Conn {
             .split_whitespace()
             .nth(1)
             .and_then(|s| s.parse().ok())
-            .ok_or_else(|| {
-                io::Error::new(
-                    io::ErrorKind::InvalidData,
-                    format!("bad status line {:?}", self.line),
-                )
-            })?;
+            .ok_or_else(|| invalid(format!("bad status line {:?}", self.line)))?;
+        let mut headers = Vec::new();
         let mut length = 0;
         loop {
             self.line.clear();
@@ -69,24 +101,48 @@ impl Conn {
             if header.is_empty() {
                 break;
             }
-            if let Some((name, value)) = header.split_once(':')
-                && name.eq_ignore_ascii_case("content-length")
-            {
-                length = value.trim().parse().unwrap_or(0);
+            if let Some((name, value)) = header.split_once(':') {
+                let (name, value) = (name.to_ascii_lowercase(), value.trim().to_owned());
+                if name == "content-length" {
+                    length = value.parse().unwrap_or(0);
+                } else if name == "transfer-encoding" {
+                    return Err(invalid(format!("unexpected {name}: {value}")));
+                }
+                headers.push((name, value));
             }
         }
-        let mut body = vec![0; length];
-        self.stream.read_exact(&mut body).await?;
-        Ok((status, body))
+        let body = match self.scratch.as_mut() {
+            Some(scratch) => {
+                let mut left = length;
+                while left > 0 {
+                    let n = left.min(scratch.len());
+                    self.stream.read_exact(&mut scratch[..n]).await?;
+                    left -= n;
+                }
+                Vec::new()
+            }
+            None => {
+                let mut body = vec![0; length];
+                self.stream.read_exact(&mut body).await?;
+                body
+            }
+        };
+        Ok(Answer {
+            status,
+            headers,
+            body,
+            length,
+        })
     }
 
     pub async fn request(
         &mut self,
         method: &str,
         path: &str,
+        headers: &[(&str, &str)],
         body: &[u8],
-    ) -> io::Result<(u16, Vec<u8>)> {
-        self.send(method, path, body).await?;
+    ) -> io::Result<Answer> {
+        self.send(method, path, headers, body).await?;
         self.receive().await
     }
 }

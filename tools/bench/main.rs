@@ -7,9 +7,13 @@
 //! relaybox-bench pop --connections 64 --duration 15
 //! relaybox-bench latency --rate 1000 --duration 10
 //! relaybox-bench hold --connections 19000 --pid <node pid> [--redis 127.0.0.1:6379]
+//! relaybox-bench relay --desktops 200 --apps 64 --size 1024 --duration 15
+//! relaybox-bench relay-latency --rate 1000 --duration 10
+//! relaybox-bench relay-bulk --apps 4 --size 1048576 --duration 15
 //! ```
 
 mod http;
+mod relay;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -19,7 +23,7 @@ use clap::{Parser, Subcommand};
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use http::Conn;
+use http::{Conn, JSON};
 
 #[derive(Parser)]
 #[command(name = "relaybox-bench", about = "Measures a relaybox node over HTTP")]
@@ -77,6 +81,40 @@ enum Command {
         #[arg(long, default_value_t = 5)]
         hold: u64,
     },
+    /// Device relay: relays per second, desktops answering as fast as apps ask
+    Relay {
+        #[arg(long, default_value_t = 200)]
+        desktops: usize,
+        #[arg(long, default_value_t = 64)]
+        apps: usize,
+        /// Bytes each way
+        #[arg(long, default_value_t = 1024)]
+        size: usize,
+        #[arg(long, default_value_t = 15)]
+        duration: u64,
+    },
+    /// Device relay: app round trips (p50/p99) at a fixed rate of relays, 1 KiB each way
+    RelayLatency {
+        #[arg(long, default_value_t = 1000)]
+        rate: u64,
+        #[arg(long, default_value_t = 10)]
+        duration: u64,
+        #[arg(long, default_value_t = 200)]
+        desktops: usize,
+        /// Apps sharing the rate
+        #[arg(long, default_value_t = 16)]
+        apps: usize,
+    },
+    /// Device relay: payload throughput with large bodies (one desktop per app)
+    RelayBulk {
+        #[arg(long, default_value_t = 4)]
+        apps: usize,
+        /// Bytes each way
+        #[arg(long, default_value_t = 1 << 20)]
+        size: usize,
+        #[arg(long, default_value_t = 15)]
+        duration: u64,
+    },
     /// Every figure, one after the other
     All {
         #[arg(long)]
@@ -132,7 +170,27 @@ fn main() {
                 pop(&host, 64, secs(duration), 1024, 8000).await;
                 latency(&host, 1000, secs(duration.min(10)), 64).await;
                 hold_polls(&host, 19_000, pid, redis.as_deref(), secs(5)).await;
+                relay::throughput(&host, 200, 64, 1024, secs(duration)).await;
+                relay::latency(&host, 200, 16, 1000, secs(duration.min(10))).await;
+                relay::bulk(&host, 4, 1 << 20, secs(duration)).await;
             }
+            Command::Relay {
+                desktops,
+                apps,
+                size,
+                duration,
+            } => relay::throughput(&host, desktops, apps, size, secs(duration)).await,
+            Command::RelayLatency {
+                rate,
+                duration,
+                desktops,
+                apps,
+            } => relay::latency(&host, desktops, apps, rate, secs(duration)).await,
+            Command::RelayBulk {
+                apps,
+                size,
+                duration,
+            } => relay::bulk(&host, apps, size, secs(duration)).await,
         }
     });
 }
@@ -172,8 +230,8 @@ async fn push(host: &str, connections: usize, duration: Duration, payload_size: 
         tasks.push(tokio::spawn(async move {
             let mut conn = connect(&host).await;
             while started.elapsed() < duration {
-                match conn.request("POST", "/trans", &body).await {
-                    Ok((200, _)) => ok.fetch_add(1, Ordering::Relaxed),
+                match conn.request("POST", "/trans", JSON, &body).await {
+                    Ok(a) if a.status == 200 => ok.fetch_add(1, Ordering::Relaxed),
                     _ => errors.fetch_add(1, Ordering::Relaxed),
                 };
             }
@@ -207,7 +265,7 @@ async fn pop(
             tokio::spawn(async move {
                 let mut conn = connect(&host).await;
                 for _ in 0..ready.div_ceil(8) {
-                    let _ = conn.request("POST", "/trans", &body).await;
+                    let _ = conn.request("POST", "/trans", JSON, &body).await;
                 }
             })
         })
@@ -225,9 +283,9 @@ async fn pop(
             let mut conn = connect(&host).await;
             let path = format!("/queue/{queue}/pop?max=1&timeout=1");
             while started.elapsed() < duration {
-                match conn.request("POST", &path, b"").await {
-                    Ok((200, body)) => {
-                        let got = serde_json::from_slice::<Value>(&body)
+                match conn.request("POST", &path, &[], b"").await {
+                    Ok(a) if a.status == 200 => {
+                        let got = serde_json::from_slice::<Value>(&a.body)
                             .ok()
                             .and_then(|v| v["transactions"].as_array().map(Vec::len))
                             .unwrap_or(0);
@@ -263,11 +321,12 @@ async fn latency(host: &str, rate: u64, duration: Duration, waiters: usize) {
         popper_tasks.push(tokio::spawn(async move {
             let mut conn = connect(&host).await;
             while !stop.load(Ordering::Relaxed) {
-                let Ok((200, body)) = conn.request("POST", &path, b"").await else {
-                    break;
+                let answer = match conn.request("POST", &path, &[], b"").await {
+                    Ok(answer) if answer.status == 200 => answer,
+                    _ => break,
                 };
                 let received = epoch.elapsed().as_micros() as u64;
-                let Ok(v) = serde_json::from_slice::<Value>(&body) else {
+                let Ok(v) = serde_json::from_slice::<Value>(&answer.body) else {
                     continue;
                 };
                 for sent in v["data"]
@@ -295,7 +354,7 @@ async fn latency(host: &str, rate: u64, duration: Duration, waiters: usize) {
         let queue = format!("{run}-lat-{}", sent as usize % waiters);
         let stamp = epoch.elapsed().as_micros().to_string();
         let _ = conn
-            .request("POST", "/trans", &provision_body(&[queue], &stamp))
+            .request("POST", "/trans", JSON, &provision_body(&[queue], &stamp))
             .await;
         sent += 1;
         if started.elapsed() < warmup {
@@ -306,12 +365,7 @@ async fn latency(host: &str, rate: u64, duration: Duration, waiters: usize) {
     stop.store(true, Ordering::Relaxed);
     let mut samples = samples.lock().unwrap().clone();
     samples.sort_unstable();
-    let pct = |p: f64| {
-        samples
-            .get(((samples.len() as f64 * p) as usize).min(samples.len().saturating_sub(1)))
-            .copied()
-            .unwrap_or(0)
-    };
+    let pct = |p| percentile(&samples, p);
     println!(
         "push->pop latency: p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms ({} msg/s to {} waiting pops, {} samples)",
         pct(0.50) as f64 / 1000.0,
@@ -324,6 +378,12 @@ async fn latency(host: &str, rate: u64, duration: Duration, waiters: usize) {
     for t in popper_tasks {
         t.abort();
     }
+}
+
+/// The `p` quantile (0–1) of `sorted`; the default when there are no samples.
+fn percentile<T: Copy + Default>(sorted: &[T], p: f64) -> T {
+    let at = ((sorted.len() as f64 * p) as usize).min(sorted.len().saturating_sub(1));
+    sorted.get(at).copied().unwrap_or_default()
 }
 
 /// Waits for every load task and returns the seconds since `started`.
@@ -377,7 +437,7 @@ async fn hold_polls(
         match Conn::open(host).await {
             Ok(mut conn) => {
                 let path = format!("/queue/{run}-hold-{i}/pop?timeout=300");
-                if conn.send("POST", &path, b"").await.is_ok() {
+                if conn.send("POST", &path, &[], b"").await.is_ok() {
                     held.push(conn);
                 } else {
                     failed += 1;
