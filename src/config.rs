@@ -22,6 +22,7 @@ pub struct Settings {
     pub inbox: InboxSettings,
     pub relay: RelaySettings,
     pub cluster: ClusterSettings,
+    pub ranges: RangeSettings,
     /// The HTTPS listener (on the plain listener's port + 1); none when absent.
     pub tls: Option<TlsSettings>,
 }
@@ -48,6 +49,9 @@ pub struct NodeSettings {
     pub server: String,
     /// This node's instance id (sent as `X-IWP-Port`; the `<x>` of `/agent/<x>` routes).
     pub port: String,
+    /// Where the embedded store keeps what must survive a restart (the customer-ID pool and
+    /// blocks); created when missing.
+    pub data_dir: PathBuf,
 }
 
 impl Default for NodeSettings {
@@ -58,6 +62,7 @@ impl Default for NodeSettings {
             shutdown_timeout: 10,
             server: "localhost:3001".to_owned(),
             port: "3001".to_owned(),
+            data_dir: PathBuf::from("data"),
         }
     }
 }
@@ -135,6 +140,9 @@ pub struct ClusterSettings {
     pub max_instance_failed: u32,
     /// Seconds a node-to-node call may take, connection included.
     pub call_timeout: f64,
+    /// The range master, as `<node.server>:<node.port>` of that node (e.g.
+    /// `eu.example.com:8081`, or `localhost:3001:3001`). None: this node is its own master.
+    pub master: Option<String>,
 }
 
 impl Default for ClusterSettings {
@@ -144,9 +152,46 @@ impl Default for ClusterSettings {
             sites: Vec::new(),
             max_instance_failed: 5,
             call_timeout: 5.0,
+            master: None,
         }
     }
 }
+
+impl ClusterSettings {
+    /// The range master's public `host[:port]` and instance id, if another node is named.
+    pub fn master(&self) -> Option<(&str, &str)> {
+        self.master.as_deref()?.rsplit_once(':')
+    }
+}
+
+/// Customer IDs: the pool the range master seeds once, and the blocks nodes take from it.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RangeSettings {
+    /// First and last ID of the pool, seeded when the store has none (later changes only
+    /// through `relaybox ranges init`).
+    pub from: u64,
+    pub to: u64,
+    /// IDs in the block a node asks for.
+    pub range_size: u64,
+    /// Seconds the range master's lease lasts unrenewed: a node of its region takes the pool
+    /// over this long after the master stops.
+    pub lease: f64,
+}
+
+impl Default for RangeSettings {
+    fn default() -> Self {
+        RangeSettings {
+            from: 1,
+            to: 99_999_999,
+            range_size: 1000,
+            lease: 10.0,
+        }
+    }
+}
+
+/// The largest customer ID: exact in every store's arithmetic (Lua numbers are doubles).
+pub const MAX_CUSTOMER_ID: u64 = 1_000_000_000_000_000;
 
 /// Shortest cluster secret accepted: long enough not to be guessed.
 pub const MIN_SECRET_LEN: usize = 16;
@@ -489,6 +534,30 @@ impl Settings {
             "cluster.call_timeout",
             "must be a number of seconds above 0 and at most 300",
         )?;
+        check(
+            cluster.master.is_none()
+                || cluster
+                    .master()
+                    .is_some_and(|(s, p)| !s.is_empty() && !p.is_empty()),
+            "cluster.master",
+            "must be the master's node.server and node.port as \"server:port\"",
+        )?;
+        let ranges = &self.ranges;
+        check(
+            0 < ranges.from && ranges.from <= ranges.to && ranges.to <= MAX_CUSTOMER_ID,
+            "ranges.from",
+            format!("and ranges.to must satisfy 0 < from <= to <= {MAX_CUSTOMER_ID}"),
+        )?;
+        check(
+            (1..=1_000_000).contains(&ranges.range_size),
+            "ranges.range_size",
+            "must be from 1 to 1,000,000",
+        )?;
+        check(
+            ranges.lease.is_finite() && ranges.lease >= 1.0 && ranges.lease <= 3600.0,
+            "ranges.lease",
+            "must be from 1 to 3600 seconds",
+        )?;
         if let Some(tls) = &self.tls {
             for (key, path) in [("tls.cert", &tls.cert), ("tls.key", &tls.key)] {
                 if let Err(e) = std::fs::metadata(path) {
@@ -595,6 +664,22 @@ mod tests {
         let ok =
             load_str("[cluster]\nsecret = \"0123456789abcdef\"\nsites = [\"eu.example.com:80\"]\n");
         assert_eq!(ok.unwrap().cluster.sites, ["eu.example.com:80"]);
+    }
+
+    #[test]
+    fn ranges_and_the_master_are_checked() {
+        let err = load_str("[ranges]\nfrom = 0\n").unwrap_err().to_string();
+        assert!(err.contains("ranges.from"), "{err}");
+        let err = load_str("[ranges]\nfrom = 10\nto = 9\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("ranges.from"), "{err}");
+        let err = load_str("[cluster]\nmaster = \"nowhere\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("cluster.master"), "{err}");
+        let s = load_str("[cluster]\nmaster = \"localhost:3001:3001\"\n").unwrap();
+        assert_eq!(s.cluster.master(), Some(("localhost:3001", "3001")));
     }
 
     #[test]

@@ -32,6 +32,27 @@ enum Command {
     Run,
     /// Validate the configuration and print the effective settings
     CheckConfig,
+    /// The customer-ID pool and every node's blocks, in the configured store
+    Ranges {
+        #[command(subcommand)]
+        action: RangesAction,
+    },
+}
+
+#[derive(Subcommand)]
+enum RangesAction {
+    /// Print the pool, the range master and every node's blocks
+    Show,
+    /// Set the pool (with the embedded store: while the node is stopped)
+    Init {
+        #[arg(long)]
+        from: u64,
+        #[arg(long)]
+        to: u64,
+        /// Replace an existing pool
+        #[arg(long)]
+        force: bool,
+    },
 }
 
 fn main() -> ExitCode {
@@ -47,6 +68,26 @@ fn main() -> ExitCode {
         Command::CheckConfig => {
             print!("{}", settings.to_toml());
             ExitCode::SUCCESS
+        }
+        Command::Ranges { action } => {
+            let done = actix_web::rt::System::new().block_on(async {
+                match action {
+                    RangesAction::Show => relaybox::range::admin::show(&settings).await,
+                    RangesAction::Init { from, to, force } => {
+                        relaybox::range::admin::init(&settings, from, to, force).await
+                    }
+                }
+            });
+            match done {
+                Ok(text) => {
+                    println!("{}", text.trim_end());
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("relaybox ranges: {e}");
+                    ExitCode::FAILURE
+                }
+            }
         }
         Command::Run => {
             relaybox::logging::init(&settings.log);

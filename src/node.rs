@@ -20,6 +20,7 @@ use crate::cluster::Cluster;
 use crate::config::{Settings, TlsSettings};
 use crate::http::{self, AppState};
 use crate::inbox::Inbox;
+use crate::range::Ranges;
 use crate::relay::{Location, Relay};
 use crate::shard::ShardActor;
 use crate::store;
@@ -35,7 +36,7 @@ pub async fn run(settings: Settings) -> io::Result<()> {
             .unwrap_or(1),
         n => n,
     };
-    let store = store::open(&settings.store)
+    let store = store::open(&settings.store, &settings.node.data_dir)
         .await
         .map_err(io::Error::other)?;
     let sweep = Duration::from_secs(settings.store.sweep_interval);
@@ -56,6 +57,14 @@ pub async fn run(settings: Settings) -> io::Result<()> {
         port: settings.node.port.clone(),
     };
     let cluster = Cluster::new(here.clone(), &settings.cluster, Arc::clone(&store));
+    let ranges = Ranges::start(
+        &here,
+        &settings.ranges,
+        settings.cluster.master(),
+        Arc::clone(&store),
+        cluster.clone(),
+    )
+    .await;
     let relay = Relay::new(
         here,
         settings.relay.clone(),
@@ -65,6 +74,7 @@ pub async fn run(settings: Settings) -> io::Result<()> {
     let state = web::Data::new(AppState {
         inbox: inbox.clone(),
         relay,
+        ranges,
         backend: settings.store.backend.name(),
         started: Instant::now(),
     });

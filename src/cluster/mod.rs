@@ -76,6 +76,11 @@ impl Cluster {
         }
     }
 
+    /// The client for node-to-node calls; none without a secret.
+    pub fn peers(&self) -> Option<&Peers> {
+        self.inner.peers.as_ref()
+    }
+
     /// Whether a node-to-node call that carried `given` as its secret may go on.
     pub fn admit(&self, given: Option<&str>) -> Result<(), Refusal> {
         let secret = self.inner.secret.as_ref().ok_or(Refusal::NoSecret)?;

@@ -6,8 +6,11 @@ use std::time::Duration;
 use reqwest::header::HeaderMap;
 use tokio::sync::Semaphore;
 
+use crate::range::IdRange;
 use crate::relay::Location;
-use crate::relay::headers::{HOST, HOSTS, PORT, PRODUCT_UNIV_ID, REASON, SECRET};
+use crate::relay::headers::{
+    FORWARDED, HOST, HOSTS, PORT, PRODUCT_UNIV_ID, RANGE_FROM, RANGE_SIZE, RANGE_TO, REASON, SECRET,
+};
 
 /// Most node-to-node calls under way at once; more wait for a slot.
 const CONCURRENT_CALLS: usize = 64;
@@ -140,5 +143,37 @@ impl Peers {
             }),
             _ => None,
         })
+    }
+
+    /// `/range[/<port>]`: a block of up to `size` customer IDs from the range master's region.
+    /// `forwarded`: this node passes on a call it got, and the callee must not pass it on again.
+    pub async fn range(
+        &self,
+        server: &str,
+        port: Option<&str>,
+        size: u64,
+        forwarded: bool,
+    ) -> Result<IdRange, CallError> {
+        let path = match port {
+            Some(port) => format!("/range/{port}"),
+            None => "/range".to_owned(),
+        };
+        let size = size.to_string();
+        let here = &self.here;
+        let mut headers = vec![(HOST, here.host.as_str()), (PORT, here.port.as_str())];
+        headers.push((RANGE_SIZE, &size));
+        if forwarded {
+            headers.push((FORWARDED, "1"));
+        }
+        let answer = self.post(server, &path, &headers).await?;
+        let bound = |name| text(&answer, name).and_then(|v| v.parse::<u64>().ok());
+        match (bound(RANGE_FROM), bound(RANGE_TO)) {
+            (Some(from), Some(to)) if 0 < from && from <= to => Ok(IdRange { from, to }),
+            _ => Err(CallError::Refused {
+                server: server.to_owned(),
+                status: 200,
+                reason: "no usable X-IWP-Range-From/To in the answer".to_owned(),
+            }),
+        }
     }
 }

@@ -1,26 +1,35 @@
-//! Node-to-node handlers (`/hello`, `/connected`, `/find`): other regions' nodes call them with
-//! the cluster secret; apps and desktops never do. Answers look like the relay's own.
+//! Node-to-node handlers (`/hello`, `/connected`, `/find`, `/range`): other nodes call them
+//! with the cluster secret; apps and desktops never do. Answers look like the relay's own.
 
 use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse};
 
+use super::AppState;
 use super::relay::{answer, failed, finish, redirect, unavailable};
 use super::routes::RelayRoute;
+use crate::cluster::Refusal;
 use crate::relay::headers::{self, HOST, HOSTS, PORT, PRODUCT_UNIV_ID, SECRET};
 use crate::relay::{Location, Relay};
 
-pub async fn serve(relay: &Relay, route: RelayRoute, req: &HttpRequest) -> HttpResponse {
-    let given = headers::text(req.headers(), SECRET);
-    if let Err(refusal) = relay.cluster().admit(given.as_deref()) {
+pub async fn serve(state: &AppState, route: RelayRoute, req: &HttpRequest) -> HttpResponse {
+    let relay = &state.relay;
+    if let Err(refusal) = admit(relay, req) {
         return failed(StatusCode::FORBIDDEN, &refusal.to_string());
     }
     let result = match route {
         RelayRoute::Hello => hello(relay, req).await,
         RelayRoute::Connected => connected(relay, req).await,
         RelayRoute::Find => find(relay, req).await,
+        RelayRoute::Range => Ok(super::ranges::block(&state.ranges, req).await),
         _ => unreachable!("only node-to-node routes come here"),
     };
     result.unwrap_or_else(|missing| failed(StatusCode::BAD_REQUEST, &format!("missing {missing}")))
+}
+
+/// Whether the request carries the cluster secret.
+pub(super) fn admit(relay: &Relay, req: &HttpRequest) -> Result<(), Refusal> {
+    let given = headers::text(req.headers(), SECRET);
+    relay.cluster().admit(given.as_deref())
 }
 
 /// A header the call cannot do without (`shown`: its name as the protocol writes it, for the

@@ -7,6 +7,7 @@
 mod cluster;
 mod groups;
 mod inbox;
+mod ranges;
 mod relay;
 pub mod request;
 pub mod response;
@@ -20,13 +21,14 @@ use serde_json::json;
 
 use self::request::read_body;
 use self::response::{ApiError, json, not_found};
-use self::routes::Route;
+use self::routes::{RelayRoute, Route};
 use crate::inbox::Inbox;
 
 /// What every handler can reach.
 pub struct AppState {
     pub inbox: Inbox,
     pub relay: crate::relay::Relay,
+    pub ranges: crate::range::Ranges,
     pub backend: &'static str,
     pub started: Instant,
 }
@@ -51,8 +53,14 @@ async fn dispatch(
         }
     };
     if let Route::Relay(route) = route {
-        // Relay bodies are streamed through, never read here.
-        return relay::serve(&state.relay, route, &req, payload).await;
+        return match route {
+            RelayRoute::GetUniversalId => ranges::universal_id(&state.ranges).await,
+            RelayRoute::Hello | RelayRoute::Connected | RelayRoute::Find | RelayRoute::Range => {
+                cluster::serve(&state, route, &req).await
+            }
+            // Relay bodies are streamed through, never read here.
+            _ => relay::serve(&state.relay, route, &req, payload).await,
+        };
     }
     let inbox = &state.inbox;
     if let Route::WebSocket { org, queue } = route {
@@ -65,6 +73,7 @@ async fn dispatch(
         let body = read_body(&req, payload, inbox.settings()).await?;
         match route {
             Route::DeployInfo => Ok(deploy_info(&state)),
+            Route::AdminRanges => ranges::overview(&state, &req).await,
             Route::Provision { org } => inbox::provision(inbox, &req, body, org).await,
             Route::GetTransaction { org: _, id } => {
                 inbox::get_transaction(inbox, &req, body, id).await

@@ -25,9 +25,6 @@ pub async fn serve(
             answer.insert_header(("Allow", "POST"));
             return finish(answer);
         }
-        RelayRoute::Hello | RelayRoute::Connected | RelayRoute::Find => {
-            return super::cluster::serve(relay, route, req).await;
-        }
         _ => {}
     }
     // Every other relay request names its customer.
@@ -41,11 +38,12 @@ pub async fn serve(
         RelayRoute::Client => client(relay, req, customer, payload).await,
         RelayRoute::Agent => agent(relay, customer).await,
         RelayRoute::AgentReply => agent_reply(relay, req, customer, payload).await,
-        RelayRoute::Ping
-        | RelayRoute::NotPost
-        | RelayRoute::Hello
+        RelayRoute::Ping | RelayRoute::NotPost => unreachable!("answered above"),
+        RelayRoute::Hello
         | RelayRoute::Connected
-        | RelayRoute::Find => unreachable!("answered above"),
+        | RelayRoute::Find
+        | RelayRoute::Range
+        | RelayRoute::GetUniversalId => unreachable!("served by their own handlers"),
     }
 }
 

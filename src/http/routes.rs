@@ -11,6 +11,8 @@ pub enum Route {
     /// A device-relay route (My Notes protocol).
     Relay(RelayRoute),
     DeployInfo,
+    /// `GET /admin/ranges`: the customer-ID pool and every node's blocks.
+    AdminRanges,
     /// `POST /trans`, or `/org/<org>/trans`.
     Provision {
         org: Option<String>,
@@ -110,6 +112,10 @@ pub enum RelayRoute {
     Connected,
     /// `/find[/<x>]`: does this region have a desktop attached? (node to node).
     Find,
+    /// `/getuniversalid`: a new customer ID for a desktop.
+    GetUniversalId,
+    /// `/range[/<x>]`: a block of customer IDs for another node (node to node).
+    Range,
     /// A relay path with a method other than POST.
     NotPost,
 }
@@ -119,6 +125,7 @@ impl RelayRoute {
         let route = match path {
             "/ping" => RelayRoute::Ping,
             "/connect" => RelayRoute::Connect,
+            "/getuniversalid" => RelayRoute::GetUniversalId,
             "/client" => RelayRoute::Locate,
             _ if path.starts_with("/client/") => RelayRoute::Client,
             _ if path.starts_with("/agent/") => RelayRoute::Agent,
@@ -126,6 +133,7 @@ impl RelayRoute {
             _ if with_suffix(path, "/hello") => RelayRoute::Hello,
             _ if with_suffix(path, "/connected") => RelayRoute::Connected,
             _ if with_suffix(path, "/find") => RelayRoute::Find,
+            _ if with_suffix(path, "/range") => RelayRoute::Range,
             _ => return None,
         };
         Some(if method == Method::POST {
@@ -172,6 +180,9 @@ impl Route {
         let m = method;
         let route = match rest {
             [] if org.is_none() && m == Method::GET => Route::DeployInfo,
+            [a, r] if org.is_none() && is(a, "admin") && is(r, "ranges") && m == Method::GET => {
+                Route::AdminRanges
+            }
             [t] if is(t, "trans") && m == Method::POST => Route::Provision { org },
             [t, id] if is(t, "trans") && m == Method::GET => Route::GetTransaction {
                 org,
@@ -347,6 +358,11 @@ mod tests {
             Some(RelayRoute::Connected)
         );
         assert_eq!(relay(Method::POST, "/finder"), None);
+        assert_eq!(relay(Method::POST, "/range/8081"), Some(RelayRoute::Range));
+        assert_eq!(
+            relay(Method::POST, "/getuniversalid"),
+            Some(RelayRoute::GetUniversalId)
+        );
         assert_eq!(relay(Method::GET, "/hello"), Some(RelayRoute::NotPost));
     }
 

@@ -5,11 +5,14 @@
 //! so shards served from different threads do not contend.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+use std::path::Path;
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 
+use super::range_book::RangeBook;
+use crate::range::{IdRange, PoolCut};
 use crate::relay::Location;
 
 use super::{HISTORY_LIMIT, ShardId, Store, StoreResult, TakenRef, WaitAccounting};
@@ -31,6 +34,8 @@ pub struct MemoryStore {
     locations: Mutex<HashMap<String, (Location, Instant)>>,
     /// Other regions known, with their failed calls.
     members: Mutex<BTreeMap<String, u32>>,
+    /// Customer IDs: the only part kept on disk.
+    ranges: Mutex<RangeBook>,
     /// Held pushes, by when they are due (or their claim runs out).
     delayed: Mutex<HashMap<TxId, (i64, DelayedPush)>>,
 }
@@ -120,8 +125,16 @@ impl MemoryStore {
             credentials: Mutex::default(),
             locations: Mutex::default(),
             members: Mutex::default(),
+            ranges: Mutex::default(),
             delayed: Mutex::default(),
         }
+    }
+
+    /// A store whose customer-ID book is kept in `data_dir`.
+    pub fn durable(shards: usize, data_dir: &Path) -> StoreResult<Self> {
+        let store = Self::new(shards);
+        *lock(&store.ranges) = RangeBook::open(data_dir)?;
+        Ok(store)
     }
 
     fn transactions_of(&self, id: &TxId) -> MutexGuard<'_, HashMap<TxId, TxRecord>> {
@@ -536,6 +549,39 @@ impl Store for MemoryStore {
             *failed = 0;
         }
         Ok(())
+    }
+
+    async fn pool(&self) -> StoreResult<Option<IdRange>> {
+        Ok(lock(&self.ranges).pool())
+    }
+
+    async fn pool_seed(&self, pool: IdRange, replace: bool) -> StoreResult<bool> {
+        lock(&self.ranges).seed(pool, replace)
+    }
+
+    async fn pool_lease(
+        &self,
+        holder: &str,
+        ttl: Duration,
+        take: bool,
+    ) -> StoreResult<Option<String>> {
+        Ok(lock(&self.ranges).lease(holder, ttl, take))
+    }
+
+    async fn pool_cut(&self, holder: &str, size: u64) -> StoreResult<PoolCut> {
+        lock(&self.ranges).cut(holder, size)
+    }
+
+    async fn blocks(&self) -> StoreResult<BTreeMap<String, Vec<IdRange>>> {
+        Ok(lock(&self.ranges).blocks())
+    }
+
+    async fn block_add(&self, node: &str, block: IdRange) -> StoreResult<()> {
+        lock(&self.ranges).add(node, block)
+    }
+
+    async fn block_take(&self, node: &str, max: u64) -> StoreResult<Option<(IdRange, u64)>> {
+        lock(&self.ranges).take(node, max)
     }
 
     async fn create_secure_queue(

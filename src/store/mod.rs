@@ -11,6 +11,7 @@
 //! other callers.
 
 pub mod memory;
+mod range_book;
 pub mod redis;
 
 use std::collections::BTreeMap;
@@ -25,6 +26,7 @@ use crate::inbox::{
     DelayedPush, DeliveryState, Mark, Message, Meta, NewTransaction, QueueInfo, QueueName,
     QueuedRef, StateChange, TxId,
 };
+use crate::range::{IdRange, PoolCut};
 use crate::relay::Location;
 
 /// The most state changes kept per transaction (the latest ones).
@@ -261,6 +263,35 @@ pub trait Store: Send + Sync + 'static {
     /// A call to `server` succeeded: its failures count from 0 again (if it is still known).
     async fn member_ok(&self, server: &str) -> StoreResult<()>;
 
+    /// The customer-ID pool left to hand out; `None` when this store holds no pool (it lives
+    /// in the range master's region only).
+    async fn pool(&self) -> StoreResult<Option<IdRange>>;
+
+    /// Sets the pool, unless there is one and `replace` is false; `true` when it was set.
+    async fn pool_seed(&self, pool: IdRange, replace: bool) -> StoreResult<bool>;
+
+    /// Who holds the range master's lease, after taking or renewing it for `holder` (if `take`
+    /// and it is free or already `holder`'s).
+    async fn pool_lease(
+        &self,
+        holder: &str,
+        ttl: Duration,
+        take: bool,
+    ) -> StoreResult<Option<String>>;
+
+    /// Cuts a block of up to `size` IDs off the front of the pool, if `holder` holds the lease.
+    async fn pool_cut(&self, holder: &str, size: u64) -> StoreResult<PoolCut>;
+
+    /// Every node's blocks (IDs not yet handed out), by node.
+    async fn blocks(&self) -> StoreResult<BTreeMap<String, Vec<IdRange>>>;
+
+    /// Appends `block` to `node`'s blocks.
+    async fn block_add(&self, node: &str, block: IdRange) -> StoreResult<()>;
+
+    /// Takes up to `max` IDs off the front of `node`'s blocks: the IDs and how many the node
+    /// has left after them; `None` when it has none.
+    async fn block_take(&self, node: &str, max: u64) -> StoreResult<Option<(IdRange, u64)>>;
+
     /// Adds `members` to group `name`, creating it.
     async fn group_add(&self, name: &str, members: &[String]) -> StoreResult<()>;
 
@@ -285,9 +316,14 @@ pub trait Store: Send + Sync + 'static {
 }
 
 /// Opens the backend the settings name; fails naming the server that cannot be reached.
-pub async fn open(settings: &StoreSettings) -> Result<Arc<dyn Store>, StoreError> {
+/// Opens the configured backend; the embedded one keeps its durable part (customer IDs) under
+/// `data_dir`.
+pub async fn open(
+    settings: &StoreSettings,
+    data_dir: &std::path::Path,
+) -> Result<Arc<dyn Store>, StoreError> {
     Ok(match settings.backend {
-        Backend::Memory => Arc::new(memory::MemoryStore::new(settings.shards)),
+        Backend::Memory => Arc::new(memory::MemoryStore::durable(settings.shards, data_dir)?),
         Backend::Redis => Arc::new(self::redis::RedisStore::connect(settings).await?),
     })
 }

@@ -196,6 +196,8 @@ pub struct TestNode {
     _redis: Option<RedisServer>,
     /// The HTTPS listener, its certificate and a client that trusts it.
     tls: Option<Tls>,
+    /// The node's own `node.data_dir`, unless the test gave one.
+    _data: Option<tempfile::TempDir>,
 }
 
 pub struct Tls {
@@ -306,6 +308,14 @@ impl TestNode {
         for (k, v) in env {
             cmd.env(k, v);
         }
+        // Nodes never share the embedded store's files by accident.
+        let data = if env.iter().any(|(k, _)| *k == "RELAYBOX__NODE__DATA_DIR") {
+            None
+        } else {
+            let dir = tempfile::tempdir().unwrap();
+            cmd.env("RELAYBOX__NODE__DATA_DIR", dir.path());
+            Some(dir)
+        };
         let mut child = cmd.spawn().expect("the relaybox binary starts");
         let stdout = child.stdout.take().unwrap();
         let log = Arc::new(Mutex::new(Vec::new()));
@@ -340,6 +350,7 @@ impl TestNode {
             log,
             _redis: None,
             tls: None,
+            _data: data,
         }
     }
 

@@ -67,6 +67,18 @@ pub fn location(customer: &str) -> String {
     format!("RB:L|{customer}")
 }
 
+/// The customer-ID pool (hash: from, to).
+pub const POOL: &str = "RB:R|pool";
+/// Who acts as range master (string: `server/port`, with an expiry).
+pub const POOL_LEASE: &str = "RB:R|lease";
+/// The nodes that have blocks (set).
+pub const BLOCK_OWNERS: &str = "RB:R|nodes";
+
+/// A node's blocks (list of `from-to`, oldest first).
+pub fn blocks(node: &str) -> String {
+    format!("RB:R|blocks|{node}")
+}
+
 /// The other regions known (hash: public address → failed calls).
 pub const MEMBERS: &str = "RB:M";
 

@@ -257,6 +257,83 @@ pub static GROUP_CHANGE: LazyLock<Script> = LazyLock::new(|| {
     )
 });
 
+/// Sets pool KEYS[1] to ARGV[1]..ARGV[2], unless it exists and ARGV[3] is not `1`. Returns 1
+/// when it was set.
+pub static POOL_SEED: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r#"
+        if ARGV[3] ~= '1' and redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
+        redis.call('HSET', KEYS[1], 'from', ARGV[1], 'to', ARGV[2])
+        return 1
+        "#,
+    )
+});
+
+/// Takes or renews lease KEYS[1] for ARGV[1] (for ARGV[2] ms) when it is free or ARGV[1]'s,
+/// if ARGV[3] is `1`; returns the holder (false: none).
+pub static POOL_LEASE: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r#"
+        local holder = redis.call('GET', KEYS[1])
+        if ARGV[3] == '1' and (holder == false or holder == ARGV[1]) then
+            redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+            return ARGV[1]
+        end
+        return holder
+        "#,
+    )
+});
+
+/// If ARGV[1] holds lease KEYS[2], cuts up to ARGV[2] IDs off the front of pool KEYS[1].
+/// Returns {1, from, to}, {0} when the pool is exhausted (or missing), {-1} without the lease.
+/// IDs stay below 2^53, where Lua's numbers are exact.
+pub static POOL_CUT: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r#"
+        if redis.call('GET', KEYS[2]) ~= ARGV[1] then return {-1} end
+        local from = tonumber(redis.call('HGET', KEYS[1], 'from'))
+        local to = tonumber(redis.call('HGET', KEYS[1], 'to'))
+        if not from or not to or from > to then return {0} end
+        local size = math.min(tonumber(ARGV[2]), to - from + 1)
+        redis.call('HSET', KEYS[1], 'from', string.format('%.0f', from + size))
+        return {1, from, from + size - 1}
+        "#,
+    )
+});
+
+/// Takes up to ARGV[1] IDs off the front of block list KEYS[1] (entries `from-to`). Returns
+/// {1, from, to, left} or {0} when the list holds no IDs.
+pub static BLOCK_TAKE: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r#"
+        local function bounds(entry)
+            local dash = string.find(entry, '-', 1, true)
+            return tonumber(string.sub(entry, 1, dash - 1)), tonumber(string.sub(entry, dash + 1))
+        end
+        while true do
+            local first = redis.call('LINDEX', KEYS[1], 0)
+            if not first then return {0} end
+            local from, to = bounds(first)
+            if from <= to then
+                local n = math.min(tonumber(ARGV[1]), to - from + 1)
+                if from + n > to then
+                    redis.call('LPOP', KEYS[1])
+                else
+                    redis.call('LSET', KEYS[1], 0, string.format('%.0f-%.0f', from + n, to))
+                end
+                local left = 0
+                for _, entry in ipairs(redis.call('LRANGE', KEYS[1], 0, -1)) do
+                    local f, t = bounds(entry)
+                    if f <= t then left = left + (t - f + 1) end
+                end
+                return {1, from, from + n - 1, left}
+            end
+            redis.call('LPOP', KEYS[1])
+        end
+        "#,
+    )
+});
+
 /// Counts a failed call to member ARGV[1] of hash KEYS[1]; past ARGV[2] failures the member
 /// goes. Returns 1 when this call removed it.
 pub static MEMBER_FAILED: LazyLock<Script> = LazyLock::new(|| {

@@ -1,0 +1,152 @@
+//! The embedded store's customer-ID book: the pool, every node's blocks and the range master's
+//! lease. The pool and the blocks are written to `<data_dir>/ranges.json` (a new file renamed
+//! over the old, after fsync) before any change is answered, so they survive a restart; the
+//! lease is not (a restarted node takes it anew).
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+
+use super::{StoreError, StoreResult};
+use crate::range::{IdRange, PoolCut};
+
+const FILE: &str = "ranges.json";
+
+#[derive(Debug, Default, Serialize, Deserialize)]
+struct Book {
+    pool: Option<IdRange>,
+    blocks: BTreeMap<String, Vec<IdRange>>,
+}
+
+#[derive(Debug, Default)]
+pub struct RangeBook {
+    book: Book,
+    /// Where the book is kept; none: in memory only (unit tests).
+    file: Option<PathBuf>,
+    lease: Option<(String, Instant)>,
+}
+
+fn failed(path: &Path, e: impl std::fmt::Display) -> StoreError {
+    StoreError::Backend {
+        shard: "embedded".to_owned(),
+        reason: format!("{}: {e}", path.display()),
+    }
+}
+
+impl RangeBook {
+    /// The book kept in `dir` (created when missing), as it was left.
+    pub fn open(dir: &Path) -> StoreResult<Self> {
+        std::fs::create_dir_all(dir).map_err(|e| failed(dir, e))?;
+        let file = dir.join(FILE);
+        let book = match std::fs::read(&file) {
+            Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| failed(&file, e))?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Book::default(),
+            Err(e) => return Err(failed(&file, e)),
+        };
+        Ok(RangeBook {
+            book,
+            file: Some(file),
+            lease: None,
+        })
+    }
+
+    /// Writes the book out; the change it holds is not answered before this succeeds.
+    fn save(&self) -> StoreResult<()> {
+        let Some(file) = &self.file else {
+            return Ok(());
+        };
+        let fresh = file.with_extension("json.new");
+        let write = || -> std::io::Result<()> {
+            let mut out = std::fs::File::create(&fresh)?;
+            out.write_all(&serde_json::to_vec_pretty(&self.book).expect("the book serialises"))?;
+            out.sync_all()?;
+            std::fs::rename(&fresh, file)
+        };
+        write().map_err(|e| failed(file, e))
+    }
+
+    /// Applies `change`, then saves; on a failed save the change is undone.
+    fn change<R>(&mut self, change: impl FnOnce(&mut Book) -> R) -> StoreResult<R> {
+        let before = serde_json::to_vec(&self.book).expect("the book serialises");
+        let result = change(&mut self.book);
+        if let Err(e) = self.save() {
+            self.book = serde_json::from_slice(&before).expect("it was just serialised");
+            return Err(e);
+        }
+        Ok(result)
+    }
+
+    pub fn pool(&self) -> Option<IdRange> {
+        self.book.pool
+    }
+
+    pub fn seed(&mut self, pool: IdRange, replace: bool) -> StoreResult<bool> {
+        if self.book.pool.is_some() && !replace {
+            return Ok(false);
+        }
+        self.change(|book| book.pool = Some(pool))?;
+        Ok(true)
+    }
+
+    pub fn lease(&mut self, holder: &str, ttl: Duration, take: bool) -> Option<String> {
+        let now = Instant::now();
+        let current = self.lease.as_ref().filter(|(_, until)| *until > now);
+        match current {
+            Some((current, _)) if current != holder || !take => Some(current.clone()),
+            _ if take => {
+                self.lease = Some((holder.to_owned(), now + ttl));
+                Some(holder.to_owned())
+            }
+            _ => None,
+        }
+    }
+
+    pub fn cut(&mut self, holder: &str, size: u64) -> StoreResult<PoolCut> {
+        let holds = self
+            .lease
+            .as_ref()
+            .is_some_and(|(current, until)| current == holder && *until > Instant::now());
+        if !holds {
+            return Ok(PoolCut::NotHolder);
+        }
+        let Some(pool) = self.book.pool.filter(|p| !p.is_empty()) else {
+            return Ok(PoolCut::Exhausted);
+        };
+        let (block, rest) = pool.split(size);
+        self.change(|book| book.pool = Some(rest))?;
+        Ok(PoolCut::Block(block))
+    }
+
+    pub fn blocks(&self) -> BTreeMap<String, Vec<IdRange>> {
+        self.book.blocks.clone()
+    }
+
+    pub fn add(&mut self, node: &str, block: IdRange) -> StoreResult<()> {
+        self.change(|book| book.blocks.entry(node.to_owned()).or_default().push(block))
+    }
+
+    pub fn take(&mut self, node: &str, max: u64) -> StoreResult<Option<(IdRange, u64)>> {
+        let Some(blocks) = self.book.blocks.get(node) else {
+            return Ok(None);
+        };
+        let Some(first) = blocks.iter().position(|b| !b.is_empty()) else {
+            return Ok(None);
+        };
+        let (taken, rest) = blocks[first].split(max);
+        self.change(|book| {
+            let blocks = book.blocks.get_mut(node).expect("found above");
+            blocks.drain(..first);
+            if rest.is_empty() {
+                blocks.remove(0);
+            } else {
+                blocks[0] = rest;
+            }
+            let left = blocks.iter().map(IdRange::len).sum();
+            (taken, left)
+        })
+        .map(Some)
+    }
+}
