@@ -542,6 +542,21 @@ impl Settings {
             "cluster.master",
             "must be the master's node.server and node.port as \"server:port\"",
         )?;
+        let master_elsewhere = self
+            .cluster
+            .master()
+            .is_some_and(|(s, p)| s != self.node.server || p != self.node.port);
+        check(
+            !master_elsewhere || cluster.secret.is_some(),
+            "cluster.master",
+            "names another node: cluster.secret is needed to ask it for customer IDs",
+        )?;
+        check(
+            cluster.sites.is_empty() || cluster.master.is_some(),
+            "cluster.master",
+            "must be set when cluster.sites names other regions: each region would otherwise \
+             hand out the same customer IDs",
+        )?;
         let ranges = &self.ranges;
         check(
             0 < ranges.from && ranges.from <= ranges.to && ranges.to <= MAX_CUSTOMER_ID,
@@ -661,8 +676,10 @@ mod tests {
         .unwrap_err()
         .to_string();
         assert!(err.contains("host[:port]"), "{err}");
-        let ok =
-            load_str("[cluster]\nsecret = \"0123456789abcdef\"\nsites = [\"eu.example.com:80\"]\n");
+        let base = "[cluster]\nsecret = \"0123456789abcdef\"\nsites = [\"eu.example.com:80\"]\n";
+        let err = load_str(base).unwrap_err().to_string();
+        assert!(err.contains("cluster.master"), "{err}");
+        let ok = load_str(&format!("{base}master = \"eu.example.com:80:8081\"\n"));
         assert_eq!(ok.unwrap().cluster.sites, ["eu.example.com:80"]);
     }
 
@@ -674,6 +691,10 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("ranges.from"), "{err}");
+        let err = load_str("[cluster]\nmaster = \"eu.example.com:8081\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("cluster.secret is needed"), "{err}");
         let err = load_str("[cluster]\nmaster = \"nowhere\"\n")
             .unwrap_err()
             .to_string();

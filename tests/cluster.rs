@@ -26,6 +26,8 @@ fn region_on(
     env: &[(&str, &str)],
 ) -> TestNode {
     let address = public_address();
+    // Each region its own range master (customer IDs are not what these tests are about).
+    let master = format!("{address}:3001");
     let sites = sites.join(",");
     let mut all = FAST.to_vec();
     all.extend([
@@ -34,6 +36,7 @@ fn region_on(
         ("RELAYBOX__CLUSTER__SECRET", SECRET),
         ("RELAYBOX__CLUSTER__SITES", sites.as_str()),
         ("RELAYBOX__CLUSTER__CALL_TIMEOUT", "2"),
+        ("RELAYBOX__CLUSTER__MASTER", master.as_str()),
     ]);
     all.extend_from_slice(env);
     if sites.is_empty() {

@@ -116,13 +116,19 @@ fn waiters_hold_no_redis_connections() {
             .filter(|l| !l.contains("cmd=client"))
             .count()
     };
-    // Command connections open on first use.
+    // Command connections open on first use (one per thread that uses them).
     let id = node.push(&["warm"], "up", "H");
     assert_eq!(node.pop("warm", "timeout=1").transactions, [id]);
+    let r = node
+        .client()
+        .post(node.url("/getuniversalid"))
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 200);
     let idle = clients();
     assert_eq!(
-        idle, 2,
-        "one command and one pub/sub connection for the one shard"
+        idle, 3,
+        "one command and one pub/sub connection for the one shard, one for the range actors"
     );
     let waiting: Vec<TcpStream> = (0..200).map(|i| node.hold_pop(&format!("w{i}"))).collect();
     std::thread::sleep(Duration::from_millis(500));

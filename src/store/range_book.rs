@@ -150,3 +150,60 @@ impl RangeBook {
         .map(Some)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn range(from: u64, to: u64) -> IdRange {
+        IdRange { from, to }
+    }
+
+    #[test]
+    fn the_lease_has_one_holder_until_it_runs_out() {
+        let mut book = RangeBook::default();
+        let ttl = Duration::from_millis(50);
+        assert_eq!(book.lease("a", ttl, false), None);
+        assert_eq!(book.lease("a", ttl, true).as_deref(), Some("a"));
+        assert_eq!(book.lease("b", ttl, true).as_deref(), Some("a"));
+        assert_eq!(book.cut("b", 10).unwrap(), PoolCut::NotHolder);
+        std::thread::sleep(ttl * 2);
+        assert_eq!(book.lease("b", ttl, true).as_deref(), Some("b"));
+        assert_eq!(
+            book.cut("b", 10).unwrap(),
+            PoolCut::Exhausted,
+            "no pool yet"
+        );
+    }
+
+    #[test]
+    fn cuts_and_takes_never_overlap_and_survive_a_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut book = RangeBook::open(dir.path()).unwrap();
+        assert!(book.seed(range(1, 25), false).unwrap());
+        assert!(!book.seed(range(100, 200), false).unwrap(), "seeded once");
+        book.lease("a", Duration::from_secs(60), true);
+        let PoolCut::Block(first) = book.cut("a", 10).unwrap() else {
+            panic!("a block")
+        };
+        assert_eq!(first, range(1, 10));
+        let PoolCut::Block(second) = book.cut("a", 2).unwrap() else {
+            panic!("a block")
+        };
+        book.add("a", first).unwrap();
+        book.add("a", second).unwrap();
+        assert_eq!(book.take("a", 8).unwrap(), Some((range(1, 8), 4)));
+        assert_eq!(book.take("a", 8).unwrap(), Some((range(9, 10), 2)));
+
+        let mut reopened = RangeBook::open(dir.path()).unwrap();
+        assert_eq!(reopened.pool(), Some(range(13, 25)));
+        assert_eq!(reopened.take("a", 8).unwrap(), Some((range(11, 12), 0)));
+        assert_eq!(reopened.take("a", 8).unwrap(), None);
+        reopened.lease("a", Duration::from_secs(60), true);
+        assert_eq!(
+            reopened.cut("a", 99).unwrap(),
+            PoolCut::Block(range(13, 25))
+        );
+        assert_eq!(reopened.cut("a", 1).unwrap(), PoolCut::Exhausted);
+    }
+}
