@@ -9,10 +9,10 @@ use std::time::{Duration, Instant};
 
 use common::receiver::CallbackReceiver;
 use common::relay::{FAST, app, client, connect, desktop, header, reply};
-use common::{Backend, RedisServer, TestNode, public_address};
+use common::{
+    Backend, CLUSTER_SECRET as SECRET, RedisServer, TestNode, public_address, reachable_at,
+};
 use reqwest::blocking::Response;
-
-const SECRET: &str = "a-test-cluster-secret";
 
 /// A node that is a region of its own, greeting `sites` at start; `env` on top.
 fn region(backend: Backend, sites: &[&str], env: &[(&str, &str)]) -> TestNode {
@@ -30,12 +30,9 @@ fn region_on(
     let master = format!("{address}:3001");
     let sites = sites.join(",");
     let mut all = FAST.to_vec();
+    all.extend(reachable_at(&address));
     all.extend([
-        ("RELAYBOX__NODE__LISTEN", address.as_str()),
-        ("RELAYBOX__NODE__SERVER", address.as_str()),
-        ("RELAYBOX__CLUSTER__SECRET", SECRET),
         ("RELAYBOX__CLUSTER__SITES", sites.as_str()),
-        ("RELAYBOX__CLUSTER__CALL_TIMEOUT", "2"),
         ("RELAYBOX__CLUSTER__MASTER", master.as_str()),
     ]);
     all.extend_from_slice(env);

@@ -8,11 +8,11 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use common::relay::{client, header};
-use common::{Backend, RedisServer, TestNode, public_address};
+use common::{
+    Backend, CLUSTER_SECRET as SECRET, RedisServer, TestNode, public_address, reachable_at,
+};
 use reqwest::blocking::Client;
 use serde_json::Value;
-
-const SECRET: &str = "a-test-cluster-secret";
 
 /// A node with a public address of its own and the cluster secret; `master`: the range
 /// master's address (none: itself).
@@ -24,13 +24,8 @@ fn node(
     env: &[(&str, &str)],
 ) -> TestNode {
     let master = master.map(|m| format!("{m}:3001"));
-    let mut all = vec![
-        ("RELAYBOX__NODE__LISTEN", address),
-        ("RELAYBOX__NODE__SERVER", address),
-        ("RELAYBOX__CLUSTER__SECRET", SECRET),
-        ("RELAYBOX__CLUSTER__CALL_TIMEOUT", "2"),
-        ("RELAYBOX__RANGES__LEASE", "1"),
-    ];
+    let mut all = reachable_at(address);
+    all.push(("RELAYBOX__RANGES__LEASE", "1"));
     if let Some(master) = &master {
         all.push(("RELAYBOX__CLUSTER__MASTER", master));
     }

@@ -179,6 +179,20 @@ pub fn public_address() -> String {
     format!("127.0.0.1:{}", free_port())
 }
 
+/// The cluster secret of every test that has nodes call each other.
+pub const CLUSTER_SECRET: &str = "a-test-cluster-secret";
+
+/// Settings of a node that other nodes call at `address` (from [`public_address`]): listening
+/// and known there, with the cluster secret and short node-to-node calls.
+pub fn reachable_at(address: &str) -> Vec<(&'static str, &str)> {
+    vec![
+        ("RELAYBOX__NODE__LISTEN", address),
+        ("RELAYBOX__NODE__SERVER", address),
+        ("RELAYBOX__CLUSTER__SECRET", CLUSTER_SECRET),
+        ("RELAYBOX__CLUSTER__CALL_TIMEOUT", "2"),
+    ]
+}
+
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
