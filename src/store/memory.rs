@@ -6,6 +6,7 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::path::Path;
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -26,6 +27,10 @@ const IDLE_QUEUE_RETENTION: i64 = 24 * 3600;
 
 pub struct MemoryStore {
     queues: Vec<Mutex<HashMap<QueueName, QueueData>>>,
+    /// Per shard: no unacknowledged message is due back before this (Unix ms), so the sweep
+    /// has nothing to scan until then. Lowered by every reliable take, under the shard's lock;
+    /// raised only by a sweep, which sees every entry.
+    unacked_due: Vec<AtomicI64>,
     transactions: Vec<Mutex<HashMap<TxId, TxRecord>>>,
     groups: Mutex<HashMap<String, BTreeSet<String>>>,
     /// Secure queues' stored credentials, by queue key.
@@ -120,6 +125,7 @@ impl MemoryStore {
         let shards = shards.max(1);
         MemoryStore {
             queues: (0..shards).map(|_| Mutex::default()).collect(),
+            unacked_due: (0..shards).map(|_| AtomicI64::new(i64::MAX)).collect(),
             transactions: (0..shards).map(|_| Mutex::default()).collect(),
             groups: Mutex::default(),
             credentials: Mutex::default(),
@@ -325,6 +331,7 @@ impl Store for MemoryStore {
             });
             let taken: Vec<QueuedRef> = high.chain(low).collect();
             if let Some(due) = mark.ack_deadline(unix_now_ms()) {
+                self.unacked_due[shard].fetch_min(due, Ordering::Relaxed);
                 for r in &taken {
                     data.takes += 1;
                     let order = (due, data.takes);
@@ -401,26 +408,38 @@ impl Store for MemoryStore {
     }
 
     async fn requeue_unacked(&self, shard: ShardId, now_ms: i64) -> StoreResult<Vec<QueueName>> {
-        let mut due: Vec<(QueueName, Vec<((i64, u64), QueuedRef)>)> = Vec::new();
-        for (queue, data) in self.queues(shard).iter_mut() {
-            let mut mine = Vec::new();
-            data.unacked.retain(|tx, (order, priority)| {
-                let keep = order.0 > now_ms;
-                if !keep {
-                    let queued = QueuedRef {
-                        tx: tx.clone(),
-                        priority: *priority,
-                    };
-                    mine.push((*order, queued));
-                }
-                keep
-            });
-            if !mine.is_empty() {
-                // The longest overdue goes back first in line.
-                mine.sort_by_key(|(order, _)| *order);
-                due.push((queue.clone(), mine));
-            }
+        if now_ms < self.unacked_due[shard].load(Ordering::Relaxed) {
+            return Ok(Vec::new());
         }
+        let due = {
+            let mut due: Vec<(QueueName, Vec<((i64, u64), QueuedRef)>)> = Vec::new();
+            let mut map = self.queues(shard);
+            let mut next_due = i64::MAX;
+            for (queue, data) in map.iter_mut() {
+                let mut mine = Vec::new();
+                data.unacked.retain(|tx, (order, priority)| {
+                    let keep = order.0 > now_ms;
+                    if keep {
+                        next_due = next_due.min(order.0);
+                    } else {
+                        let queued = QueuedRef {
+                            tx: tx.clone(),
+                            priority: *priority,
+                        };
+                        mine.push((*order, queued));
+                    }
+                    keep
+                });
+                if !mine.is_empty() {
+                    // The longest overdue goes back first in line.
+                    mine.sort_by_key(|(order, _)| *order);
+                    due.push((queue.clone(), mine));
+                }
+            }
+            // Still under the lock: no take can have added an entry this scan missed.
+            self.unacked_due[shard].store(next_due, Ordering::Relaxed);
+            due
+        };
         let mut requeued = Vec::new();
         for (queue, refs) in due {
             // Acknowledged meanwhile (or gone): it stays out.
