@@ -231,6 +231,27 @@ fn bad_range_requests_get_4xx(backend: Backend) {
     assert_eq!(admin_ranges(&node)["pool"]["from"], to + 1);
 }
 
+/// A range master that cannot be reached: the caller waits a bounded time, then hears why.
+#[test]
+fn an_unreachable_master_is_a_clear_error() {
+    let (address, dead) = (public_address(), public_address());
+    let node = node(Backend::Memory, None, &address, Some(&dead), &[]);
+    let started = Instant::now();
+    let (status, reason) = new_id(&keep_alive(), &node).unwrap_err();
+    assert_eq!(status, 503);
+    assert!(
+        reason.contains("range master cannot be reached"),
+        "{reason}"
+    );
+    assert!(reason.contains(&dead), "{reason}");
+    // Patience: twice the lease (1 s here) and one call (2 s), then retries every 250 ms.
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "{:?}",
+        started.elapsed()
+    );
+}
+
 /// Two regions on embedded stores: the second gets its blocks from the master over HTTP, and
 /// both keep their books on disk across a SIGKILL.
 #[test]

@@ -54,6 +54,7 @@ struct Inner {
     peers: Option<Peers>,
     sites: Vec<String>,
     max_failed: u32,
+    call_timeout: Duration,
     store: Arc<dyn Store>,
 }
 
@@ -70,10 +71,16 @@ impl Cluster {
                 peers,
                 sites: settings.sites.clone(),
                 max_failed: settings.max_instance_failed,
+                call_timeout: timeout,
                 here,
                 store,
             }),
         }
+    }
+
+    /// How long one node-to-node call may take.
+    pub fn call_timeout(&self) -> Duration {
+        self.inner.call_timeout
     }
 
     /// The client for node-to-node calls; none without a secret.

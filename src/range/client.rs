@@ -16,9 +16,7 @@ use crate::store::Store;
 /// Most IDs taken off the stored blocks at a time: what a crash can waste.
 const BATCH: u64 = 100;
 
-/// How long callers wait while blocks cannot be had (the range master may be changing hands:
-/// its lease has to run out first), retrying every [`RETRY`].
-const PATIENCE: Duration = Duration::from_secs(10);
+/// How often a failed refill is tried again while callers wait.
 const RETRY: Duration = Duration::from_millis(250);
 
 /// The next ID, through `reply`.
@@ -33,6 +31,9 @@ pub struct RangeClient {
     store: Arc<dyn Store>,
     source: BlockSource,
     block_size: u64,
+    /// How long callers wait while blocks cannot be had (the range master may be changing
+    /// hands), retrying every [`RETRY`].
+    patience: Duration,
     /// IDs taken off the stored blocks and not handed out yet.
     window: Option<IdRange>,
     waiting: VecDeque<oneshot::Sender<Result<u64, IdError>>>,
@@ -43,12 +44,19 @@ pub struct RangeClient {
 }
 
 impl RangeClient {
-    pub fn new(me: String, store: Arc<dyn Store>, source: BlockSource, block_size: u64) -> Self {
+    pub fn new(
+        me: String,
+        store: Arc<dyn Store>,
+        source: BlockSource,
+        block_size: u64,
+        patience: Duration,
+    ) -> Self {
         RangeClient {
             me,
             store,
             source,
             block_size,
+            patience,
             window: None,
             waiting: VecDeque::new(),
             taking: false,
@@ -139,7 +147,7 @@ impl RangeClient {
                 Err(e) => {
                     let since = *act.failing_since.get_or_insert_with(Instant::now);
                     let hopeless = matches!(e, IdError::Exhausted | IdError::NoPool);
-                    if hopeless || since.elapsed() >= PATIENCE {
+                    if hopeless || since.elapsed() >= act.patience {
                         error!(error = %e, "no new block of customer IDs");
                         act.failing_since = None;
                         act.fail_waiting(&e);

@@ -165,8 +165,17 @@ impl Ranges {
                 .filter(|_| !is_master)
                 .map(|(s, p)| (s.to_owned(), p.to_owned())),
         };
-        let client =
-            RangeClient::new(me, Arc::clone(&store), source.clone(), settings.range_size).start();
+        // Long enough for the lease to change hands (it runs out, and the others' head start
+        // too), plus one call to the new holder.
+        let patience = lease * 2 + source.cluster.call_timeout();
+        let client = RangeClient::new(
+            me,
+            Arc::clone(&store),
+            source.clone(),
+            settings.range_size,
+            patience,
+        )
+        .start();
         Ranges {
             client,
             master: range_master,

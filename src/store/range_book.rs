@@ -15,7 +15,7 @@ use crate::range::{IdRange, PoolCut};
 
 const FILE: &str = "ranges.json";
 
-#[derive(Debug, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 struct Book {
     pool: Option<IdRange>,
     blocks: BTreeMap<String, Vec<IdRange>>,
@@ -70,10 +70,10 @@ impl RangeBook {
 
     /// Applies `change`, then saves; on a failed save the change is undone.
     fn change<R>(&mut self, change: impl FnOnce(&mut Book) -> R) -> StoreResult<R> {
-        let before = serde_json::to_vec(&self.book).expect("the book serialises");
+        let before = self.book.clone();
         let result = change(&mut self.book);
         if let Err(e) = self.save() {
-            self.book = serde_json::from_slice(&before).expect("it was just serialised");
+            self.book = before;
             return Err(e);
         }
         Ok(result)
