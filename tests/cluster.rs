@@ -73,6 +73,20 @@ fn found(node: &TestNode, customer: &str) -> Option<(String, String)> {
     Some((header(&r, "x-iwp-host")?, header(&r, "x-iwp-port")?))
 }
 
+/// The regions `node` knows: the answer to a `/hello` in its own name (which it never adds as
+/// a member).
+fn members(node: &TestNode) -> Vec<String> {
+    let own = public(node);
+    let r = call(node, "/hello", Some(SECRET), &[("X-IWP-Host", &own)]);
+    assert_eq!(r.status(), 200);
+    let hosts = header(&r, "x-iwp-hosts").unwrap_or_default();
+    hosts
+        .split(',')
+        .filter(|h| !h.is_empty())
+        .map(str::to_owned)
+        .collect()
+}
+
 /// Waits up to 10 s for `check`.
 fn eventually(what: &str, mut check: impl FnMut() -> bool) {
     let start = Instant::now();
@@ -203,6 +217,7 @@ fn failing_regions_are_forgotten_until_they_greet(backend: Backend) {
         got.into_iter().map(|r| r.path).collect()
     };
     assert_eq!(paths(1), ["/hello"], "greeted at start (failure 1)");
+    assert_eq!(members(&a), [failing_site.as_str()]);
     connect(&a, "7001");
     assert_eq!(paths(2)[1], "/connected", "failure 2");
     connect(&a, "7002");
@@ -211,6 +226,10 @@ fn failing_regions_are_forgotten_until_they_greet(backend: Backend) {
         "/connected",
         "failure 3: past the limit, forgotten"
     );
+    // The answer to that call is counted after the receiver saw it: wait for the count.
+    eventually("the failing region is forgotten", || {
+        !members(&a).contains(&failing_site)
+    });
     connect(&a, "7003");
     thread::sleep(Duration::from_millis(500));
     assert_eq!(paths(3).len(), 3, "a forgotten region is not told");
@@ -220,6 +239,12 @@ fn failing_regions_are_forgotten_until_they_greet(backend: Backend) {
     assert_eq!(r.status(), 200);
     connect(&a, "7004");
     assert_eq!(paths(4)[3], "/connected");
+
+    // A region that fails to answer `/find` leaves the app with "no agent", not an error.
+    let r = locate(&a, "/client", "7999");
+    assert_eq!(r.status(), 200);
+    assert_eq!(header(&r, "x-iwp-responsetype").as_deref(), Some("0"));
+    assert_eq!(paths(5)[4], "/find");
 }
 
 /// Members live in the store: a region greeted through one of its nodes is told of desktops by
