@@ -221,3 +221,43 @@ fn blocked_counts_exactly_the_waiting_pops() {
     node.pop("count", "timeout=1");
     assert_eq!(blocked(), "0");
 }
+
+#[test]
+fn every_key_a_push_writes_expires_with_its_message() {
+    if skip_redis() {
+        return;
+    }
+    let redis = RedisServer::start();
+    let node = TestNode::on_redis(&[&redis], &[]);
+    let ttl = |key: &str| -> i64 { redis.cli(&["TTL", key]).parse().expect("TTL is a number") };
+    let push = |lifetime: i64| {
+        node.push_body(json!({
+            "payload": "p", "priority": "H", "expirationDelay": lifetime,
+            "queue": [{"id": "ttl1"}, {"id": "ttl2"}],
+        }))
+    };
+
+    let tx = push(1000);
+    for part in ["meta", "state", "history"] {
+        let left = ttl(&format!("PB:T|{tx}:{part}"));
+        assert!((990..=1000).contains(&left), "{part} lives 1000 s: {left}");
+    }
+    for list in ["PB:Q|H:UNSEC:ttl1", "PB:Q|H:UNSEC:ttl2"] {
+        assert!(
+            (990..=1000).contains(&ttl(list)),
+            "{list} lives as its message"
+        );
+    }
+    // A list lives as long as its longest-lived message: a longer one lengthens it, a shorter
+    // one leaves it be.
+    push(5000);
+    assert!(ttl("PB:Q|H:UNSEC:ttl1") > 4900);
+    push(10);
+    assert!(ttl("PB:Q|H:UNSEC:ttl1") > 4900);
+
+    // What a take records for its retries outlives the retries, not the message.
+    node.pop("ttl1", "timeout=1");
+    let tokens = redis.cli(&["KEYS", "PB:K|*"]);
+    let token = tokens.lines().next().expect("the take left its record");
+    assert!((1..=120).contains(&ttl(token)), "{token}: {}", ttl(token));
+}

@@ -273,7 +273,7 @@ impl Message {
 }
 
 /// One entry of a transaction's history: its state in `queue` became `state`.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StateChange {
     pub queue: String,
     pub state: DeliveryState,

@@ -6,7 +6,8 @@
 //! - `PB:Q|<prefix><queue>:userInfo` (the queue's shard): hash `blocked`, `lastPopDate`;
 //! - `<prefix><queue>`, e.g. `SEC:q1` (the queue's shard): a secure queue's credential (an
 //!   Argon2id hash; PopBox stored an unsalted SHA-1 there);
-//! - `PB:K|<token>` (the queue's shard): what a take or put-back did, for its retries;
+//! - `PB:K|<token>` (the queue's shard): what a take or put-back did, for its retries (kept a
+//!   minute past `redis_recovery`);
 //! - `PB:A|unacked` (each shard server): sorted set of reliable deliveries awaiting an
 //!   acknowledgement, scored by when they are due back (Unix ms); any node returns them;
 //! - `PB:T|<id>:history` (transactions server): list of state changes, JSON

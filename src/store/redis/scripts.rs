@@ -9,34 +9,22 @@ use crate::store::HISTORY_LIMIT;
 /// Lua shared by the scripts, so that each thing is written one way everywhere:
 /// - `unacked_member`: a member of the set of unacknowledged deliveries, naming the queue (full
 ///   key and bare id) and the transaction;
-/// - `record_states`: appends state changes (`{queue, state}` pairs) to a transaction's history
-///   (`PB:T|<id>:history`, JSON lines with the server's time in ms), keeps the last
-///   `HISTORY_LIMIT`, and gives a new history the transaction's lifetime.
+/// - `record_state`: appends a state change to a transaction's history (`PB:T|<id>:history`),
+///   keeps the last `HISTORY_LIMIT`, and gives a new history the transaction's lifetime. The
+///   node writes the change's JSON line (with its time): building it here would cost Redis,
+///   which every node shares, more than the change itself.
 const PRELUDE: &str = r#"
     local function unacked_member(key, id, tx) return cjson.encode({key, id, tx}) end
 
-    local function record_states(ref, changes)
-        local t = redis.call('TIME')
-        local at = string.format('%.0f', t[1] * 1000 + math.floor(t[2] / 1000))
+    local function record_state(ref, line)
         local key = ref .. ':history'
-        local len = 0
-        for first = 1, #changes, 1000 do
-            local batch = {}
-            for i = first, math.min(first + 999, #changes) do
-                local c = changes[i]
-                batch[#batch + 1] = '{"queue":' .. cjson.encode(c[1]) .. ',"state":"' .. c[2]
-                    .. '","at":' .. at .. '}'
-            end
-            len = redis.call('RPUSH', key, unpack(batch))
-        end
+        local len = redis.call('RPUSH', key, line)
         if len > HISTORY_LIMIT then redis.call('LTRIM', key, -HISTORY_LIMIT, -1) end
-        if len > 0 and len == #changes then
+        if len == 1 then
             local ttl = redis.call('PTTL', ref .. ':meta')
             if ttl > 0 then redis.call('PEXPIRE', key, ttl) end
         end
     end
-
-    local function record_state(ref, queue, state) record_states(ref, {{queue, state}}) end
 "#;
 
 /// A script whose source starts with the shared Lua above.
@@ -44,50 +32,6 @@ fn with_prelude(body: &str) -> Script {
     let prelude = PRELUDE.replace("HISTORY_LIMIT", &HISTORY_LIMIT.to_string());
     Script::new(&format!("{prelude}{body}"))
 }
-
-/// Stores a transaction (when ARGV[6] > 0) and pushes it into queue lists, in one step.
-/// KEYS: meta, state, then the lists. ARGV: expiry (Unix time), list lifetime (seconds), channel,
-/// queue names (JSON array), reference, number of meta pairs, the meta pairs, then the queue ids
-/// whose state starts `Pending`. Each list is kept alive at least as long as its newest message
-/// (PopBox's "garbage collector"); the queues are announced on the channel. Hashes are written in
-/// batches: Lua's `unpack` cannot take 10,000 queues at once.
-pub static PROVISION: LazyLock<Script> = LazyLock::new(|| {
-    with_prelude(
-        r#"
-        local function hset(key, values, first, last, pending)
-            local batch = {}
-            for i = first, last do
-                batch[#batch + 1] = ARGV[i]
-                if pending then batch[#batch + 1] = 'Pending' end
-                if #batch >= 1000 then
-                    redis.call('HSET', key, unpack(batch))
-                    batch = {}
-                end
-            end
-            if #batch > 0 then redis.call('HSET', key, unpack(batch)) end
-        end
-        local pairs_end = 6 + 2 * tonumber(ARGV[6])
-        if pairs_end > 6 then
-            hset(KEYS[1], ARGV, 7, pairs_end, false)
-            redis.call('EXPIREAT', KEYS[1], ARGV[1])
-            if #ARGV > pairs_end then
-                hset(KEYS[2], ARGV, pairs_end + 1, #ARGV, true)
-                redis.call('EXPIREAT', KEYS[2], ARGV[1])
-                local changes = {}
-                for i = pairs_end + 1, #ARGV do changes[#changes + 1] = {ARGV[i], 'Pending'} end
-                record_states(ARGV[5], changes)
-            end
-        end
-        local ttl = tonumber(ARGV[2])
-        for i = 3, #KEYS do
-            redis.call('RPUSH', KEYS[i], ARGV[5])
-            if redis.call('TTL', KEYS[i]) < ttl then redis.call('EXPIRE', KEYS[i], ttl) end
-        end
-        if #KEYS > 2 then redis.call('PUBLISH', ARGV[3], ARGV[4]) end
-        return #KEYS - 2
-        "#,
-    )
-});
 
 /// Takes up to ARGV[1] references, high list (KEYS[1]) first, then low (KEYS[2]), and records
 /// what it took under the token key KEYS[3] (for ARGV[2] seconds): run again with the same token
@@ -98,7 +42,8 @@ pub static PROVISION: LazyLock<Script> = LazyLock::new(|| {
 /// nothing was taken, and down by one when something was and ARGV[7] is set; a replay of a
 /// recorded take changes nothing (so an empty counting take is recorded too). When ARGV[8] is a
 /// time (Unix ms), what is taken is due back then unless acknowledged: it joins the set KEYS[5]
-/// (member: queue key ARGV[9], queue id ARGV[10], transaction).
+/// (member: queue key ARGV[9], queue id ARGV[10], transaction). ARGV[11] is the history line of
+/// the state change.
 /// Returns `{high, low, metas}`.
 pub static TAKE: LazyLock<Script> = LazyLock::new(|| {
     with_prelude(
@@ -142,7 +87,7 @@ pub static TAKE: LazyLock<Script> = LazyLock::new(|| {
                     local meta = redis.call('HGETALL', ref .. ':meta')
                     if #meta > 0 then
                         redis.call('HSET', ref .. ':state', ARGV[3], ARGV[4])
-                        if not recorded then record_state(ref, ARGV[3], ARGV[4]) end
+                        if not recorded then record_state(ref, ARGV[11]) end
                     end
                     metas[#metas + 1] = meta
                 end
@@ -154,7 +99,8 @@ pub static TAKE: LazyLock<Script> = LazyLock::new(|| {
 });
 
 /// For each transaction (KEYS: meta, state, meta, state, …): if it is live, sets its state in
-/// queue ARGV[1] to ARGV[2] and returns its metadata; else returns an empty array for it.
+/// queue ARGV[1] to ARGV[2] (history line ARGV[3]) and returns its metadata; else returns an
+/// empty array for it.
 pub static MARK: LazyLock<Script> = LazyLock::new(|| {
     with_prelude(
         r#"
@@ -163,7 +109,7 @@ pub static MARK: LazyLock<Script> = LazyLock::new(|| {
             local meta = redis.call('HGETALL', KEYS[i])
             if #meta > 0 then
                 redis.call('HSET', KEYS[i + 1], ARGV[1], ARGV[2])
-                record_state(string.sub(KEYS[i], 1, -6), ARGV[1], ARGV[2])
+                record_state(string.sub(KEYS[i], 1, -6), ARGV[3])
             end
             out[#out + 1] = meta
         end
@@ -361,18 +307,18 @@ pub static MEMBER_OK: LazyLock<Script> = LazyLock::new(|| {
     )
 });
 
-/// On the transactions server: for each transaction id in ARGV[2..] that has a state in queue
-/// ARGV[1], sets it to `Delivered`. Returns one 1 or 0 per id.
+/// On the transactions server: for each transaction id in ARGV[3..] that has a state in queue
+/// ARGV[1], sets it to `Delivered` (history line ARGV[2]). Returns one 1 or 0 per id.
 pub static ACK_STATES: LazyLock<Script> = LazyLock::new(|| {
     with_prelude(
         r#"
         local out = {}
-        for i = 2, #ARGV do
+        for i = 3, #ARGV do
             local ref = 'PB:T|' .. ARGV[i]
             local state = ref .. ':state'
             if redis.call('HEXISTS', state, ARGV[1]) == 1 then
                 redis.call('HSET', state, ARGV[1], 'Delivered')
-                record_state(ref, ARGV[1], 'Delivered')
+                record_state(ref, ARGV[2])
                 out[#out + 1] = 1
             else
                 out[#out + 1] = 0
@@ -396,20 +342,20 @@ pub static FORGET_UNACKED: LazyLock<Script> = LazyLock::new(|| {
     )
 });
 
-/// On the transactions server, for unacknowledged deliveries due back: ARGV holds pairs
-/// (transaction, queue id). Each one still live and not `Delivered` becomes `Pending`; returns
-/// its priority (`H`/`L`), or '' for one that stays out.
+/// On the transactions server, for unacknowledged deliveries due back: ARGV holds triples
+/// (transaction, queue id, history line). Each one still live and not `Delivered` becomes
+/// `Pending`; returns its priority (`H`/`L`), or '' for one that stays out.
 pub static REOPEN: LazyLock<Script> = LazyLock::new(|| {
     with_prelude(
         r#"
         local out = {}
-        for i = 1, #ARGV, 2 do
+        for i = 1, #ARGV, 3 do
             local ref = 'PB:T|' .. ARGV[i]
             local priority = redis.call('HGET', ref .. ':meta', 'priority')
             local state = redis.call('HGET', ref .. ':state', ARGV[i + 1])
             if priority and state ~= 'Delivered' then
                 redis.call('HSET', ref .. ':state', ARGV[i + 1], 'Pending')
-                record_state(ref, ARGV[i + 1], 'Pending')
+                record_state(ref, ARGV[i + 2])
                 out[#out + 1] = priority
             else
                 out[#out + 1] = ''
