@@ -13,6 +13,7 @@
 //! ```
 
 mod http;
+mod machine;
 mod relay;
 
 use std::sync::Arc;
@@ -24,6 +25,7 @@ use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use http::{Conn, JSON};
+use machine::watched;
 
 #[derive(Parser)]
 #[command(name = "relaybox-bench", about = "Measures a relaybox node over HTTP")]
@@ -143,54 +145,72 @@ fn main() {
                 connections,
                 duration,
                 payload,
-            } => push(&host, connections, secs(duration), payload).await,
+            } => watched(push(&host, connections, secs(duration), payload)).await,
             Command::Pop {
                 connections,
                 duration,
                 payload,
                 ready,
-            } => pop(&host, connections, secs(duration), payload, ready).await,
+            } => watched(pop(&host, connections, secs(duration), payload, ready)).await,
             Command::Latency {
                 rate,
                 duration,
                 waiters,
-            } => latency(&host, rate, secs(duration), waiters).await,
+            } => watched(latency(&host, rate, secs(duration), waiters)).await,
             Command::Hold {
                 connections,
                 pid,
                 redis,
                 hold,
-            } => hold_polls(&host, connections, pid, redis.as_deref(), secs(hold)).await,
+            } => {
+                watched(hold_polls(
+                    &host,
+                    connections,
+                    pid,
+                    redis.as_deref(),
+                    secs(hold),
+                ))
+                .await
+            }
             Command::All {
                 pid,
                 redis,
                 duration,
             } => {
-                push(&host, 64, secs(duration), 1024).await;
-                pop(&host, 64, secs(duration), 1024, 8000).await;
-                latency(&host, 1000, secs(duration.min(10)), 64).await;
-                hold_polls(&host, 19_000, pid, redis.as_deref(), secs(5)).await;
-                relay::throughput(&host, 200, 64, 1024, secs(duration)).await;
-                relay::latency(&host, 200, 16, 1000, secs(duration.min(10))).await;
-                relay::bulk(&host, 4, 1 << 20, secs(duration)).await;
+                watched(push(&host, 64, secs(duration), 1024)).await;
+                watched(pop(&host, 64, secs(duration), 1024, 8000)).await;
+                watched(latency(&host, 1000, secs(duration.min(10)), 64)).await;
+                watched(hold_polls(&host, 19_000, pid, redis.as_deref(), secs(5))).await;
+                watched(relay::throughput(&host, 200, 64, 1024, secs(duration))).await;
+                watched(relay::latency(&host, 200, 16, 1000, secs(duration.min(10)))).await;
+                watched(relay::bulk(&host, 4, 1 << 20, secs(duration))).await;
             }
             Command::Relay {
                 desktops,
                 apps,
                 size,
                 duration,
-            } => relay::throughput(&host, desktops, apps, size, secs(duration)).await,
+            } => {
+                watched(relay::throughput(
+                    &host,
+                    desktops,
+                    apps,
+                    size,
+                    secs(duration),
+                ))
+                .await
+            }
             Command::RelayLatency {
                 rate,
                 duration,
                 desktops,
                 apps,
-            } => relay::latency(&host, desktops, apps, rate, secs(duration)).await,
+            } => watched(relay::latency(&host, desktops, apps, rate, secs(duration))).await,
             Command::RelayBulk {
                 apps,
                 size,
                 duration,
-            } => relay::bulk(&host, apps, size, secs(duration)).await,
+            } => watched(relay::bulk(&host, apps, size, secs(duration))).await,
         }
     });
 }
