@@ -58,9 +58,14 @@ thread_local! {
 }
 
 impl Server {
-    /// Checks that the server answers, then keeps what is needed to connect from any thread.
+    /// Checks that the server answers and is new enough, then keeps what is needed to connect
+    /// from any thread.
     async fn connect(url: &str, timeout: Duration) -> Result<Self, StoreError> {
         let name: Arc<str> = redact(url).into();
+        let unavailable = |reason| StoreError::Unavailable {
+            shard: name.to_string(),
+            reason,
+        };
         // Without TCP_NODELAY (redis-rs leaves it off), a command written while an earlier
         // one is unanswered waits for Redis's delayed ACK: milliseconds per push under load.
         let client = url
@@ -74,18 +79,27 @@ impl Server {
             .set_number_of_retries(1);
         let probe = async {
             let mut conn = client.get_multiplexed_async_connection().await?;
-            ::redis::cmd("PING").query_async::<String>(&mut conn).await
+            ::redis::cmd("INFO")
+                .arg("server")
+                .query_async::<String>(&mut conn)
+                .await
         };
-        let failure = match tokio::time::timeout(timeout, probe).await {
-            Ok(Ok(_)) => None,
-            Ok(Err(e)) => Some(e.to_string()),
-            Err(_) => Some("no answer".to_owned()),
+        let info = match tokio::time::timeout(timeout, probe).await {
+            Ok(Ok(info)) => info,
+            Ok(Err(e)) => return Err(unavailable(e.to_string())),
+            Err(_) => return Err(unavailable("no answer".to_owned())),
         };
-        if let Some(reason) = failure {
-            return Err(StoreError::Unavailable {
-                shard: name.to_string(),
-                reason,
-            });
+        // Older servers would refuse every push (`EXPIRE … NX`): better to say so at start-up.
+        let seen = match server_version(&info) {
+            Some(version) if version >= MIN_VERSION => None,
+            Some((major, minor)) => Some(format!("Redis {major}.{minor}")),
+            None => Some("a Redis that does not say its version".to_owned()),
+        };
+        if let Some(seen) = seen {
+            let (major, minor) = MIN_VERSION;
+            return Err(StoreError::Config(format!(
+                "{name} runs {seen}; relaybox needs Redis {major}.{minor} or newer"
+            )));
         }
         Ok(Server {
             name,
@@ -125,6 +139,18 @@ impl Server {
                 .clone()
         })
     }
+}
+
+/// The oldest Redis that has every command relaybox sends (`EXPIRE` with `NX`/`GT`).
+const MIN_VERSION: (u32, u32) = (7, 0);
+
+/// (major, minor) from the answer to `INFO server`.
+fn server_version(info: &str) -> Option<(u32, u32)> {
+    let version = info
+        .lines()
+        .find_map(|line| line.strip_prefix("redis_version:"))?;
+    let mut parts = version.trim().split('.').map(str::parse::<u32>);
+    Some((parts.next()?.ok()?, parts.next()?.ok()?))
 }
 
 /// `redis://:secret@host:6379/0` → `redis://host:6379/0`.
@@ -462,7 +488,12 @@ impl Store for RedisStore {
         let token = keys::token();
         let now = unix_now_ms();
         let due = mark.ack_deadline(now);
-        let line = history_line(queue.id(), mark.state(), now);
+        // The script records the state change only when it marks here too.
+        let line = if together {
+            history_line(queue.id(), mark.state(), now)
+        } else {
+            String::new()
+        };
         let (high, low, metas): (Vec<String>, Vec<String>, Vec<Vec<(String, String)>>) = self
             .retrying(server, || {
                 let mut invocation = scripts::TAKE.key(keys::list(queue, Priority::High));
@@ -1149,5 +1180,21 @@ impl From<RedisError> for StoreFailure {
 impl From<StoreError> for StoreFailure {
     fn from(e: StoreError) -> Self {
         StoreFailure::Store(e)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_server_version_is_read_from_info() {
+        let info = "# Server\r\nredis_version:7.0.15\r\nredis_mode:standalone\r\n";
+        assert_eq!(server_version(info), Some((7, 0)));
+        assert_eq!(server_version("redis_version:6.2.6\r\n"), Some((6, 2)));
+        assert!(server_version("redis_version:6.2.6\r\n").unwrap() < MIN_VERSION);
+        assert!(server_version("redis_version:10.1.0\r\n").unwrap() >= MIN_VERSION);
+        assert_eq!(server_version("redis_mode:standalone\r\n"), None);
+        assert_eq!(server_version("redis_version:seven\r\n"), None);
     }
 }
