@@ -3,6 +3,7 @@
 
 mod common;
 
+use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::process::Command;
 use std::sync::Arc;
@@ -44,6 +45,52 @@ fn a_push_on_one_node_wakes_a_pop_waiting_on_another() {
     // FLUSHALL resets everything.
     redis.cli(&["FLUSHALL"]);
     assert_eq!(a.get(&format!("/trans/{id}")), (200, json!({})));
+}
+
+/// A message that comes back unacknowledged is announced, whichever node's sweep returns it,
+/// and a node hears every announcement but its own.
+#[test]
+fn a_message_due_back_wakes_a_pop_waiting_on_another_node() {
+    if skip_redis() {
+        return;
+    }
+    let redis = RedisServer::start();
+    let mut channel = TcpStream::connect(("127.0.0.1", redis.port)).unwrap();
+    channel.write_all(b"SUBSCRIBE relaybox:pushed\r\n").unwrap();
+    let a = TestNode::on_redis(&[&redis], &[]);
+    let b = Arc::new(TestNode::on_redis(&[&redis], &[]));
+    let id = a.push(&["due"], "back", "H");
+    let (status, reply) = a.post("/queue/due/poprel?timeoutACK=1&timeout=1", &json!({}));
+    assert_eq!((status, &reply["transactions"]), (200, &json!([id])));
+    let taken = Instant::now();
+    let waiter = {
+        let b = Arc::clone(&b);
+        std::thread::spawn(move || (b.pop("due", "timeout=10"), Instant::now()))
+    };
+    let (popped, at) = waiter.join().unwrap();
+    assert_eq!(popped.transactions, [id]);
+    let after = at.duration_since(taken);
+    assert!(after < Duration::from_millis(2500), "back after {after:?}");
+
+    // Both the push and the return were announced, each naming the node that made it.
+    channel
+        .set_read_timeout(Some(Duration::from_millis(300)))
+        .unwrap();
+    let mut heard = Vec::new();
+    let mut buf = [0u8; 4096];
+    while let Ok(n @ 1..) = channel.read(&mut buf) {
+        heard.extend_from_slice(&buf[..n]);
+    }
+    let announcements: Vec<serde_json::Value> = String::from_utf8_lossy(&heard)
+        .lines()
+        .filter(|l| l.starts_with('{'))
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(announcements.len(), 2, "{announcements:?}");
+    for a in &announcements {
+        assert!(a["from"].as_str().is_some_and(|f| !f.is_empty()), "{a}");
+        assert_eq!(a["queues"], json!(["UNSEC:due"]), "{a}");
+    }
 }
 
 #[test]

@@ -17,6 +17,7 @@ mod keys;
 mod scripts;
 mod subscriber;
 
+use std::borrow::Cow;
 use std::cell::RefCell;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -28,6 +29,8 @@ use ::redis::{AsyncCommands, Client, IntoConnectionInfo, RedisError};
 use async_trait::async_trait;
 use tokio::sync::mpsc;
 use tracing::{error, warn};
+
+use subscriber::Announcement;
 
 use super::{
     HISTORY_LIMIT, ShardEvent, ShardId, Store, StoreError, StoreResult, TakenRef, WaitAccounting,
@@ -176,6 +179,8 @@ pub struct RedisStore {
     recovery: Duration,
     /// How long the record of a take or put-back is kept (seconds): past its last retry.
     token_lifetime: u64,
+    /// Names this node in its announcements of pushes, so that it can ignore its own.
+    origin: Arc<str>,
 }
 
 impl RedisStore {
@@ -205,11 +210,21 @@ impl RedisStore {
             transactions,
             recovery: Duration::from_secs(settings.redis_recovery),
             token_lifetime: settings.redis_recovery + TOKEN_MARGIN.as_secs(),
+            origin: uuid::Uuid::new_v4().simple().to_string().into(),
         })
     }
 
     fn shard(&self, shard: ShardId) -> &Server {
         &self.shards[shard]
+    }
+
+    /// What to publish when `queues` gained messages.
+    fn announcement<'q>(&self, queues: impl IntoIterator<Item = &'q QueueName>) -> String {
+        Announcement {
+            from: Cow::Borrowed(&self.origin),
+            queues: queues.into_iter().map(|q| Cow::Borrowed(q.key())).collect(),
+        }
+        .to_json()
     }
 
     /// Marks taken references and loads their metadata, on the transactions server.
@@ -239,11 +254,6 @@ impl RedisStore {
             .map(|fields| (!fields.is_empty()).then(|| fields.into_iter().collect()))
             .collect())
     }
-}
-
-fn queue_names_json(queues: &[&QueueName]) -> String {
-    serde_json::to_string(&queues.iter().map(|q| q.key()).collect::<Vec<_>>())
-        .expect("strings serialise")
 }
 
 /// A line of a transaction's history (`keys::history`): its state in `queue` became `state`
@@ -634,7 +644,7 @@ impl Store for RedisStore {
             .await
             .map_err(|e| self.transactions.error(e))?;
         let mut give_back = scripts::RETURN_DUE.key(keys::UNACKED);
-        give_back.arg(keys::PUSHED_CHANNEL);
+        give_back.arg(keys::PUSHED_CHANNEL).arg(&*self.origin);
         let mut requeued = Vec::new();
         for ((member, queue, tx), priority) in due.into_iter().zip(priorities) {
             let list = Priority::parse(&priority).map(|p| keys::list(&queue, p));
@@ -1023,6 +1033,7 @@ impl Store for RedisStore {
             server.client.clone(),
             server.conn(),
             Arc::clone(&server.name),
+            Arc::clone(&self.origin),
         ))
     }
 }
@@ -1077,8 +1088,7 @@ impl RedisStore {
             }
         }
         if !queues.is_empty() {
-            let names: Vec<&QueueName> = queues.iter().collect();
-            pipe.publish(keys::PUSHED_CHANNEL, queue_names_json(&names))
+            pipe.publish(keys::PUSHED_CHANNEL, self.announcement(queues))
                 .ignore();
         }
         if pipe.is_empty() {
@@ -1118,7 +1128,7 @@ impl RedisStore {
                 .key(&token)
                 .key(keys::UNACKED)
                 .arg(keys::PUSHED_CHANNEL)
-                .arg(queue_names_json(&[queue]))
+                .arg(self.announcement([queue]))
                 .arg(self.token_lifetime)
                 .arg(queue.key())
                 .arg(queue.id());

@@ -121,7 +121,7 @@ pub static MARK: LazyLock<Script> = LazyLock::new(|| {
 /// Puts references back at the head of their lists in their original order and announces the
 /// queue, once per token: KEYS[3] remembers that it ran (a retry after a lost reply does
 /// nothing). They are no longer awaiting an acknowledgement (set KEYS[4]). KEYS[1] high list,
-/// KEYS[2] low list. ARGV: channel, queue name (JSON array), token lifetime, queue key, queue
+/// KEYS[2] low list. ARGV: channel, announcement, token lifetime, queue key, queue
 /// id, then pairs of (H|L, reference) in delivery order.
 pub static REQUEUE: LazyLock<Script> = LazyLock::new(|| {
     with_prelude(
@@ -367,22 +367,25 @@ pub static REOPEN: LazyLock<Script> = LazyLock::new(|| {
 });
 
 /// On a shard server: returns unacknowledged deliveries that are due back. ARGV[1] is the
-/// channel, then triples (member of the set KEYS[1], list to return it to or '', reference) in
-/// the order they fell due. Each member still in the set leaves it and its reference goes to the
-/// head of the list, the longest overdue first in line; a member already gone (acknowledged,
-/// or returned by another node) is skipped, so each goes back once. The queues (list names
-/// without `PB:Q|H:`) are announced on the channel.
+/// channel, ARGV[2] the node announcing, then triples (member of the set KEYS[1], list to
+/// return it to or '', reference) in the order they fell due. Each member still in the set
+/// leaves it and its reference goes to the head of the list, the longest overdue first in line;
+/// a member already gone (acknowledged, or returned by another node) is skipped, so each goes
+/// back once. The queues (list names without `PB:Q|H:`) are announced on the channel, as
+/// `subscriber::Announcement`s.
 pub static RETURN_DUE: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
         r#"
         local queues = {}
-        for i = #ARGV - 2, 2, -3 do
+        for i = #ARGV - 2, 3, -3 do
             if redis.call('ZREM', KEYS[1], ARGV[i]) == 1 and ARGV[i + 1] ~= '' then
                 redis.call('LPUSH', ARGV[i + 1], ARGV[i + 2])
                 queues[#queues + 1] = string.sub(ARGV[i + 1], 8)
             end
         end
-        if #queues > 0 then redis.call('PUBLISH', ARGV[1], cjson.encode(queues)) end
+        if #queues > 0 then
+            redis.call('PUBLISH', ARGV[1], cjson.encode({from = ARGV[2], queues = queues}))
+        end
         return #queues
         "#,
     )
