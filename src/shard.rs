@@ -694,31 +694,61 @@ impl Handler<PutBack> for ShardActor {
 }
 
 impl Handler<Push> for ShardActor {
-    type Result = ResponseActFuture<Self, StoreResult<()>>;
+    type Result = ResponseFuture<StoreResult<()>>;
 
-    fn handle(&mut self, msg: Push, _ctx: &mut Self::Context) -> Self::Result {
+    /// Stores the push, then drains its queues. Queues with a waiter and no take in flight are
+    /// drained at once as well: the actor runs its futures in the order they were spawned, so
+    /// their takes go to the store right behind the push, on the same connection, and find its
+    /// message without waiting for the push's answer (one round trip fewer between a push and
+    /// its delivery). Should a take get there first anyway, the drain after the push looks again.
+    fn handle(&mut self, msg: Push, ctx: &mut Self::Context) -> Self::Result {
         let store = Arc::clone(&self.store);
         let shard = self.id;
         let Push { tx, queues, create } = msg;
-        Box::pin(
-            async move {
-                if create {
-                    store.provision(shard, &tx, &queues).await?;
-                } else {
-                    store
-                        .push(shard, &queues, &tx.id, tx.priority, tx.expires_at)
-                        .await?;
-                }
-                Ok(queues)
+        let early: Vec<QueueName> = queues
+            .iter()
+            .filter(|q| {
+                self.queues
+                    .get(*q)
+                    .is_some_and(|e| e.in_flight.is_none() && !e.waiters.is_empty())
+            })
+            .cloned()
+            .collect();
+        let (answer, answered) = tokio::sync::oneshot::channel();
+        let stored = async move {
+            if create {
+                store.provision(shard, &tx, &queues).await?;
+            } else {
+                store
+                    .push(shard, &queues, &tx.id, tx.priority, tx.expires_at)
+                    .await?;
             }
-            .into_actor(self)
-            .map(|result: StoreResult<Vec<QueueName>>, act, ctx| {
-                for queue in result? {
-                    act.drain(queue, ctx);
-                }
-                Ok(())
-            }),
-        )
+            Ok(queues)
+        };
+        ctx.spawn(
+            stored
+                .into_actor(self)
+                .map(|result: StoreResult<Vec<QueueName>>, act, ctx| {
+                    let result = result.map(|queues| {
+                        for queue in queues {
+                            act.drain(queue, ctx);
+                        }
+                    });
+                    let _ = answer.send(result);
+                }),
+        );
+        for queue in early {
+            self.drain(queue, ctx);
+        }
+        let name = self.store.shard_name(shard);
+        Box::pin(async move {
+            answered.await.unwrap_or_else(|_| {
+                Err(StoreError::Unavailable {
+                    shard: name,
+                    reason: "the node stopped before the push was stored".to_owned(),
+                })
+            })
+        })
     }
 }
 

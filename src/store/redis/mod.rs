@@ -504,6 +504,7 @@ impl Store for RedisStore {
         } else {
             String::new()
         };
+        let mut retry = false;
         let (high, low, metas): (Vec<String>, Vec<String>, Vec<Vec<(String, String)>>) = self
             .retrying(server, || {
                 let mut invocation = scripts::TAKE.key(keys::list(queue, Priority::High));
@@ -522,7 +523,9 @@ impl Store for RedisStore {
                     .arg(due.map(|t| t.to_string()).unwrap_or_default())
                     .arg(queue.key())
                     .arg(queue.id())
-                    .arg(&line);
+                    .arg(&line)
+                    .arg(if retry { "1" } else { "" });
+                retry = true;
                 let mut conn = server.conn();
                 async move { invocation.invoke_async(&mut conn).await }
             })

@@ -43,13 +43,13 @@ fn with_prelude(body: &str) -> Script {
 /// recorded take changes nothing (so an empty counting take is recorded too). When ARGV[8] is a
 /// time (Unix ms), what is taken is due back then unless acknowledged: it joins the set KEYS[5]
 /// (member: queue key ARGV[9], queue id ARGV[10], transaction). ARGV[11] is the history line of
-/// the state change.
+/// the state change. ARGV[12] is set on a retry: only then can the token already be there.
 /// Returns `{high, low, metas}`.
 pub static TAKE: LazyLock<Script> = LazyLock::new(|| {
     with_prelude(
         r#"
         local taken
-        local recorded = redis.call('GET', KEYS[3])
+        local recorded = ARGV[12] ~= '' and redis.call('GET', KEYS[3])
         if recorded then
             taken = cjson.decode(recorded)
         else
