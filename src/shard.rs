@@ -19,7 +19,7 @@ use std::time::Duration;
 
 use actix::prelude::*;
 use futures_util::FutureExt;
-use futures_util::future::BoxFuture;
+use futures_util::future::{BoxFuture, LocalBoxFuture};
 use tracing::{debug, warn};
 
 use crate::callbacks::{Callbacks, DeliveredEvent};
@@ -697,15 +697,13 @@ impl Handler<Push> for ShardActor {
     type Result = ResponseFuture<StoreResult<()>>;
 
     /// Stores the push, then drains its queues. Queues with a waiter and no take in flight are
-    /// drained at once as well: the actor runs its futures in the order they were spawned, so
-    /// their takes go to the store right behind the push, on the same connection, and find its
-    /// message without waiting for the push's answer (one round trip fewer between a push and
-    /// its delivery). Should a take get there first anyway, the drain after the push looks again.
+    /// drained early as well (see [`PushThenTake`]); should such a take reach the store before
+    /// the push anyway, the drain after the push looks again.
     fn handle(&mut self, msg: Push, ctx: &mut Self::Context) -> Self::Result {
         let store = Arc::clone(&self.store);
         let shard = self.id;
         let Push { tx, queues, create } = msg;
-        let early: Vec<QueueName> = queues
+        let waited: Vec<QueueName> = queues
             .iter()
             .filter(|q| {
                 self.queues
@@ -714,7 +712,6 @@ impl Handler<Push> for ShardActor {
             })
             .cloned()
             .collect();
-        let (answer, answered) = tokio::sync::oneshot::channel();
         let stored = async move {
             if create {
                 store.provision(shard, &tx, &queues).await?;
@@ -725,21 +722,19 @@ impl Handler<Push> for ShardActor {
             }
             Ok(queues)
         };
-        ctx.spawn(
-            stored
-                .into_actor(self)
-                .map(|result: StoreResult<Vec<QueueName>>, act, ctx| {
-                    let result = result.map(|queues| {
-                        for queue in queues {
-                            act.drain(queue, ctx);
-                        }
-                    });
-                    let _ = answer.send(result);
-                }),
-        );
-        for queue in early {
-            self.drain(queue, ctx);
-        }
+        let (answer, answered) = tokio::sync::oneshot::channel();
+        let push = PushThenTake {
+            push: stored.boxed_local(),
+            waited,
+        };
+        ctx.spawn(push.map(|result: StoreResult<Vec<QueueName>>, act, ctx| {
+            let result = result.map(|queues| {
+                for queue in queues {
+                    act.drain(queue, ctx);
+                }
+            });
+            let _ = answer.send(result);
+        }));
         let name = self.store.shard_name(shard);
         Box::pin(async move {
             answered.await.unwrap_or_else(|_| {
@@ -749,6 +744,34 @@ impl Handler<Push> for ShardActor {
                 })
             })
         })
+    }
+}
+
+/// A push that starts the takes for its queues' waiters once it has been polled for the first
+/// time, which on a live store connection queues its command. The takes then reach the store
+/// right behind the push, on the same connection, and find its message without waiting for
+/// the push's answer: one round trip fewer between a push and its delivery.
+struct PushThenTake {
+    push: LocalBoxFuture<'static, StoreResult<Vec<QueueName>>>,
+    /// Drained after the first poll (then empty).
+    waited: Vec<QueueName>,
+}
+
+impl ActorFuture<ShardActor> for PushThenTake {
+    type Output = StoreResult<Vec<QueueName>>;
+
+    fn poll(
+        self: std::pin::Pin<&mut Self>,
+        act: &mut ShardActor,
+        ctx: &mut Context<ShardActor>,
+        task: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Self::Output> {
+        let this = self.get_mut();
+        let pushed = this.push.poll_unpin(task);
+        for queue in this.waited.drain(..) {
+            act.drain(queue, ctx);
+        }
+        pushed
     }
 }
 
