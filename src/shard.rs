@@ -696,9 +696,10 @@ impl Handler<PutBack> for ShardActor {
 impl Handler<Push> for ShardActor {
     type Result = ResponseFuture<StoreResult<()>>;
 
-    /// Stores the push, then drains its queues. Queues with a waiter and no take in flight are
-    /// drained early as well (see [`PushThenTake`]); should such a take reach the store before
-    /// the push anyway, the drain after the push looks again.
+    /// Stores the push, then drains its queues, even when the store failed: a push whose answer
+    /// was lost may have landed, and this node ignores its own announcement of it. Queues with a
+    /// waiter and no take in flight are drained early as well (see [`PushThenTake`]); should
+    /// such a take reach the store before the push anyway, the drain after the push looks again.
     fn handle(&mut self, msg: Push, ctx: &mut Self::Context) -> Self::Result {
         let store = Arc::clone(&self.store);
         let shard = self.id;
@@ -713,26 +714,24 @@ impl Handler<Push> for ShardActor {
             .cloned()
             .collect();
         let stored = async move {
-            if create {
-                store.provision(shard, &tx, &queues).await?;
+            let result = if create {
+                store.provision(shard, &tx, &queues).await
             } else {
                 store
                     .push(shard, &queues, &tx.id, tx.priority, tx.expires_at)
-                    .await?;
-            }
-            Ok(queues)
+                    .await
+            };
+            (queues, result)
         };
         let (answer, answered) = tokio::sync::oneshot::channel();
         let push = PushThenTake {
             push: stored.boxed_local(),
             waited,
         };
-        ctx.spawn(push.map(|result: StoreResult<Vec<QueueName>>, act, ctx| {
-            let result = result.map(|queues| {
-                for queue in queues {
-                    act.drain(queue, ctx);
-                }
-            });
+        ctx.spawn(push.map(|(queues, result), act, ctx| {
+            for queue in queues {
+                act.drain(queue, ctx);
+            }
             let _ = answer.send(result);
         }));
         let name = self.store.shard_name(shard);
@@ -752,13 +751,14 @@ impl Handler<Push> for ShardActor {
 /// right behind the push, on the same connection, and find its message without waiting for
 /// the push's answer: one round trip fewer between a push and its delivery.
 struct PushThenTake {
-    push: LocalBoxFuture<'static, StoreResult<Vec<QueueName>>>,
+    /// The push; resolves to its queues and how it went.
+    push: LocalBoxFuture<'static, (Vec<QueueName>, StoreResult<()>)>,
     /// Drained after the first poll (then empty).
     waited: Vec<QueueName>,
 }
 
 impl ActorFuture<ShardActor> for PushThenTake {
-    type Output = StoreResult<Vec<QueueName>>;
+    type Output = (Vec<QueueName>, StoreResult<()>);
 
     fn poll(
         self: std::pin::Pin<&mut Self>,

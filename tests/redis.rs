@@ -93,6 +93,44 @@ fn a_message_due_back_wakes_a_pop_waiting_on_another_node() {
     }
 }
 
+/// A push whose answer never came (Redis paused past the node's timeout) may still land: the
+/// node must then look at the queue itself, since it ignores its own announcement.
+#[test]
+fn a_push_that_timed_out_but_landed_still_wakes_a_local_waiter() {
+    if skip_redis() {
+        return;
+    }
+    let redis = RedisServer::start();
+    let node = Arc::new(TestNode::on_redis(
+        &[&redis],
+        &[("RELAYBOX__STORE__REDIS_TIMEOUT_MS", "200")],
+    ));
+    let id = node.push(&["warm"], "up", "H");
+    assert_eq!(node.pop("warm", "timeout=1").transactions, [id]);
+
+    redis.cli(&["CLIENT", "PAUSE", "1000", "WRITE"]);
+    let waiter = {
+        let node = Arc::clone(&node);
+        std::thread::spawn(move || (node.pop("late", "timeout=8"), Instant::now()))
+    };
+    std::thread::sleep(Duration::from_millis(100));
+    let body = json!({"payload": "p", "priority": "H", "queue": [{"id": "late"}]});
+    let (status, reply) = node.post("/trans", &body);
+    assert_eq!(status, 503, "the push's answer timed out: {reply}");
+    let answered = Instant::now();
+    let (popped, at) = waiter.join().unwrap();
+    assert_eq!(
+        popped.transactions.len(),
+        1,
+        "the push landed after the pause"
+    );
+    let after = at.duration_since(answered);
+    assert!(
+        after < Duration::from_secs(4),
+        "delivered {after:?} after the 503"
+    );
+}
+
 #[test]
 fn an_outage_answers_503_naming_the_shard_and_heals() {
     if skip_redis() {
