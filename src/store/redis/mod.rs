@@ -659,10 +659,15 @@ impl Store for RedisStore {
                 requeued.push(queue);
             }
         }
-        give_back
-            .invoke_async::<i64>(&mut server.conn())
-            .await
-            .map_err(|e| server.error(e))?;
+        // Safe to run again (each member goes back once), and retried like a take: with its
+        // answer lost, nobody on this node would look at the queues it filled (a node ignores
+        // its own announcements). The queues drained are the candidates, whichever attempt
+        // moved them.
+        self.retrying(server, || {
+            let (give_back, mut conn) = (&give_back, server.conn());
+            async move { give_back.invoke_async::<i64>(&mut conn).await }
+        })
+        .await?;
         Ok(requeued)
     }
 
