@@ -25,7 +25,7 @@ use std::time::Duration;
 
 use ::redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use ::redis::io::tcp::TcpSettings;
-use ::redis::{AsyncCommands, Client, IntoConnectionInfo, RedisError};
+use ::redis::{AsyncCommands, Client, IntoConnectionInfo, RedisError, RetryMethod};
 use async_trait::async_trait;
 use tokio::sync::mpsc;
 use tracing::{error, warn};
@@ -114,10 +114,13 @@ impl Server {
 
     fn error(&self, e: RedisError) -> StoreError {
         let (shard, reason) = (self.name.to_string(), e.to_string());
+        // A server that answers `LOADING` (restarting from its AOF), `MASTERDOWN` or `TRYAGAIN`
+        // is not there yet either: an operation cut off by its restart must go on retrying.
         if e.is_io_error()
             || e.is_timeout()
             || e.is_connection_dropped()
             || e.is_connection_refusal()
+            || matches!(e.retry_method(), RetryMethod::WaitAndRetry)
         {
             StoreError::Unavailable { shard, reason }
         } else {
