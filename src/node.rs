@@ -11,6 +11,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use actix::{Actor, Arbiter};
+use actix_web::dev::Service;
 use actix_web::middleware::{Condition, Logger};
 use actix_web::{App, HttpServer, web};
 use tracing::{debug, info, warn};
@@ -86,6 +87,10 @@ pub async fn run(settings: Settings) -> io::Result<()> {
                 access_log,
                 Logger::new(r#"%a "%r" %s %b %Dms"#).log_target("relaybox::access"),
             ))
+            .wrap_fn(|mut req, service| {
+                http::headers::shrink(&mut req);
+                service.call(req)
+            })
             .configure(http::configure(state.clone()))
     })
     .workers(threads)

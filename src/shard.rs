@@ -622,11 +622,13 @@ impl Handler<Wait> for ShardActor {
             counted: false,
             looked: false,
         };
-        self.queues
-            .entry(msg.queue.clone())
-            .or_default()
-            .waiters
-            .push_back(registered);
+        let waiters = &mut self.queues.entry(msg.queue.clone()).or_default().waiters;
+        // Most queues have one waiter (a device's own inbox): room for exactly one, not the
+        // four a first push would make, is some 170 bytes less per held poll.
+        if waiters.capacity() == 0 {
+            waiters.reserve_exact(1);
+        }
+        waiters.push_back(registered);
         self.drain(msg.queue, ctx);
     }
 }

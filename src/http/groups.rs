@@ -1,15 +1,12 @@
 //! Handlers of `/group`: named lists of queues that `POST /trans` can address with `groups`.
 
-use actix_web::HttpResponse;
 use actix_web::http::StatusCode;
 use serde_json::json;
 
 use super::request::Body;
-use super::response::{ApiError, json};
+use super::response::{ApiError, Reply, json};
 use crate::inbox::Inbox;
 use crate::inbox::groups::{validate_group_change, validate_new_group};
-
-type Reply = Result<HttpResponse, ApiError>;
 
 /// `POST /group`: creates the group or adds to it.
 pub async fn create(inbox: &Inbox, body: Body) -> Reply {

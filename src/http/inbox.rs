@@ -9,7 +9,7 @@ use actix_web::{HttpRequest, HttpResponse};
 use serde_json::{Map, Value, json};
 
 use super::request::{Body, Params, content_type};
-use super::response::{ApiError, json};
+use super::response::{ApiError, Reply, json};
 use crate::inbox::groups::group_names;
 use crate::inbox::params::{ParamValue, ack_timeout, delay, max_messages, pop_timeout};
 use crate::inbox::provision::{validate_new, validate_update};
@@ -17,8 +17,6 @@ use crate::inbox::secure::basic_credential;
 use crate::inbox::{
     Access, DeliveryState, Inbox, Mark, Message, Namespace, QueueName, StateFilter, TxId, unix_now,
 };
-
-type Reply = Result<HttpResponse, ApiError>;
 
 fn invalid_content_type() -> ApiError {
     ApiError::bad_request("invalid content-type header")
@@ -72,7 +70,9 @@ pub async fn queue_for(
         .get(header::AUTHORIZATION)
         .and_then(|h| h.to_str().ok())
         .and_then(basic_credential);
-    match inbox.authorize(&queue, credential).await {
+    // Boxed: only secure queues need it, and inline it would make every handler's future (and
+    // so every held pop) larger by its size.
+    match Box::pin(inbox.authorize(&queue, credential)).await {
         Ok(Access::Granted) => Ok(queue),
         Ok(Access::NoSuchQueue) => Err(ApiError::challenge(
             StatusCode::INTERNAL_SERVER_ERROR,
@@ -370,6 +370,8 @@ pub async fn pop(
     let max = max_messages(params.get("max"), inbox.settings())?;
     let timeout = pop_timeout(params.get("timeout"), inbox.settings())?;
     let mark = mark(&params, inbox, reliable)?;
+    // Not kept for the wait, which may be minutes long.
+    drop((params, body));
     let delivery = inbox.pop(queue, max, mark, timeout).await?;
     let messages = delivery.commit();
     Ok(messages_reply(&messages))

@@ -6,6 +6,7 @@
 
 mod cluster;
 mod groups;
+pub mod headers;
 mod inbox;
 mod ranges;
 mod relay;
@@ -17,10 +18,11 @@ mod streams;
 use std::time::Instant;
 
 use actix_web::{HttpRequest, HttpResponse, web};
+use futures_util::future::LocalBoxFuture;
 use serde_json::json;
 
-use self::request::read_body;
-use self::response::{ApiError, json, not_found};
+use self::request::{Body, read_body};
+use self::response::{ApiError, Reply, json, not_found};
 use self::routes::{RelayRoute, Route};
 use crate::inbox::Inbox;
 
@@ -52,71 +54,93 @@ async fn dispatch(
             return actix_web::ResponseError::error_response(&ApiError::bad_request(e.to_string()));
         }
     };
-    if let Route::Relay(route) = route {
-        return match route {
-            RelayRoute::GetUniversalId => ranges::universal_id(&state.ranges).await,
-            RelayRoute::Hello | RelayRoute::Connected | RelayRoute::Find | RelayRoute::Range => {
-                cluster::serve(&state, route, &req).await
-            }
-            // Relay bodies are streamed through, never read here.
-            _ => relay::serve(&state.relay, route, &req, payload).await,
-        };
-    }
-    let inbox = &state.inbox;
-    if let Route::WebSocket { org, queue } = route {
-        // The handshake takes the connection over: no body to read first.
-        return streams::websocket(inbox, &req, payload, org, queue)
-            .await
-            .unwrap_or_else(|e| actix_web::ResponseError::error_response(&e));
-    }
-    let result = async {
-        let body = read_body(&req, payload, inbox.settings()).await?;
-        match route {
-            Route::DeployInfo => Ok(deploy_info(&state)),
-            Route::AdminRanges => ranges::overview(&state, &req).await,
-            Route::Provision { org } => inbox::provision(inbox, &req, body, org).await,
-            Route::GetTransaction { org: _, id } => {
-                inbox::get_transaction(inbox, &req, body, id).await
-            }
-            Route::UpdateTransaction { org, id } => {
-                inbox::update_transaction(inbox, &req, body, org, id).await
-            }
-            Route::DeleteTransaction { id } => inbox::delete_transaction(inbox, id).await,
-            Route::TransactionState { id, state } => {
-                inbox::transaction_state(inbox, &req, body, id, state).await
-            }
-            Route::TransactionHistory { id } => inbox::history(inbox, id).await,
-            Route::Pop { org, queue } => inbox::pop(inbox, &req, body, org, queue, false).await,
-            Route::PopReliable { queue } => inbox::pop(inbox, &req, body, None, queue, true).await,
-            Route::Subscribe { org, queue } => {
-                streams::subscribe(inbox, &req, body, org, queue, false).await
-            }
-            Route::SubscribeReliable { queue } => {
-                streams::subscribe(inbox, &req, body, None, queue, true).await
-            }
-            Route::Events { org, queue } => streams::events(inbox, &req, body, org, queue).await,
-            Route::WebSocket { .. } | Route::Relay(_) => unreachable!("served above"),
-            Route::Ack { queue } => inbox::ack(inbox, &req, body, queue).await,
-            Route::Peek { org, queue } => inbox::peek(inbox, &req, body, org, queue).await,
-            Route::QueueState { org, queue } => {
-                inbox::queue_state(inbox, &req, body, org, queue).await
-            }
-            Route::CreateSecureQueue { org } => {
-                if !req.app_config().secure() {
-                    // As in PopBox: the route exists on the HTTPS listener only.
-                    return Ok(not_found(req.method().as_str(), &req.uri().to_string()));
-                }
-                inbox::create_secure_queue(inbox, &req, body, org).await
-            }
-            Route::CreateGroup => groups::create(inbox, body).await,
-            Route::GetGroup { name } => groups::get(inbox, name).await,
-            Route::ChangeGroup { name } => groups::change(inbox, body, name).await,
-            Route::DeleteGroup { name } => groups::delete(inbox, name).await,
+    // Each handler runs in a box of its own. Awaited inline, every request's future would be as
+    // large as the largest handler's (1.3 KiB), and a held pop or long-poll keeps it for minutes.
+    match route {
+        Route::Relay(route) => relay_handler(route, &req, payload, &state).await,
+        Route::WebSocket { org, queue } => {
+            // The handshake takes the connection over: no body to read first.
+            Box::pin(streams::websocket(&state.inbox, &req, payload, org, queue))
+                .await
+                .unwrap_or_else(|e| actix_web::ResponseError::error_response(&e))
         }
-    };
-    result
-        .await
-        .unwrap_or_else(|e: ApiError| actix_web::ResponseError::error_response(&e))
+        route => {
+            let reply = async {
+                let body = read_body(&req, payload, state.inbox.settings()).await?;
+                inbox_handler(route, &state, &req, body).await
+            };
+            reply
+                .await
+                .unwrap_or_else(|e: ApiError| actix_web::ResponseError::error_response(&e))
+        }
+    }
+}
+
+fn relay_handler<'a>(
+    route: RelayRoute,
+    req: &'a HttpRequest,
+    payload: web::Payload,
+    state: &'a AppState,
+) -> LocalBoxFuture<'a, HttpResponse> {
+    match route {
+        RelayRoute::GetUniversalId => Box::pin(ranges::universal_id(&state.ranges)),
+        RelayRoute::Hello | RelayRoute::Connected | RelayRoute::Find | RelayRoute::Range => {
+            Box::pin(cluster::serve(state, route, req))
+        }
+        // Relay bodies are streamed through, never read here.
+        _ => Box::pin(relay::serve(&state.relay, route, req, payload)),
+    }
+}
+
+fn inbox_handler<'a>(
+    route: Route,
+    state: &'a AppState,
+    req: &'a HttpRequest,
+    body: Body,
+) -> LocalBoxFuture<'a, Reply> {
+    let inbox = &state.inbox;
+    match route {
+        Route::DeployInfo => Box::pin(std::future::ready(Ok(deploy_info(state)))),
+        Route::AdminRanges => Box::pin(ranges::overview(state, req)),
+        Route::Provision { org } => Box::pin(inbox::provision(inbox, req, body, org)),
+        Route::GetTransaction { org: _, id } => {
+            Box::pin(inbox::get_transaction(inbox, req, body, id))
+        }
+        Route::UpdateTransaction { org, id } => {
+            Box::pin(inbox::update_transaction(inbox, req, body, org, id))
+        }
+        Route::DeleteTransaction { id } => Box::pin(inbox::delete_transaction(inbox, id)),
+        Route::TransactionState { id, state } => {
+            Box::pin(inbox::transaction_state(inbox, req, body, id, state))
+        }
+        Route::TransactionHistory { id } => Box::pin(inbox::history(inbox, id)),
+        Route::Pop { org, queue } => Box::pin(inbox::pop(inbox, req, body, org, queue, false)),
+        Route::PopReliable { queue } => Box::pin(inbox::pop(inbox, req, body, None, queue, true)),
+        Route::Subscribe { org, queue } => {
+            Box::pin(streams::subscribe(inbox, req, body, org, queue, false))
+        }
+        Route::SubscribeReliable { queue } => {
+            Box::pin(streams::subscribe(inbox, req, body, None, queue, true))
+        }
+        Route::Events { org, queue } => Box::pin(streams::events(inbox, req, body, org, queue)),
+        Route::Ack { queue } => Box::pin(inbox::ack(inbox, req, body, queue)),
+        Route::Peek { org, queue } => Box::pin(inbox::peek(inbox, req, body, org, queue)),
+        Route::QueueState { org, queue } => {
+            Box::pin(inbox::queue_state(inbox, req, body, org, queue))
+        }
+        // As in PopBox: the route exists on the HTTPS listener only.
+        Route::CreateSecureQueue { .. } if !req.app_config().secure() => Box::pin(
+            std::future::ready(Ok(not_found(req.method().as_str(), &req.uri().to_string()))),
+        ),
+        Route::CreateSecureQueue { org } => {
+            Box::pin(inbox::create_secure_queue(inbox, req, body, org))
+        }
+        Route::CreateGroup => Box::pin(groups::create(inbox, body)),
+        Route::GetGroup { name } => Box::pin(groups::get(inbox, name)),
+        Route::ChangeGroup { name } => Box::pin(groups::change(inbox, body, name)),
+        Route::DeleteGroup { name } => Box::pin(groups::delete(inbox, name)),
+        Route::WebSocket { .. } | Route::Relay(_) => unreachable!("served by dispatch"),
+    }
 }
 
 /// `GET /`: what this node is and what it runs on.

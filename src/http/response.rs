@@ -25,6 +25,9 @@ pub fn not_found(method: &str, url: &str) -> HttpResponse {
         .body(format!("Cannot {method} {url}"))
 }
 
+/// What a handler answers: its response, or an error rendered as PopBox does.
+pub type Reply = Result<HttpResponse, ApiError>;
+
 /// An error answer: a status and the problems, rendered as `{"errors":[…]}`.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{status}: {}", messages.join("; "))]

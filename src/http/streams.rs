@@ -20,11 +20,9 @@ use tokio::sync::mpsc;
 
 use super::inbox::{mark, messages_json, queue_for};
 use super::request::{Body, Params};
-use super::response::ApiError;
+use super::response::{ApiError, Reply};
 use crate::inbox::{Inbox, Mark};
 use crate::session::StreamItem;
-
-type Reply = Result<HttpResponse, ApiError>;
 
 /// One stream item as the JSON document clients read.
 fn document(item: &StreamItem) -> Value {
