@@ -80,7 +80,10 @@ pub async fn run(settings: Settings) -> io::Result<()> {
         started: Instant::now(),
     });
 
-    let access_log = settings.log.access_log;
+    // The log filter is fixed at start-up: an access log it would drop is not built at all
+    // (actix-web's logger keeps its own copy of the format for as long as a request lives).
+    let access_log = settings.log.access_log
+        && tracing::enabled!(target: "relaybox::access", tracing::Level::INFO);
     let server = HttpServer::new(move || {
         App::new()
             .wrap(Condition::new(
