@@ -9,6 +9,7 @@ use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use common::cutter::AnswerCutter;
 use common::{RedisServer, TestNode, skip_redis};
 use serde_json::json;
 
@@ -129,6 +130,53 @@ fn a_push_that_timed_out_but_landed_still_wakes_a_local_waiter() {
         after < Duration::from_secs(4),
         "delivered {after:?} after the 503"
     );
+}
+
+#[test]
+fn a_take_whose_answer_is_lost_for_good_puts_its_messages_back() {
+    if skip_redis() {
+        return;
+    }
+    let redis = RedisServer::start();
+    let cutter = AnswerCutter::start(redis.port);
+    let node = TestNode::on_redis_urls(
+        &[cutter.url()],
+        &[
+            ("RELAYBOX__STORE__REDIS_TIMEOUT_MS", "200"),
+            ("RELAYBOX__STORE__REDIS_RECOVERY", "1"),
+        ],
+    );
+    let other = TestNode::on_redis(&[&redis], &[]);
+    // Redis knows the take's script from here on: cut off, it runs rather than asks for it.
+    let warm = node.push(&["lost"], "warm", "H");
+    assert_eq!(node.pop("lost", "timeout=1").transactions, [warm]);
+    let id = node.push(&["lost"], "keep me", "H");
+
+    // Every take runs on Redis, and every answer is lost, for longer than the node retries.
+    cutter.cut_answers(true);
+    let (status, reply) = node.post("/queue/lost/pop?timeout=5", &json!({}));
+    assert_eq!(status, 503, "{reply}");
+    assert_eq!(other.state(&id, "lost"), "Delivered", "the take ran");
+
+    cutter.cut_answers(false);
+    assert_eq!(
+        other.pop("lost", "timeout=5").transactions,
+        std::slice::from_ref(&id)
+    );
+    let (_, history) = other.get(&format!("/trans/{id}/history"));
+    let states: Vec<&str> = history["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|change| change["state"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        states,
+        ["Pending", "Delivered", "Pending", "Delivered"],
+        "taken, put back, taken again: {history}"
+    );
+    let id = node.push(&["lost"], "after", "H");
+    assert_eq!(node.pop("lost", "timeout=5").transactions, [id]);
 }
 
 #[test]

@@ -3,6 +3,7 @@
 //! helpers. The node is killed when the handle is dropped.
 #![allow(dead_code)]
 
+pub mod cutter;
 pub mod receiver;
 pub mod relay;
 
@@ -301,6 +302,11 @@ impl TestNode {
     /// Starts a node whose queue shards are `servers` (the first also holds transactions).
     pub fn on_redis(servers: &[&RedisServer], env: &[(&str, &str)]) -> Self {
         let urls: Vec<String> = servers.iter().map(|s| s.url()).collect();
+        Self::on_redis_urls(&urls, env)
+    }
+
+    /// Starts a node whose queue shards are at `urls` (the first also holds transactions).
+    pub fn on_redis_urls(urls: &[String], env: &[(&str, &str)]) -> Self {
         let urls = urls.join(",");
         let mut all = vec![
             ("RELAYBOX__STORE__BACKEND", "redis"),

@@ -532,7 +532,12 @@ impl Store for RedisStore {
                 let mut conn = server.conn();
                 async move { invocation.invoke_async(&mut conn).await }
             })
-            .await?;
+            .await
+            .inspect_err(|e| {
+                if matches!(e, StoreError::Unavailable { .. }) {
+                    self.return_taken_later(server, queue, &token, together);
+                }
+            })?;
         let taken = refs(high, low);
         let metas = if together {
             metas
@@ -1160,33 +1165,94 @@ impl RedisStore {
     /// Runs an idempotent operation, retrying it through an outage of `server` for up to
     /// `redis_recovery`: when a connection breaks, whether Redis ran the command is unknown, and
     /// only running it again (it is safe to) tells.
-    async fn retrying<T, E, F, Fut>(&self, server: &Server, mut op: F) -> StoreResult<T>
+    async fn retrying<T, E, F, Fut>(&self, server: &Server, op: F) -> StoreResult<T>
     where
         F: FnMut() -> Fut,
         Fut: std::future::Future<Output = Result<T, E>>,
         E: Into<StoreFailure>,
     {
-        let started = tokio::time::Instant::now();
-        let mut delay = Duration::from_millis(50);
-        loop {
-            let error = match op().await.map_err(Into::into) {
-                Ok(value) => return Ok(value),
-                Err(StoreFailure::Redis(e)) => server.error(e),
-                Err(StoreFailure::Store(e)) => e,
-            };
-            if !matches!(error, StoreError::Unavailable { .. })
-                || started.elapsed() + delay > self.recovery
-            {
-                return Err(error);
+        retry_through_outage(server, self.recovery, op).await
+    }
+
+    /// After a take failed with the server unreachable: the take may have run with its answer
+    /// lost, leaving what it took recorded under its token and in nobody's hands. Puts that back
+    /// in the background, for as long as the record lasts (`RETURN_TAKEN`; harmless when the
+    /// take never ran). The `Pending` in the history is dated when the take failed.
+    fn return_taken_later(&self, server: &Server, queue: &QueueName, token: &str, together: bool) {
+        let mut invocation = scripts::RETURN_TAKEN.key(keys::list(queue, Priority::High));
+        invocation
+            .key(keys::list(queue, Priority::Low))
+            .key(token)
+            .key(keys::UNACKED)
+            .arg(keys::PUSHED_CHANNEL)
+            // From nobody: the node's own waiters must hear of it too, and no shard actor
+            // awaits this task to drain the queue for them.
+            .arg(
+                Announcement {
+                    from: Cow::Borrowed(""),
+                    queues: vec![Cow::Borrowed(queue.key())],
+                }
+                .to_json(),
+            )
+            .arg(self.token_lifetime)
+            .arg(queue.key())
+            .arg(queue.id())
+            .arg(if together { queue.id() } else { "" })
+            .arg(history_line(
+                queue.id(),
+                DeliveryState::Pending,
+                unix_now_ms(),
+            ));
+        let (server, queue) = (server.clone(), queue.clone());
+        let lifetime = Duration::from_secs(self.token_lifetime);
+        tokio::spawn(async move {
+            let returned = retry_through_outage(&server, lifetime, || {
+                let (invocation, mut conn) = (&invocation, server.conn());
+                async move { invocation.invoke_async::<i64>(&mut conn).await }
+            });
+            match returned.await {
+                Ok(0) => {}
+                Ok(count) => {
+                    warn!(%queue, count, "put back messages taken for a pop whose answer was lost")
+                }
+                Err(e) => {
+                    error!(%queue, error = %e, "messages taken for a pop whose answer was lost may not be back")
+                }
             }
-            warn!(server = %server.name, error = %error, "retrying an operation interrupted by an outage");
-            tokio::time::sleep(delay).await;
-            delay = (delay * 2).min(Duration::from_secs(1));
-        }
+        });
     }
 }
 
-/// What an operation passed to [`RedisStore::retrying`] can fail with.
+/// Runs an idempotent operation on `server`, retrying it while the server is unreachable, for
+/// up to `budget`.
+async fn retry_through_outage<T, E, F, Fut>(
+    server: &Server,
+    budget: Duration,
+    mut op: F,
+) -> StoreResult<T>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, E>>,
+    E: Into<StoreFailure>,
+{
+    let started = tokio::time::Instant::now();
+    let mut delay = Duration::from_millis(50);
+    loop {
+        let error = match op().await.map_err(Into::into) {
+            Ok(value) => return Ok(value),
+            Err(StoreFailure::Redis(e)) => server.error(e),
+            Err(StoreFailure::Store(e)) => e,
+        };
+        if !matches!(error, StoreError::Unavailable { .. }) || started.elapsed() + delay > budget {
+            return Err(error);
+        }
+        warn!(server = %server.name, error = %error, "retrying an operation interrupted by an outage");
+        tokio::time::sleep(delay).await;
+        delay = (delay * 2).min(Duration::from_secs(1));
+    }
+}
+
+/// What an operation passed to [`retry_through_outage`] can fail with.
 enum StoreFailure {
     Redis(RedisError),
     Store(StoreError),

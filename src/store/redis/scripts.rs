@@ -140,6 +140,40 @@ pub static REQUEUE: LazyLock<Script> = LazyLock::new(|| {
     )
 });
 
+/// Undoes a take whose answer never reached its node (its retries outlasted `redis_recovery`):
+/// the references recorded under its token KEYS[3] go back to the head of their lists (KEYS[1]
+/// high, KEYS[2] low) in their original order, and no longer await an acknowledgement (set
+/// KEYS[4]). When ARGV[6] is the queue id (the transactions live on this server, so the take
+/// marked them), their states there go back to `Pending` (history line ARGV[7]). The token is
+/// left recording an empty take: running this again, or a late retry of the take, moves
+/// nothing. ARGV[1..5]: channel, announcement, token lifetime, queue key, queue id. Returns how
+/// many references went back.
+pub static RETURN_TAKEN: LazyLock<Script> = LazyLock::new(|| {
+    with_prelude(
+        r#"
+        local recorded = redis.call('GET', KEYS[3])
+        redis.call('SET', KEYS[3], '[[],[]]', 'EX', ARGV[3])
+        if not recorded then return 0 end
+        local taken, count = cjson.decode(recorded), 0
+        for p, list in ipairs({KEYS[1], KEYS[2]}) do
+            local refs = taken[p]
+            for i = #refs, 1, -1 do
+                local ref = refs[i]
+                redis.call('LPUSH', list, ref)
+                redis.call('ZREM', KEYS[4], unacked_member(ARGV[4], ARGV[5], string.sub(ref, 6)))
+                if ARGV[6] ~= '' and redis.call('EXISTS', ref .. ':meta') == 1 then
+                    redis.call('HSET', ref .. ':state', ARGV[6], 'Pending')
+                    record_state(ref, ARGV[7])
+                end
+                count = count + 1
+            end
+        end
+        if count > 0 then redis.call('PUBLISH', ARGV[1], ARGV[2]) end
+        return count
+        "#,
+    )
+});
+
 /// Up to ARGV[1] references without taking them, high first. Returns `{high, low}`.
 pub static PEEK: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
