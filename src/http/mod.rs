@@ -76,6 +76,7 @@ async fn dispatch(
     }
 }
 
+/// The device relay's handler for `route`, in its own box (see `dispatch`).
 fn relay_handler<'a>(
     route: RelayRoute,
     req: &'a HttpRequest,
@@ -92,6 +93,7 @@ fn relay_handler<'a>(
     }
 }
 
+/// The inbox API's handler for `route`, in its own box (see `dispatch`); `body` is read.
 fn inbox_handler<'a>(
     route: Route,
     state: &'a AppState,
