@@ -223,11 +223,7 @@ impl RedisStore {
 
     /// What to publish when `queues` gained messages.
     fn announcement<'q>(&self, queues: impl IntoIterator<Item = &'q QueueName>) -> String {
-        Announcement {
-            from: Cow::Borrowed(&self.origin),
-            queues: queues.into_iter().map(|q| Cow::Borrowed(q.key())).collect(),
-        }
-        .to_json()
+        announcement_from(&self.origin, queues)
     }
 
     /// Marks taken references and loads their metadata, on the transactions server.
@@ -1187,13 +1183,7 @@ impl RedisStore {
             .arg(keys::PUSHED_CHANNEL)
             // From nobody: the node's own waiters must hear of it too, and no shard actor
             // awaits this task to drain the queue for them.
-            .arg(
-                Announcement {
-                    from: Cow::Borrowed(""),
-                    queues: vec![Cow::Borrowed(queue.key())],
-                }
-                .to_json(),
-            )
+            .arg(announcement_from("", [queue]))
             .arg(self.token_lifetime)
             .arg(queue.key())
             .arg(queue.id())
@@ -1221,6 +1211,16 @@ impl RedisStore {
             }
         });
     }
+}
+
+/// What `from` publishes when `queues` gained messages (`from` empty: nobody, so every node
+/// looks, the publisher's too).
+fn announcement_from<'q>(from: &str, queues: impl IntoIterator<Item = &'q QueueName>) -> String {
+    Announcement {
+        from: Cow::Borrowed(from),
+        queues: queues.into_iter().map(|q| Cow::Borrowed(q.key())).collect(),
+    }
+    .to_json()
 }
 
 /// Runs an idempotent operation on `server`, retrying it while the server is unreachable, for

@@ -9,12 +9,18 @@ use crate::store::HISTORY_LIMIT;
 /// Lua shared by the scripts, so that each thing is written one way everywhere:
 /// - `unacked_member`: a member of the set of unacknowledged deliveries, naming the queue (full
 ///   key and bare id) and the transaction;
+/// - `put_back`: a reference back at the head of a list, no longer awaiting an acknowledgement;
 /// - `record_state`: appends a state change to a transaction's history (`PB:T|<id>:history`),
 ///   keeps the last `HISTORY_LIMIT`, and gives a new history the transaction's lifetime. The
 ///   node writes the change's JSON line (with its time): building it here would cost Redis,
 ///   which every node shares, more than the change itself.
 const PRELUDE: &str = r#"
     local function unacked_member(key, id, tx) return cjson.encode({key, id, tx}) end
+
+    local function put_back(list, ref, unacked, key, id)
+        redis.call('LPUSH', list, ref)
+        redis.call('ZREM', unacked, unacked_member(key, id, string.sub(ref, 6)))
+    end
 
     local function record_state(ref, line)
         local key = ref .. ':history'
@@ -130,9 +136,7 @@ pub static REQUEUE: LazyLock<Script> = LazyLock::new(|| {
         for i = #ARGV - 1, 6, -2 do
             local key = KEYS[2]
             if ARGV[i] == 'H' then key = KEYS[1] end
-            redis.call('LPUSH', key, ARGV[i + 1])
-            local member = unacked_member(ARGV[4], ARGV[5], string.sub(ARGV[i + 1], 6))
-            redis.call('ZREM', KEYS[4], member)
+            put_back(key, ARGV[i + 1], KEYS[4], ARGV[4], ARGV[5])
         end
         redis.call('PUBLISH', ARGV[1], ARGV[2])
         return 1
@@ -159,8 +163,7 @@ pub static RETURN_TAKEN: LazyLock<Script> = LazyLock::new(|| {
             local refs = taken[p]
             for i = #refs, 1, -1 do
                 local ref = refs[i]
-                redis.call('LPUSH', list, ref)
-                redis.call('ZREM', KEYS[4], unacked_member(ARGV[4], ARGV[5], string.sub(ref, 6)))
+                put_back(list, ref, KEYS[4], ARGV[4], ARGV[5])
                 if ARGV[6] ~= '' and redis.call('EXISTS', ref .. ':meta') == 1 then
                     redis.call('HSET', ref .. ':state', ARGV[6], 'Pending')
                     record_state(ref, ARGV[7])
