@@ -24,7 +24,9 @@ use tracing::{debug, warn};
 
 use crate::callbacks::{Callbacks, DeliveredEvent};
 use crate::inbox::{Mark, Message, NewTransaction, QueueName, QueuedRef, unix_now, unix_now_ms};
-use crate::store::{ShardEvent, ShardId, Store, StoreError, StoreResult, TakenRef, WaitAccounting};
+use crate::store::{
+    Interest, ShardEvent, ShardId, Store, StoreError, StoreResult, TakenRef, WaitAccounting,
+};
 
 /// How often a shard looks for reliable deliveries whose acknowledgement is overdue: such a
 /// message is back in its queue at most this long after its `timeoutACK`.
@@ -243,6 +245,8 @@ struct QueueWaiters {
     in_flight: Option<InFlight>,
     /// Something changed while a take was in flight: look again when it lands.
     again: bool,
+    /// The notification path was asked to bring other nodes' pushes into this queue.
+    listening: bool,
 }
 
 pub struct ShardActor {
@@ -256,6 +260,8 @@ pub struct ShardActor {
     /// A sweep for overdue acknowledgements is running.
     sweeping_unacked: bool,
     callbacks: Callbacks,
+    /// Where to say which queues have waiters, for a store shared with other nodes.
+    interest: Option<tokio::sync::mpsc::UnboundedSender<Interest>>,
 }
 
 impl ShardActor {
@@ -274,6 +280,7 @@ impl ShardActor {
             unreachable: false,
             sweeping_unacked: false,
             callbacks,
+            interest: None,
         }
     }
 
@@ -308,7 +315,7 @@ impl ShardActor {
             return;
         };
         let Some(front) = entry.waiters.front_mut() else {
-            self.queues.remove(&queue);
+            self.untrack(&queue);
             return;
         };
         let popped_at = (!front.looked).then(unix_now);
@@ -368,7 +375,13 @@ impl ShardActor {
                         r.counted = true;
                     }
                 }
-                if again {
+                self.listen(&queue);
+                // Looking again also drops the entry when every waiter left meanwhile.
+                let idle = self
+                    .queues
+                    .get(&queue)
+                    .is_some_and(|e| e.waiters.is_empty());
+                if again || idle {
                     self.drain(queue, ctx);
                 }
             }
@@ -390,6 +403,28 @@ impl ShardActor {
                 }
                 self.drain(queue, ctx);
             }
+        }
+    }
+
+    /// Someone waits on `queue` with nothing to take: from now on, other nodes' pushes into it
+    /// must reach this node. (Once they do, the shard hears of the queue and looks again.)
+    fn listen(&mut self, queue: &QueueName) {
+        let (Some(interest), Some(entry)) = (&self.interest, self.queues.get_mut(queue)) else {
+            return;
+        };
+        if !entry.listening && !entry.waiters.is_empty() {
+            entry.listening = true;
+            let _ = interest.send(Interest::Listen(queue.key().to_owned()));
+        }
+    }
+
+    /// Drops `queue` from the registry (nobody waits there and no take is in flight).
+    fn untrack(&mut self, queue: &QueueName) {
+        let Some(entry) = self.queues.remove(queue) else {
+            return;
+        };
+        if let (true, Some(interest)) = (entry.listening, &self.interest) {
+            let _ = interest.send(Interest::Ignore(queue.key().to_owned()));
         }
     }
 
@@ -466,7 +501,13 @@ impl ShardActor {
                 released.push((queue.clone(), counted, r.waiter));
             }
         }
-        self.queues.retain(|_, entry| entry.in_flight.is_some());
+        let idle: Vec<QueueName> = (self.queues.iter())
+            .filter(|(_, entry)| entry.in_flight.is_none())
+            .map(|(queue, _)| queue.clone())
+            .collect();
+        for queue in &idle {
+            self.untrack(queue);
+        }
         let mut recorded = Vec::with_capacity(released.len());
         for (queue, counted, waiter) in released {
             if counted {
@@ -538,10 +579,12 @@ impl Actor for ShardActor {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Self::Context) {
-        if let Some(events) = self.store.notifications(self.id) {
+        if let Some(notifications) = self.store.notifications(self.id) {
+            let events = notifications.events;
             ctx.add_stream(futures_util::stream::unfold(events, |mut rx| async move {
                 rx.recv().await.map(|event| (event, rx))
             }));
+            self.interest = Some(notifications.interest);
         }
         // Sessions and handlers may queue many requests at once; back-pressure comes from the
         // HTTP side, so the mailbox need not push back too.
@@ -651,7 +694,7 @@ impl Handler<CancelWait> for ShardActor {
             count_out = false;
         }
         if entry.waiters.is_empty() && entry.in_flight.is_none() {
-            self.queues.remove(&msg.queue);
+            self.untrack(&msg.queue);
         }
         if count_out {
             self.waiter_left(&msg.queue);

@@ -48,8 +48,8 @@ fn a_push_on_one_node_wakes_a_pop_waiting_on_another() {
     assert_eq!(a.get(&format!("/trans/{id}")), (200, json!({})));
 }
 
-/// A message that comes back unacknowledged is announced, whichever node's sweep returns it,
-/// and a node hears every announcement but its own.
+/// A message that comes back unacknowledged is announced on its queue's channel, whichever
+/// node's sweep returns it, and each announcement names the node that made it.
 #[test]
 fn a_message_due_back_wakes_a_pop_waiting_on_another_node() {
     if skip_redis() {
@@ -57,7 +57,9 @@ fn a_message_due_back_wakes_a_pop_waiting_on_another_node() {
     }
     let redis = RedisServer::start();
     let mut channel = TcpStream::connect(("127.0.0.1", redis.port)).unwrap();
-    channel.write_all(b"SUBSCRIBE relaybox:pushed\r\n").unwrap();
+    channel
+        .write_all(b"SUBSCRIBE relaybox:pushed:UNSEC:due\r\n")
+        .unwrap();
     let a = TestNode::on_redis(&[&redis], &[]);
     let b = Arc::new(TestNode::on_redis(&[&redis], &[]));
     let id = a.push(&["due"], "back", "H");
@@ -82,16 +84,62 @@ fn a_message_due_back_wakes_a_pop_waiting_on_another_node() {
     while let Ok(n @ 1..) = channel.read(&mut buf) {
         heard.extend_from_slice(&buf[..n]);
     }
-    let announcements: Vec<serde_json::Value> = String::from_utf8_lossy(&heard)
-        .lines()
-        .filter(|l| l.starts_with('{'))
-        .map(|l| serde_json::from_str(l).unwrap())
+    let heard = String::from_utf8_lossy(&heard);
+    let lines: Vec<&str> = heard.lines().collect();
+    // A message is `*3 $7 message $<n> <channel> $<n> <payload>`, one line each.
+    let publishers: Vec<&str> = (lines.iter().enumerate())
+        .filter(|(_, l)| **l == "message")
+        .map(|(i, _)| {
+            assert_eq!(lines[i + 2], "relaybox:pushed:UNSEC:due", "{heard:?}");
+            lines[i + 4]
+        })
         .collect();
-    assert_eq!(announcements.len(), 2, "{announcements:?}");
-    for a in &announcements {
-        assert!(a["from"].as_str().is_some_and(|f| !f.is_empty()), "{a}");
-        assert_eq!(a["queues"], json!(["UNSEC:due"]), "{a}");
+    assert_eq!(publishers.len(), 2, "{heard:?}");
+    assert!(publishers.iter().all(|p| !p.is_empty()), "{heard:?}");
+}
+
+/// A node listens on a queue's channel only once someone waits there with nothing to take:
+/// pushes nobody waits for are heard by no node.
+#[test]
+fn a_node_hears_only_of_the_queues_its_consumers_wait_on() {
+    if skip_redis() {
+        return;
     }
+    let redis = RedisServer::start();
+    let a = TestNode::on_redis(&[&redis], &[]);
+    let b = Arc::new(TestNode::on_redis(&[&redis], &[]));
+    let subscribers = |queue: &str| -> String {
+        let channel = format!("relaybox:pushed:UNSEC:{queue}");
+        redis
+            .cli(&["PUBSUB", "NUMSUB", &channel])
+            .lines()
+            .nth(1)
+            .unwrap_or("")
+            .to_owned()
+    };
+    let id = a.push(&["ready"], "there", "H");
+    assert_eq!(b.pop("ready", "timeout=5").transactions, [id]);
+    assert_eq!(
+        subscribers("ready"),
+        "0",
+        "the pop found its message at once"
+    );
+
+    let waiter = {
+        let b = Arc::clone(&b);
+        std::thread::spawn(move || b.pop("waited", "timeout=10"))
+    };
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while subscribers("waited") != "1" {
+        assert!(
+            Instant::now() < deadline,
+            "node B never listened on the queue"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let id = a.push(&["waited"], "for", "H");
+    assert_eq!(waiter.join().unwrap().transactions, [id]);
+    assert_eq!(subscribers("ready"), "0");
 }
 
 /// A push whose answer never came (Redis paused past the node's timeout) may still land: the

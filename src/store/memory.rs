@@ -180,10 +180,7 @@ impl Store for MemoryStore {
         format!("memory/{shard}")
     }
 
-    fn notifications(
-        &self,
-        _shard: ShardId,
-    ) -> Option<tokio::sync::mpsc::UnboundedReceiver<super::ShardEvent>> {
+    fn notifications(&self, _shard: ShardId) -> Option<super::Notifications> {
         // Only this node writes here, and it wakes its own waiters.
         None
     }

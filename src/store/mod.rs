@@ -59,6 +59,23 @@ pub enum ShardEvent {
     Lost,
 }
 
+/// What a shard tells the notification path: which queues it wants to hear of. A backend shared
+/// by several nodes need then only bring a node the pushes into queues it has waiters on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Interest {
+    /// Consumers wait on this queue (by [`QueueName::key`]). Once the backend listens, it
+    /// reports the queue as [`ShardEvent::Pushed`]: a push made before then was not heard.
+    Listen(String),
+    /// Nobody waits on this queue any more.
+    Ignore(String),
+}
+
+/// A shard's notification path, for a backend shared by several nodes.
+pub struct Notifications {
+    pub events: mpsc::UnboundedReceiver<ShardEvent>,
+    pub interest: mpsc::UnboundedSender<Interest>,
+}
+
 pub type StoreResult<T> = Result<T, StoreError>;
 
 /// One message taken out of a queue, with the metadata it had when it was taken (`None` when
@@ -91,7 +108,7 @@ pub trait Store: Send + Sync + 'static {
 
     /// Wake-ups for `shard` from other nodes, for a backend shared by several nodes. Called once
     /// per shard, by its actor.
-    fn notifications(&self, shard: ShardId) -> Option<mpsc::UnboundedReceiver<ShardEvent>>;
+    fn notifications(&self, shard: ShardId) -> Option<Notifications>;
 
     /// Stores a new transaction, with state `Pending` for each of its queues, and pushes it into
     /// `queues` (those of its queues that are on `shard`) as [`push`](Store::push) does. It

@@ -21,8 +21,21 @@
 
 use crate::inbox::{Priority, QueueName, TxId};
 
-/// The pub/sub channel on every shard server on which pushes announce the queues they filled.
-pub const PUSHED_CHANNEL: &str = "relaybox:pushed";
+/// Where the pub/sub channels of queues start, on their shard's server: a push into a queue is
+/// announced on `relaybox:pushed:<queue key>`, with the name of the node that made it. A node
+/// subscribes to a queue's channel only while it has consumers waiting there, so a push that
+/// nobody waits for reaches no node at all.
+pub const PUSHED_PREFIX: &str = "relaybox:pushed:";
+
+/// The channel announcing pushes into the queue with this key ([`QueueName::key`]).
+pub fn pushed_channel(queue_key: &str) -> String {
+    format!("{PUSHED_PREFIX}{queue_key}")
+}
+
+/// The queue key a channel announces pushes for.
+pub fn pushed_queue(channel: &str) -> Option<&str> {
+    channel.strip_prefix(PUSHED_PREFIX)
+}
 
 const TRANSACTION_PREFIX: &str = "PB:T|";
 
@@ -115,5 +128,9 @@ mod tests {
         let id = TxId::from("abc");
         assert_eq!(meta(&id), "PB:T|abc:meta");
         assert_eq!(from_reference(&reference(&id)), id);
+        let channel = pushed_channel(q.key());
+        assert_eq!(channel, "relaybox:pushed:acme:UNSEC:q1");
+        assert_eq!(pushed_queue(&channel), Some(q.key()));
+        assert_eq!(pushed_queue("other"), None);
     }
 }

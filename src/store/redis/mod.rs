@@ -17,7 +17,6 @@ mod keys;
 mod scripts;
 mod subscriber;
 
-use std::borrow::Cow;
 use std::cell::RefCell;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -27,13 +26,10 @@ use ::redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use ::redis::io::tcp::TcpSettings;
 use ::redis::{AsyncCommands, Client, IntoConnectionInfo, RedisError, RetryMethod};
 use async_trait::async_trait;
-use tokio::sync::mpsc;
 use tracing::{error, warn};
 
-use subscriber::Announcement;
-
 use super::{
-    HISTORY_LIMIT, ShardEvent, ShardId, Store, StoreError, StoreResult, TakenRef, WaitAccounting,
+    HISTORY_LIMIT, Notifications, ShardId, Store, StoreError, StoreResult, TakenRef, WaitAccounting,
 };
 use crate::config::StoreSettings;
 use crate::inbox::{
@@ -219,11 +215,6 @@ impl RedisStore {
 
     fn shard(&self, shard: ShardId) -> &Server {
         &self.shards[shard]
-    }
-
-    /// What to publish when `queues` gained messages.
-    fn announcement<'q>(&self, queues: impl IntoIterator<Item = &'q QueueName>) -> String {
-        announcement_from(&self.origin, queues)
     }
 
     /// Marks taken references and loads their metadata, on the transactions server.
@@ -651,7 +642,7 @@ impl Store for RedisStore {
             .await
             .map_err(|e| self.transactions.error(e))?;
         let mut give_back = scripts::RETURN_DUE.key(keys::UNACKED);
-        give_back.arg(keys::PUSHED_CHANNEL).arg(&*self.origin);
+        give_back.arg(keys::PUSHED_PREFIX).arg(&*self.origin);
         let mut requeued = Vec::new();
         for ((member, queue, tx), priority) in due.into_iter().zip(priorities) {
             let list = Priority::parse(&priority).map(|p| keys::list(&queue, p));
@@ -1039,7 +1030,7 @@ impl Store for RedisStore {
         Ok(0)
     }
 
-    fn notifications(&self, shard: ShardId) -> Option<mpsc::UnboundedReceiver<ShardEvent>> {
+    fn notifications(&self, shard: ShardId) -> Option<Notifications> {
         let server = self.shard(shard);
         Some(subscriber::spawn(
             server.client.clone(),
@@ -1099,8 +1090,8 @@ impl RedisStore {
                 pipe.cmd("EXPIRE").arg(&list).arg(ttl).arg(only).ignore();
             }
         }
-        if !queues.is_empty() {
-            pipe.publish(keys::PUSHED_CHANNEL, self.announcement(queues))
+        for queue in queues {
+            pipe.publish(keys::pushed_channel(queue.key()), &*self.origin)
                 .ignore();
         }
         if pipe.is_empty() {
@@ -1139,8 +1130,8 @@ impl RedisStore {
                 .key(keys::list(queue, Priority::Low))
                 .key(&token)
                 .key(keys::UNACKED)
-                .arg(keys::PUSHED_CHANNEL)
-                .arg(self.announcement([queue]))
+                .arg(keys::pushed_channel(queue.key()))
+                .arg(&*self.origin)
                 .arg(self.token_lifetime)
                 .arg(queue.key())
                 .arg(queue.id());
@@ -1180,10 +1171,10 @@ impl RedisStore {
             .key(keys::list(queue, Priority::Low))
             .key(token)
             .key(keys::UNACKED)
-            .arg(keys::PUSHED_CHANNEL)
+            .arg(keys::pushed_channel(queue.key()))
             // From nobody: the node's own waiters must hear of it too, and no shard actor
             // awaits this task to drain the queue for them.
-            .arg(announcement_from("", [queue]))
+            .arg("")
             .arg(self.token_lifetime)
             .arg(queue.key())
             .arg(queue.id())
@@ -1211,16 +1202,6 @@ impl RedisStore {
             }
         });
     }
-}
-
-/// What `from` publishes when `queues` gained messages (`from` empty: nobody, so every node
-/// looks, the publisher's too).
-fn announcement_from<'q>(from: &str, queues: impl IntoIterator<Item = &'q QueueName>) -> String {
-    Announcement {
-        from: Cow::Borrowed(from),
-        queues: queues.into_iter().map(|q| Cow::Borrowed(q.key())).collect(),
-    }
-    .to_json()
 }
 
 /// Runs an idempotent operation on `server`, retrying it while the server is unreachable, for

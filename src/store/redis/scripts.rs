@@ -127,8 +127,8 @@ pub static MARK: LazyLock<Script> = LazyLock::new(|| {
 /// Puts references back at the head of their lists in their original order and announces the
 /// queue, once per token: KEYS[3] remembers that it ran (a retry after a lost reply does
 /// nothing). They are no longer awaiting an acknowledgement (set KEYS[4]). KEYS[1] high list,
-/// KEYS[2] low list. ARGV: channel, announcement, token lifetime, queue key, queue
-/// id, then pairs of (H|L, reference) in delivery order.
+/// KEYS[2] low list. ARGV: the queue's channel, the node announcing, token lifetime, queue key,
+/// queue id, then pairs of (H|L, reference) in delivery order.
 pub static REQUEUE: LazyLock<Script> = LazyLock::new(|| {
     with_prelude(
         r#"
@@ -150,8 +150,8 @@ pub static REQUEUE: LazyLock<Script> = LazyLock::new(|| {
 /// KEYS[4]). When ARGV[6] is the queue id (the transactions live on this server, so the take
 /// marked them), their states there go back to `Pending` (history line ARGV[7]). The token is
 /// left recording an empty take: running this again, or a late retry of the take, moves
-/// nothing. ARGV[1..5]: channel, announcement, token lifetime, queue key, queue id. Returns how
-/// many references went back.
+/// nothing. ARGV[1..5]: the queue's channel, the node announcing, token lifetime, queue key,
+/// queue id. Returns how many references went back.
 pub static RETURN_TAKEN: LazyLock<Script> = LazyLock::new(|| {
     with_prelude(
         r#"
@@ -403,27 +403,29 @@ pub static REOPEN: LazyLock<Script> = LazyLock::new(|| {
     )
 });
 
-/// On a shard server: returns unacknowledged deliveries that are due back. ARGV[1] is the
-/// channel, ARGV[2] the node announcing, then triples (member of the set KEYS[1], list to
-/// return it to or '', reference) in the order they fell due. Each member still in the set
-/// leaves it and its reference goes to the head of the list, the longest overdue first in line;
-/// a member already gone (acknowledged, or returned by another node) is skipped, so each goes
-/// back once. The queues (list names without `PB:Q|H:`) are announced on the channel, as
-/// `subscriber::Announcement`s.
+/// On a shard server: returns unacknowledged deliveries that are due back. ARGV[1] is where the
+/// queues' channels start, ARGV[2] the node announcing, then triples (member of the set KEYS[1],
+/// list to return it to or '', reference) in the order they fell due. Each member still in the
+/// set leaves it and its reference goes to the head of the list, the longest overdue first in
+/// line; a member already gone (acknowledged, or returned by another node) is skipped, so each
+/// goes back once. Each queue that gained one (its list name without `PB:Q|H:`) is announced on
+/// its channel, once. Returns how many went back.
 pub static RETURN_DUE: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
         r#"
-        local queues = {}
+        local count, announced = 0, {}
         for i = #ARGV - 2, 3, -3 do
             if redis.call('ZREM', KEYS[1], ARGV[i]) == 1 and ARGV[i + 1] ~= '' then
                 redis.call('LPUSH', ARGV[i + 1], ARGV[i + 2])
-                queues[#queues + 1] = string.sub(ARGV[i + 1], 8)
+                count = count + 1
+                local queue = string.sub(ARGV[i + 1], 8)
+                if not announced[queue] then
+                    announced[queue] = true
+                    redis.call('PUBLISH', ARGV[1] .. queue, ARGV[2])
+                end
             end
         end
-        if #queues > 0 then
-            redis.call('PUBLISH', ARGV[1], cjson.encode({from = ARGV[2], queues = queues}))
-        end
-        return #queues
+        return count
         "#,
     )
 });

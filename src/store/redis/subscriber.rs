@@ -1,120 +1,245 @@
-//! The pub/sub side of one shard: one connection that listens on the shard's pushed channel and
-//! turns what it hears into [`ShardEvent`]s for the shard actor.
+//! The pub/sub side of one shard: one connection that listens on the channels of the queues this
+//! node's consumers wait on, and turns what it hears into [`ShardEvent`]s for the shard actor.
+//!
+//! Every queue has its own channel (`keys::pushed_channel`), so a push that nobody waits for
+//! reaches no node, and a node hears only of the queues it serves, however many nodes share
+//! the server. The shard says which queues it wants ([`Interest`]). A new channel is subscribed
+//! to, and once Redis confirms it, its queue is reported as pushed: the shard looks once more,
+//! for a push made between its waiter's empty take and the subscription. A channel nobody waits
+//! on any more stays subscribed for [`LINGER`], because a consumer that was just answered
+//! usually polls again at once.
 //!
 //! Redis pub/sub is at-most-once, so a notification can be lost while the connection is down.
-//! The actor is therefore told `Subscribed` after every (re)subscription and looks at every
-//! queue that has waiters, and `Lost` when the connection drops, when it answers its waiters.
+//! The actor is therefore told `Subscribed` after every (re)connection and looks at every queue
+//! that has waiters, and `Lost` when the connection drops, when it answers its waiters.
 //!
-//! An announcement names the node that made it. A node's own come back to it too, and are
-//! dropped here: whatever fills a queue on this node drains it right after, so looking again
-//! would only cost each message one more take, and the shard one more wake-up.
+//! An announcement's payload names the node that made it. A node's own come back to it when it
+//! listens on the queue too, and are dropped here: whatever fills a queue on this node drains it
+//! right after, so looking again would only cost each message one more take.
 
-use std::borrow::Cow;
+use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use ::redis::Client;
-use ::redis::aio::ConnectionManager;
+use ::redis::aio::{ConnectionManager, PubSubSink, PubSubStream};
+use ::redis::{Client, Msg};
 use futures_util::StreamExt;
-use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 use tracing::{info, warn};
 
-use super::keys::PUSHED_CHANNEL;
-use crate::store::ShardEvent;
+use super::keys;
+use crate::store::{Interest, Notifications, ShardEvent};
 
 /// How long to wait between attempts to reach a server that is down.
 const RETRY_DELAY: Duration = Duration::from_millis(500);
 
-/// What is published on [`PUSHED_CHANNEL`]: `{"from": <node>, "queues": [<queue key>, …]}`.
-/// The `RETURN_DUE` script writes the same shape.
-#[derive(Debug, Serialize, Deserialize, PartialEq)]
-pub struct Announcement<'a> {
-    pub from: Cow<'a, str>,
-    pub queues: Vec<Cow<'a, str>>,
-}
+/// How long a queue's channel stays subscribed after its last waiter left.
+const LINGER: Duration = Duration::from_secs(30);
 
-impl Announcement<'_> {
-    pub fn to_json(&self) -> String {
-        serde_json::to_string(self).expect("strings serialise")
-    }
-}
+/// The most channels one SUBSCRIBE or UNSUBSCRIBE names: a burst of thousands of first waiters
+/// makes several moderate commands rather than one huge one.
+const BATCH: usize = 1000;
 
-/// Starts listening; stops by itself when the receiver is dropped. `commands` is the shard's
-/// command connection: it is woken up whenever the server is back, so that the first request
-/// after an outage does not find it still broken. Announcements `from` this node are ignored.
+/// Starts listening; stops by itself when the shard drops its [`Notifications`]. `commands` is
+/// the shard's command connection: it is woken up whenever the server is back, so that the
+/// first request after an outage does not find it still broken. Announcements `from` this node
+/// are ignored.
 pub fn spawn(
     client: Client,
     commands: ConnectionManager,
     name: Arc<str>,
     from: Arc<str>,
-) -> mpsc::UnboundedReceiver<ShardEvent> {
-    let (tx, rx) = mpsc::unbounded_channel();
-    tokio::spawn(async move {
-        let mut connected_once = false;
-        loop {
-            if tx.is_closed() {
-                return;
-            }
-            let mut pubsub = match client.get_async_pubsub().await {
-                Ok(pubsub) => pubsub,
-                Err(e) => {
-                    warn!(server = %name, error = %e, "cannot reach redis for notifications; retrying");
-                    tokio::time::sleep(RETRY_DELAY).await;
-                    continue;
-                }
-            };
-            if let Err(e) = pubsub.subscribe(PUSHED_CHANNEL).await {
-                warn!(server = %name, error = %e, "cannot subscribe; retrying");
-                tokio::time::sleep(RETRY_DELAY).await;
-                continue;
-            }
-            if connected_once {
-                let _: Result<String, _> = ::redis::cmd("PING")
-                    .query_async(&mut commands.clone())
-                    .await;
-                info!(server = %name, "notifications resumed");
-            }
-            connected_once = true;
-            if tx.send(ShardEvent::Subscribed).is_err() {
-                return;
-            }
-            let mut messages = pubsub.into_on_message();
-            loop {
-                tokio::select! {
-                    msg = messages.next() => match msg {
-                        Some(msg) => {
-                            let Some(queues) = foreign_queues(msg.get_payload_bytes(), &from) else {
-                                continue;
-                            };
-                            if tx.send(ShardEvent::Pushed(queues)).is_err() {
-                                return;
-                            }
-                        }
-                        None => break,
-                    },
-                    () = tx.closed() => return,
-                }
-            }
-            warn!(server = %name, "lost the notification connection; reconnecting");
-            if tx.send(ShardEvent::Lost).is_err() {
-                return;
-            }
-        }
-    });
-    rx
+) -> Notifications {
+    let (events, events_rx) = mpsc::unbounded_channel();
+    let (interest_tx, interest) = mpsc::unbounded_channel();
+    let listener = Listener {
+        client,
+        commands,
+        name,
+        from,
+        events,
+        interest,
+        channels: Channels::default(),
+    };
+    tokio::spawn(listener.run());
+    Notifications {
+        events: events_rx,
+        interest: interest_tx,
+    }
 }
 
-/// The queues a message on the channel announces, unless it is this node's (`own`) or not an
-/// announcement at all.
-fn foreign_queues(payload: &[u8], own: &str) -> Option<Vec<String>> {
-    match serde_json::from_slice::<Announcement>(payload) {
-        Ok(a) if a.from != own => Some(a.queues.into_iter().map(Cow::into_owned).collect()),
-        Ok(_) => None,
-        Err(e) => {
-            warn!(error = %e, "ignoring a message on the pushed channel that is not an announcement");
-            None
+/// The task behind [`spawn`].
+struct Listener {
+    client: Client,
+    commands: ConnectionManager,
+    name: Arc<str>,
+    from: Arc<str>,
+    events: mpsc::UnboundedSender<ShardEvent>,
+    interest: mpsc::UnboundedReceiver<Interest>,
+    channels: Channels,
+}
+
+/// Why a connection's service ended.
+enum Ended {
+    /// The connection broke: connect again.
+    Broken,
+    /// The shard is gone: stop.
+    ShardGone,
+}
+
+impl Listener {
+    async fn run(mut self) {
+        let mut connected_once = false;
+        while !self.events.is_closed() {
+            let Some((sink, stream)) = self.connect().await else {
+                tokio::time::sleep(RETRY_DELAY).await;
+                continue;
+            };
+            if connected_once {
+                let _: Result<String, _> = ::redis::cmd("PING")
+                    .query_async(&mut self.commands.clone())
+                    .await;
+                info!(server = %self.name, "notifications resumed");
+            }
+            connected_once = true;
+            if self.events.send(ShardEvent::Subscribed).is_err() {
+                return;
+            }
+            if let Ended::ShardGone = self.serve(sink, stream).await {
+                return;
+            }
+            warn!(server = %self.name, "lost the notification connection; reconnecting");
+            if self.events.send(ShardEvent::Lost).is_err() {
+                return;
+            }
         }
+    }
+
+    /// Opens the connection and subscribes to every queue still waited on.
+    async fn connect(&mut self) -> Option<(PubSubSink, PubSubStream)> {
+        let pubsub = match self.client.get_async_pubsub().await {
+            Ok(pubsub) => pubsub,
+            Err(e) => {
+                warn!(server = %self.name, error = %e, "cannot reach redis for notifications; retrying");
+                return None;
+            }
+        };
+        let (mut sink, stream) = pubsub.split();
+        // What the shard said meanwhile counts; `Subscribed` makes it look at every queue anyway.
+        while let Ok(interest) = self.interest.try_recv() {
+            self.channels.apply(interest, Instant::now());
+        }
+        for batch in self.channels.reconnected().chunks(BATCH) {
+            if let Err(e) = sink.subscribe(channel_names(batch)).await {
+                warn!(server = %self.name, error = %e, "cannot subscribe; retrying");
+                return None;
+            }
+        }
+        Some((sink, stream))
+    }
+
+    /// Relays announcements and follows the shard's interest until the connection breaks.
+    async fn serve(&mut self, mut sink: PubSubSink, mut stream: PubSubStream) -> Ended {
+        let mut tick = tokio::time::interval(LINGER / 2);
+        loop {
+            tokio::select! {
+                msg = stream.next() => match msg {
+                    Some(msg) => {
+                        let Some(queue) = foreign_queue(&msg, &self.from) else {
+                            continue;
+                        };
+                        if self.events.send(ShardEvent::Pushed(vec![queue])).is_err() {
+                            return Ended::ShardGone;
+                        }
+                    }
+                    None => return Ended::Broken,
+                },
+                Some(first) = self.interest.recv() => {
+                    let now = Instant::now();
+                    let mut new = Vec::new();
+                    new.extend(self.channels.apply(first, now));
+                    while new.len() < BATCH {
+                        let Ok(interest) = self.interest.try_recv() else { break };
+                        new.extend(self.channels.apply(interest, now));
+                    }
+                    if new.is_empty() {
+                        continue;
+                    }
+                    if sink.subscribe(channel_names(&new)).await.is_err() {
+                        return Ended::Broken;
+                    }
+                    // Heard from now on; what came before, only a look shows.
+                    if self.events.send(ShardEvent::Pushed(new)).is_err() {
+                        return Ended::ShardGone;
+                    }
+                }
+                _ = tick.tick() => {
+                    for batch in self.channels.stale(Instant::now()).chunks(BATCH) {
+                        if sink.unsubscribe(channel_names(batch)).await.is_err() {
+                            return Ended::Broken;
+                        }
+                    }
+                }
+                () = self.events.closed() => return Ended::ShardGone,
+            }
+        }
+    }
+}
+
+fn channel_names(queues: &[String]) -> Vec<String> {
+    queues.iter().map(|q| keys::pushed_channel(q)).collect()
+}
+
+/// The queue a message announces, unless this node (`own`) made it or it is not an
+/// announcement at all.
+fn foreign_queue(msg: &Msg, own: &str) -> Option<String> {
+    let queue = keys::pushed_queue(msg.get_channel_name())?;
+    (msg.get_payload_bytes() != own.as_bytes()).then(|| queue.to_owned())
+}
+
+/// The queues whose channels are subscribed, and which of them nobody waits on any more.
+#[derive(Default)]
+struct Channels {
+    /// Queue key → `None` while someone waits there, else since when nobody has.
+    subscribed: HashMap<String, Option<Instant>>,
+}
+
+impl Channels {
+    /// Follows the shard's word; returns the queue when its channel is yet to be subscribed.
+    fn apply(&mut self, interest: Interest, now: Instant) -> Option<String> {
+        match interest {
+            Interest::Listen(queue) => match self.subscribed.get_mut(&queue) {
+                Some(unwanted) => {
+                    *unwanted = None;
+                    None
+                }
+                None => {
+                    self.subscribed.insert(queue.clone(), None);
+                    Some(queue)
+                }
+            },
+            Interest::Ignore(queue) => {
+                if let Some(unwanted) = self.subscribed.get_mut(&queue) {
+                    unwanted.get_or_insert(now);
+                }
+                None
+            }
+        }
+    }
+
+    /// Forgets the queues nobody has waited on for [`LINGER`], and returns them.
+    fn stale(&mut self, now: Instant) -> Vec<String> {
+        self.subscribed
+            .extract_if(|_, unwanted| unwanted.is_some_and(|since| now - since >= LINGER))
+            .map(|(queue, _)| queue)
+            .collect()
+    }
+
+    /// On a new connection, where nothing is subscribed: forgets the queues nobody waits on and
+    /// returns the rest, to subscribe to again.
+    fn reconnected(&mut self) -> Vec<String> {
+        self.subscribed.retain(|_, unwanted| unwanted.is_none());
+        self.subscribed.keys().cloned().collect()
     }
 }
 
@@ -122,19 +247,42 @@ fn foreign_queues(payload: &[u8], own: &str) -> Option<Vec<String>> {
 mod tests {
     use super::*;
 
+    fn listen(q: &str) -> Interest {
+        Interest::Listen(q.to_owned())
+    }
+
+    fn ignore(q: &str) -> Interest {
+        Interest::Ignore(q.to_owned())
+    }
+
     #[test]
-    fn only_other_nodes_announcements_are_heard() {
-        let json = Announcement {
-            from: "a".into(),
-            queues: vec!["UNSEC:q1".into(), "UNSEC:q\"2".into()],
-        }
-        .to_json();
-        assert_eq!(json, r#"{"from":"a","queues":["UNSEC:q1","UNSEC:q\"2"]}"#);
-        assert_eq!(foreign_queues(json.as_bytes(), "a"), None);
-        assert_eq!(
-            foreign_queues(json.as_bytes(), "b"),
-            Some(vec!["UNSEC:q1".to_owned(), "UNSEC:q\"2".to_owned()])
-        );
-        assert_eq!(foreign_queues(b"[\"UNSEC:q1\"]", "b"), None);
+    fn a_channel_is_subscribed_once_and_lingers_after_its_last_waiter() {
+        let mut channels = Channels::default();
+        let t0 = Instant::now();
+        assert_eq!(channels.apply(listen("a"), t0), Some("a".to_owned()));
+        assert_eq!(channels.apply(ignore("a"), t0), None);
+        // Waited on again while it lingers: still subscribed, nothing to do.
+        assert_eq!(channels.apply(listen("a"), t0), None);
+        assert!(channels.stale(t0 + LINGER * 2).is_empty());
+
+        assert_eq!(channels.apply(ignore("a"), t0), None);
+        assert!(channels.stale(t0 + LINGER / 2).is_empty());
+        assert_eq!(channels.stale(t0 + LINGER), ["a"]);
+        // Gone: the next waiter needs a new subscription.
+        assert_eq!(channels.apply(listen("a"), t0), Some("a".to_owned()));
+        // Ignoring a queue never listened to changes nothing.
+        assert_eq!(channels.apply(ignore("b"), t0), None);
+        assert!(channels.stale(t0 + LINGER * 2).is_empty());
+    }
+
+    #[test]
+    fn a_new_connection_subscribes_only_what_is_waited_on() {
+        let mut channels = Channels::default();
+        let t0 = Instant::now();
+        channels.apply(listen("a"), t0);
+        channels.apply(listen("b"), t0);
+        channels.apply(ignore("b"), t0);
+        assert_eq!(channels.reconnected(), ["a"]);
+        assert_eq!(channels.apply(listen("b"), t0), Some("b".to_owned()));
     }
 }
