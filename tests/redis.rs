@@ -9,7 +9,7 @@ use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::cutter::AnswerCutter;
+use common::link::FaultyLink;
 use common::{RedisServer, TestNode, skip_redis};
 use serde_json::json;
 
@@ -142,6 +142,35 @@ fn a_node_hears_only_of_the_queues_its_consumers_wait_on() {
     assert_eq!(subscribers("ready"), "0");
 }
 
+/// A push that lands after a waiter found its queue empty but before its node listens on the
+/// queue is not announced to that node: once the subscription is confirmed, the node looks for
+/// it instead of leaving the waiter until its timeout.
+#[test]
+fn a_push_made_while_a_node_subscribes_still_reaches_its_waiter() {
+    if skip_redis() {
+        return;
+    }
+    let redis = RedisServer::start();
+    let link = FaultyLink::start(redis.port);
+    let a = TestNode::on_redis(&[&redis], &[]);
+    let b = Arc::new(TestNode::on_redis_urls(&[link.url()], &[]));
+    link.delay_subscribes(Duration::from_millis(1500));
+    let waiter = {
+        let b = Arc::clone(&b);
+        std::thread::spawn(move || (b.pop("window", "timeout=10"), Instant::now()))
+    };
+    std::thread::sleep(Duration::from_millis(300));
+    let channel = "relaybox:pushed:UNSEC:window";
+    let subscribers = redis.cli(&["PUBSUB", "NUMSUB", channel]);
+    assert_eq!(subscribers.lines().nth(1), Some("0"), "still subscribing");
+    let id = a.push(&["window"], "in between", "H");
+    let pushed = Instant::now();
+    let (popped, at) = waiter.join().unwrap();
+    assert_eq!(popped.transactions, [id]);
+    let after = at.duration_since(pushed);
+    assert!(after < Duration::from_secs(4), "delivered after {after:?}");
+}
+
 /// A push whose answer never came (Redis paused past the node's timeout) may still land: the
 /// node must then look at the queue itself, since it ignores its own announcement.
 #[test]
@@ -186,9 +215,9 @@ fn a_take_whose_answer_is_lost_for_good_puts_its_messages_back() {
         return;
     }
     let redis = RedisServer::start();
-    let cutter = AnswerCutter::start(redis.port);
+    let link = FaultyLink::start(redis.port);
     let node = TestNode::on_redis_urls(
-        &[cutter.url()],
+        &[link.url()],
         &[
             ("RELAYBOX__STORE__REDIS_TIMEOUT_MS", "200"),
             ("RELAYBOX__STORE__REDIS_RECOVERY", "1"),
@@ -201,12 +230,12 @@ fn a_take_whose_answer_is_lost_for_good_puts_its_messages_back() {
     let id = node.push(&["lost"], "keep me", "H");
 
     // Every take runs on Redis, and every answer is lost, for longer than the node retries.
-    cutter.cut_answers(true);
+    link.cut_answers(true);
     let (status, reply) = node.post("/queue/lost/pop?timeout=5", &json!({}));
     assert_eq!(status, 503, "{reply}");
     assert_eq!(other.state(&id, "lost"), "Delivered", "the take ran");
 
-    cutter.cut_answers(false);
+    link.cut_answers(false);
     assert_eq!(
         other.pop("lost", "timeout=5").transactions,
         std::slice::from_ref(&id)

@@ -3,7 +3,7 @@
 //! helpers. The node is killed when the handle is dropped.
 #![allow(dead_code)]
 
-pub mod cutter;
+pub mod link;
 pub mod receiver;
 pub mod relay;
 

@@ -54,11 +54,16 @@ pub fn delayed(id: &TxId) -> String {
 pub const UNACKED: &str = "PB:A|unacked";
 
 pub fn list(queue: &QueueName, priority: Priority) -> String {
+    list_of(queue.key(), priority)
+}
+
+/// The list of the queue with this key ([`QueueName::key`]).
+pub fn list_of(queue_key: &str, priority: Priority) -> String {
     let p = match priority {
         Priority::High => 'H',
         Priority::Low => 'L',
     };
-    format!("PB:Q|{p}:{}", queue.key())
+    format!("PB:Q|{p}:{queue_key}")
 }
 
 pub fn user_info(queue: &QueueName) -> String {

@@ -4,10 +4,12 @@
 //! Every queue has its own channel (`keys::pushed_channel`), so a push that nobody waits for
 //! reaches no node, and a node hears only of the queues it serves, however many nodes share
 //! the server. The shard says which queues it wants ([`Interest`]). A new channel is subscribed
-//! to, and once Redis confirms it, its queue is reported as pushed: the shard looks once more,
-//! for a push made between its waiter's empty take and the subscription. A channel nobody waits
-//! on any more stays subscribed for [`LINGER`], because a consumer that was just answered
-//! usually polls again at once.
+//! to, and once Redis confirms it, the queue is reported as pushed if it holds messages: a push
+//! made between its waiter's empty take and the subscription was not heard. (Asking Redis which
+//! queues hold messages is one cheap round trip for a whole batch; looking again with a take per
+//! queue would be one script each, and thousands of them in flight at once after a burst of
+//! first waiters.) A channel nobody waits on any more stays subscribed for [`LINGER`], because
+//! a consumer that was just answered usually polls again at once.
 //!
 //! Redis pub/sub is at-most-once, so a notification can be lost while the connection is down.
 //! The actor is therefore told `Subscribed` after every (re)connection and looks at every queue
@@ -28,6 +30,7 @@ use tokio::sync::mpsc;
 use tracing::{info, warn};
 
 use super::keys;
+use crate::inbox::Priority;
 use crate::store::{Interest, Notifications, ShardEvent};
 
 /// How long to wait between attempts to reach a server that is down.
@@ -169,7 +172,8 @@ impl Listener {
                         return Ended::Broken;
                     }
                     // Heard from now on; what came before, only a look shows.
-                    if self.events.send(ShardEvent::Pushed(new)).is_err() {
+                    let filled = self.holding_messages(new).await;
+                    if !filled.is_empty() && self.events.send(ShardEvent::Pushed(filled)).is_err() {
                         return Ended::ShardGone;
                     }
                 }
@@ -182,6 +186,23 @@ impl Listener {
                 }
                 () = self.events.closed() => return Ended::ShardGone,
             }
+        }
+    }
+
+    /// Those of `queues` that hold messages; all of them when the server cannot say (the shard
+    /// then looks at each).
+    async fn holding_messages(&mut self, queues: Vec<String>) -> Vec<String> {
+        let mut pipe = ::redis::pipe();
+        for queue in &queues {
+            let lists = [Priority::High, Priority::Low].map(|p| keys::list_of(queue, p));
+            pipe.exists(&lists);
+        }
+        match pipe.query_async::<Vec<u32>>(&mut self.commands).await {
+            Ok(found) => (queues.into_iter().zip(found))
+                .filter(|(_, lists)| *lists > 0)
+                .map(|(queue, _)| queue)
+                .collect(),
+            Err(_) => queues,
         }
     }
 }
