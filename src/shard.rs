@@ -144,7 +144,8 @@ pub struct Waiter {
     pub notify: Recipient<WaiterNotice>,
 }
 
-/// Register a waiter. The shard notifies it exactly once, unless it is cancelled first.
+/// Register a waiter. The shard notifies it exactly once, unless it is cancelled first, and
+/// takes it out of the registry before it does.
 #[derive(Message)]
 #[rtype(result = "()")]
 pub struct Wait {

@@ -27,6 +27,9 @@ pub struct PopSession {
     mark: Mark,
     timeout: Duration,
     reply: Option<oneshot::Sender<PopOutcome>>,
+    /// In the shard's registry: the shard takes a waiter out before it notifies it, so only a
+    /// session that ends otherwise (timeout, client gone) has to leave it.
+    waiting: bool,
 }
 
 impl PopSession {
@@ -47,6 +50,7 @@ impl PopSession {
             mark,
             timeout,
             reply: Some(reply),
+            waiting: false,
         }
         .start();
         outcome
@@ -76,6 +80,7 @@ impl Actor for PopSession {
                 notify: ctx.address().recipient(),
             },
         });
+        self.waiting = true;
         ctx.run_later(self.timeout, |act, ctx| {
             act.finish(Ok(Delivery::empty()), ctx)
         });
@@ -83,11 +88,12 @@ impl Actor for PopSession {
     }
 
     fn stopped(&mut self, _ctx: &mut Self::Context) {
-        // Harmless when the shard already removed us to hand over a delivery.
-        self.shard.do_send(CancelWait {
-            queue: self.queue.clone(),
-            id: self.waiter_id,
-        });
+        if self.waiting {
+            self.shard.do_send(CancelWait {
+                queue: self.queue.clone(),
+                id: self.waiter_id,
+            });
+        }
     }
 }
 
@@ -95,6 +101,7 @@ impl Handler<WaiterNotice> for PopSession {
     type Result = ();
 
     fn handle(&mut self, notice: WaiterNotice, ctx: &mut Self::Context) {
+        self.waiting = false;
         let outcome = match notice {
             WaiterNotice::Deliver(delivery) => Ok(delivery),
             WaiterNotice::Release => Ok(Delivery::empty()),
