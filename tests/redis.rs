@@ -256,6 +256,42 @@ fn a_take_whose_answer_is_lost_for_good_puts_its_messages_back() {
     assert_eq!(node.pop("lost", "timeout=5").transactions, [id]);
 }
 
+/// A take that found nothing counts its waiter in the queue's `blocked`; if its answer is lost
+/// for good, the waiter is answered `503` and never waits, so the count goes back down.
+#[test]
+fn a_lost_empty_take_does_not_leave_its_waiter_counted() {
+    if skip_redis() {
+        return;
+    }
+    let redis = RedisServer::start();
+    let link = FaultyLink::start(redis.port);
+    let node = TestNode::on_redis_urls(
+        &[link.url()],
+        &[
+            ("RELAYBOX__STORE__REDIS_TIMEOUT_MS", "200"),
+            ("RELAYBOX__STORE__REDIS_RECOVERY", "1"),
+        ],
+    );
+    // Redis knows the take's script from here on: cut off, it runs rather than asks for it.
+    let warm = node.push(&["idle"], "warm", "H");
+    assert_eq!(node.pop("idle", "timeout=1").transactions, [warm]);
+
+    link.cut_answers(true);
+    let (status, reply) = node.post("/queue/idle/pop?timeout=5", &json!({}));
+    assert_eq!(status, 503, "{reply}");
+    link.cut_answers(false);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let blocked = redis.cli(&["HGET", "PB:Q|UNSEC:idle:userInfo", "blocked"]);
+        if blocked == "0" {
+            break;
+        }
+        assert!(Instant::now() < deadline, "blocked stays {blocked:?}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(node.get("/queue/idle").1["blocked"], json!(false));
+}
+
 #[test]
 fn an_outage_answers_503_naming_the_shard_and_heals() {
     if skip_redis() {

@@ -1171,6 +1171,7 @@ impl RedisStore {
             .key(keys::list(queue, Priority::Low))
             .key(token)
             .key(keys::UNACKED)
+            .key(keys::user_info(queue))
             .arg(keys::pushed_channel(queue.key()))
             // From nobody: the node's own waiters must hear of it too, and no shard actor
             // awaits this task to drain the queue for them.

@@ -46,7 +46,8 @@ fn with_prelude(body: &str) -> Script {
 /// (only possible when transactions live on this server). When ARGV[5] is a time, it is recorded
 /// as the queue's `lastPopDate` in KEYS[4]. The `blocked` count there goes up by ARGV[6] when
 /// nothing was taken, and down by one when something was and ARGV[7] is set; a replay of a
-/// recorded take changes nothing (so an empty counting take is recorded too). When ARGV[8] is a
+/// recorded take changes nothing (so an empty counting take is recorded too). The record is
+/// `[high, low, change of blocked]`, for `RETURN_TAKEN` to undo. When ARGV[8] is a
 /// time (Unix ms), what is taken is due back then unless acknowledged: it joins the set KEYS[5]
 /// (member: queue key ARGV[9], queue id ARGV[10], transaction). ARGV[11] is the history line of
 /// the state change. ARGV[12] is set on a retry: only then can the token already be there.
@@ -57,21 +58,23 @@ pub static TAKE: LazyLock<Script> = LazyLock::new(|| {
         local taken
         local recorded = ARGV[12] ~= '' and redis.call('GET', KEYS[3])
         if recorded then
-            taken = cjson.decode(recorded)
+            local record = cjson.decode(recorded)
+            taken = {record[1], record[2]}
         else
             local max = tonumber(ARGV[1])
             local high = redis.call('LPOP', KEYS[1], max) or {}
             local low = {}
             if #high < max then low = redis.call('LPOP', KEYS[2], max - #high) or {} end
             taken = {high, low}
-            local count, newcomers = #high + #low, tonumber(ARGV[6])
+            local count, newcomers, counted = #high + #low, tonumber(ARGV[6]), 0
             if count == 0 and newcomers > 0 then
-                redis.call('HINCRBY', KEYS[4], 'blocked', newcomers)
+                counted = newcomers
             elseif count > 0 and ARGV[7] ~= '' then
-                redis.call('HINCRBY', KEYS[4], 'blocked', -1)
+                counted = -1
             end
+            if counted ~= 0 then redis.call('HINCRBY', KEYS[4], 'blocked', counted) end
             if count > 0 or newcomers > 0 then
-                redis.call('SET', KEYS[3], cjson.encode(taken), 'EX', ARGV[2])
+                redis.call('SET', KEYS[3], cjson.encode({high, low, counted}), 'EX', ARGV[2])
             end
             if ARGV[8] ~= '' then
                 -- Fractions of a millisecond keep the order of one take when it falls due.
@@ -147,7 +150,8 @@ pub static REQUEUE: LazyLock<Script> = LazyLock::new(|| {
 /// Undoes a take whose answer never reached its node (its retries outlasted `redis_recovery`):
 /// the references recorded under its token KEYS[3] go back to the head of their lists (KEYS[1]
 /// high, KEYS[2] low) in their original order, and no longer await an acknowledgement (set
-/// KEYS[4]). When ARGV[6] is the queue id (the transactions live on this server, so the take
+/// KEYS[4]); the change the take made to the queue's `blocked` (in KEYS[5]) is undone, since
+/// its node never learnt of it. When ARGV[6] is the queue id (the transactions live on this server, so the take
 /// marked them), their states there go back to `Pending` (history line ARGV[7]). The token is
 /// left recording an empty take: running this again, or a late retry of the take, moves
 /// nothing. ARGV[1..5]: the queue's channel, the node announcing, token lifetime, queue key,
@@ -159,6 +163,8 @@ pub static RETURN_TAKEN: LazyLock<Script> = LazyLock::new(|| {
         redis.call('SET', KEYS[3], '[[],[]]', 'EX', ARGV[3])
         if not recorded then return 0 end
         local taken, count = cjson.decode(recorded), 0
+        local counted = tonumber(taken[3]) or 0
+        if counted ~= 0 then redis.call('HINCRBY', KEYS[5], 'blocked', -counted) end
         for p, list in ipairs({KEYS[1], KEYS[2]}) do
             local refs = taken[p]
             for i = #refs, 1, -1 do
