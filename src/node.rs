@@ -14,7 +14,7 @@ use actix::{Actor, Arbiter};
 use actix_web::dev::Service;
 use actix_web::middleware::{Condition, Logger};
 use actix_web::{App, HttpServer, web};
-use tracing::{debug, info, warn};
+use tracing::{debug, error, info, warn};
 
 use crate::callbacks::Callbacks;
 use crate::cluster::Cluster;
@@ -142,6 +142,17 @@ pub async fn run(settings: Settings) -> io::Result<()> {
         stopped.await;
     });
     server.await?;
+    // Background put-backs run on the shard threads: let them finish before those stop.
+    let unfinished = store
+        .settle(Duration::from_secs(settings.node.shutdown_timeout))
+        .await;
+    if unfinished > 0 {
+        error!(
+            unfinished,
+            "stopping before the messages of lost takes were put back: they are out of their \
+             queues, recorded under PB:K|… until those records expire"
+        );
+    }
     for arbiter in arbiters {
         arbiter.stop();
     }

@@ -256,6 +256,44 @@ fn a_take_whose_answer_is_lost_for_good_puts_its_messages_back() {
     assert_eq!(node.pop("lost", "timeout=5").transactions, [id]);
 }
 
+/// A node told to stop while the put-back of a lost take still waits for the server waits for
+/// it too (up to `node.shutdown_timeout`), rather than leave the take's messages out of their
+/// queue.
+#[test]
+fn a_stopping_node_finishes_putting_back_a_lost_take() {
+    if skip_redis() {
+        return;
+    }
+    let redis = RedisServer::start();
+    let link = FaultyLink::start(redis.port);
+    let mut node = TestNode::on_redis_urls(
+        &[link.url()],
+        &[
+            ("RELAYBOX__STORE__REDIS_TIMEOUT_MS", "200"),
+            ("RELAYBOX__STORE__REDIS_RECOVERY", "1"),
+            ("RELAYBOX__NODE__SHUTDOWN_TIMEOUT", "10"),
+        ],
+    );
+    // Redis knows the take's script from here on: cut off, it runs rather than asks for it.
+    let warm = node.push(&["parting"], "warm", "H");
+    assert_eq!(node.pop("parting", "timeout=1").transactions, [warm]);
+    let id = node.push(&["parting"], "keep me", "H");
+
+    link.cut_answers(true);
+    let (status, reply) = node.post("/queue/parting/pop?timeout=5", &json!({}));
+    assert_eq!(status, 503, "{reply}");
+    node.terminate();
+    assert_eq!(
+        node.wait_exit(Duration::from_secs(1)),
+        None,
+        "the node waits for its put-back"
+    );
+    link.cut_answers(false);
+    assert_eq!(node.wait_exit(Duration::from_secs(10)), Some(true));
+    let other = TestNode::on_redis(&[&redis], &[]);
+    assert_eq!(other.pop("parting", "timeout=2").transactions, [id]);
+}
+
 /// A take that found nothing counts its waiter in the queue's `blocked`; if its answer is lost
 /// for good, the waiter is answered `503` and never waits, so the count goes back down.
 #[test]

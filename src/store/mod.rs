@@ -110,6 +110,13 @@ pub trait Store: Send + Sync + 'static {
     /// per shard, by its actor.
     fn notifications(&self, shard: ShardId) -> Option<Notifications>;
 
+    /// The node is stopping: finishes what the backend does in the background (putting back
+    /// what a take whose answer was lost had taken), waiting at most `within`. Returns how many
+    /// such pieces of work are left unfinished.
+    async fn settle(&self, _within: Duration) -> usize {
+        0
+    }
+
     /// Stores a new transaction, with state `Pending` for each of its queues, and pushes it into
     /// `queues` (those of its queues that are on `shard`) as [`push`](Store::push) does. It
     /// expires, with its states, at `tx.expires_at`.

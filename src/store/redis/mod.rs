@@ -180,6 +180,8 @@ pub struct RedisStore {
     token_lifetime: u64,
     /// Names this node in its announcements of pushes, so that it can ignore its own.
     origin: Arc<str>,
+    /// How many put-backs of lost takes run in the background (see `return_taken_later`).
+    returning: Arc<tokio::sync::watch::Sender<usize>>,
 }
 
 impl RedisStore {
@@ -210,6 +212,7 @@ impl RedisStore {
             recovery: Duration::from_secs(settings.redis_recovery),
             token_lifetime: settings.redis_recovery + TOKEN_MARGIN.as_secs(),
             origin: uuid::Uuid::new_v4().simple().to_string().into(),
+            returning: Arc::new(tokio::sync::watch::Sender::new(0)),
         })
     }
 
@@ -1030,6 +1033,12 @@ impl Store for RedisStore {
         Ok(0)
     }
 
+    async fn settle(&self, within: Duration) -> usize {
+        let mut returning = self.returning.subscribe();
+        let _ = tokio::time::timeout(within, returning.wait_for(|n| *n == 0)).await;
+        *returning.borrow()
+    }
+
     fn notifications(&self, shard: ShardId) -> Option<Notifications> {
         let server = self.shard(shard);
         Some(subscriber::spawn(
@@ -1187,6 +1196,8 @@ impl RedisStore {
             ));
         let (server, queue) = (server.clone(), queue.clone());
         let lifetime = Duration::from_secs(self.token_lifetime);
+        let returning = Arc::clone(&self.returning);
+        returning.send_modify(|n| *n += 1);
         tokio::spawn(async move {
             let returned = retry_through_outage(&server, lifetime, || {
                 let (invocation, mut conn) = (&invocation, server.conn());
@@ -1201,6 +1212,7 @@ impl RedisStore {
                     error!(%queue, error = %e, "messages taken for a pop whose answer was lost may not be back")
                 }
             }
+            returning.send_modify(|n| *n -= 1);
         });
     }
 }
