@@ -142,6 +142,45 @@ fn a_node_hears_only_of_the_queues_its_consumers_wait_on() {
     assert_eq!(subscribers("ready"), "0");
 }
 
+/// A node's subscriptions do not survive its connection to Redis: after the server restarts,
+/// a queue it listened on before (and whose channel it kept for a while) is subscribed to
+/// again when someone waits there, so other nodes' pushes still wake its waiters.
+#[test]
+fn a_node_listens_again_after_redis_restarts() {
+    if skip_redis() {
+        return;
+    }
+    let mut redis = RedisServer::start();
+    let a = TestNode::on_redis(&[&redis], &[]);
+    let b = Arc::new(TestNode::on_redis(&[&redis], &[]));
+    let wake = |queue: &'static str, payload: &str| {
+        let waiter = {
+            let b = Arc::clone(&b);
+            std::thread::spawn(move || (b.pop(queue, "timeout=10"), Instant::now()))
+        };
+        std::thread::sleep(Duration::from_millis(300));
+        let id = a.push(&[queue], payload, "H");
+        let pushed = Instant::now();
+        let (popped, at) = waiter.join().unwrap();
+        assert_eq!(popped.transactions, [id]);
+        let after = at.duration_since(pushed);
+        assert!(
+            after < Duration::from_secs(2),
+            "{payload}: woken {after:?} after the push"
+        );
+    };
+    wake("again", "before the restart");
+    redis.restart();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while b.get("/queue/again").0 != 200 || a.get("/queue/again").0 != 200 {
+        assert!(Instant::now() < deadline, "the nodes never healed");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // B's subscriber reconnects on its own; give it the time it takes.
+    std::thread::sleep(Duration::from_millis(1000));
+    wake("again", "after the restart");
+}
+
 /// A push that lands after a waiter found its queue empty but before its node listens on the
 /// queue is not announced to that node: once the subscription is confirmed, the node looks for
 /// it instead of leaving the waiter until its timeout.
