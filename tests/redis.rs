@@ -248,30 +248,45 @@ fn a_push_that_timed_out_but_landed_still_wakes_a_local_waiter() {
     );
 }
 
+/// A node that reaches `redis` through a [`FaultyLink`] and retries an operation through an
+/// outage for one second only. It has popped from `queue` once, so Redis knows the take's
+/// script: cut off, a take runs rather than asks for its script.
+fn node_losing_answers(
+    redis: &RedisServer,
+    queue: &str,
+    env: &[(&str, &str)],
+) -> (FaultyLink, TestNode) {
+    let link = FaultyLink::start(redis.port);
+    let mut settings = vec![
+        ("RELAYBOX__STORE__REDIS_TIMEOUT_MS", "200"),
+        ("RELAYBOX__STORE__REDIS_RECOVERY", "1"),
+    ];
+    settings.extend_from_slice(env);
+    let node = TestNode::on_redis_urls(&[link.url()], &settings);
+    let warm = node.push(&[queue], "warm", "H");
+    assert_eq!(node.pop(queue, "timeout=1").transactions, [warm]);
+    (link, node)
+}
+
+/// Pops `queue` while every answer is lost, for longer than the node retries: the take runs on
+/// Redis, and the pop answers `503`. The link goes on losing answers.
+fn pop_with_every_answer_lost(link: &FaultyLink, node: &TestNode, queue: &str) {
+    link.cut_answers(true);
+    let (status, reply) = node.post(&format!("/queue/{queue}/pop?timeout=5"), &json!({}));
+    assert_eq!(status, 503, "{reply}");
+}
+
 #[test]
 fn a_take_whose_answer_is_lost_for_good_puts_its_messages_back() {
     if skip_redis() {
         return;
     }
     let redis = RedisServer::start();
-    let link = FaultyLink::start(redis.port);
-    let node = TestNode::on_redis_urls(
-        &[link.url()],
-        &[
-            ("RELAYBOX__STORE__REDIS_TIMEOUT_MS", "200"),
-            ("RELAYBOX__STORE__REDIS_RECOVERY", "1"),
-        ],
-    );
+    let (link, node) = node_losing_answers(&redis, "lost", &[]);
     let other = TestNode::on_redis(&[&redis], &[]);
-    // Redis knows the take's script from here on: cut off, it runs rather than asks for it.
-    let warm = node.push(&["lost"], "warm", "H");
-    assert_eq!(node.pop("lost", "timeout=1").transactions, [warm]);
     let id = node.push(&["lost"], "keep me", "H");
 
-    // Every take runs on Redis, and every answer is lost, for longer than the node retries.
-    link.cut_answers(true);
-    let (status, reply) = node.post("/queue/lost/pop?timeout=5", &json!({}));
-    assert_eq!(status, 503, "{reply}");
+    pop_with_every_answer_lost(&link, &node, "lost");
     assert_eq!(other.state(&id, "lost"), "Delivered", "the take ran");
 
     link.cut_answers(false);
@@ -304,23 +319,11 @@ fn a_stopping_node_finishes_putting_back_a_lost_take() {
         return;
     }
     let redis = RedisServer::start();
-    let link = FaultyLink::start(redis.port);
-    let mut node = TestNode::on_redis_urls(
-        &[link.url()],
-        &[
-            ("RELAYBOX__STORE__REDIS_TIMEOUT_MS", "200"),
-            ("RELAYBOX__STORE__REDIS_RECOVERY", "1"),
-            ("RELAYBOX__NODE__SHUTDOWN_TIMEOUT", "10"),
-        ],
-    );
-    // Redis knows the take's script from here on: cut off, it runs rather than asks for it.
-    let warm = node.push(&["parting"], "warm", "H");
-    assert_eq!(node.pop("parting", "timeout=1").transactions, [warm]);
+    let env = [("RELAYBOX__NODE__SHUTDOWN_TIMEOUT", "10")];
+    let (link, mut node) = node_losing_answers(&redis, "parting", &env);
     let id = node.push(&["parting"], "keep me", "H");
 
-    link.cut_answers(true);
-    let (status, reply) = node.post("/queue/parting/pop?timeout=5", &json!({}));
-    assert_eq!(status, 503, "{reply}");
+    pop_with_every_answer_lost(&link, &node, "parting");
     node.terminate();
     assert_eq!(
         node.wait_exit(Duration::from_secs(1)),
@@ -341,21 +344,9 @@ fn a_lost_empty_take_does_not_leave_its_waiter_counted() {
         return;
     }
     let redis = RedisServer::start();
-    let link = FaultyLink::start(redis.port);
-    let node = TestNode::on_redis_urls(
-        &[link.url()],
-        &[
-            ("RELAYBOX__STORE__REDIS_TIMEOUT_MS", "200"),
-            ("RELAYBOX__STORE__REDIS_RECOVERY", "1"),
-        ],
-    );
-    // Redis knows the take's script from here on: cut off, it runs rather than asks for it.
-    let warm = node.push(&["idle"], "warm", "H");
-    assert_eq!(node.pop("idle", "timeout=1").transactions, [warm]);
+    let (link, node) = node_losing_answers(&redis, "idle", &[]);
 
-    link.cut_answers(true);
-    let (status, reply) = node.post("/queue/idle/pop?timeout=5", &json!({}));
-    assert_eq!(status, 503, "{reply}");
+    pop_with_every_answer_lost(&link, &node, "idle");
     link.cut_answers(false);
     let deadline = Instant::now() + Duration::from_secs(5);
     loop {

@@ -58,40 +58,38 @@ impl FaultyLink {
 }
 
 fn relay(client: TcpStream, server: TcpStream, faults: Arc<Faults>) {
-    let (mut to_server, mut from_client) =
-        (server.try_clone().unwrap(), client.try_clone().unwrap());
     let outbound = Arc::clone(&faults);
-    std::thread::spawn(move || {
-        let mut buf = [0u8; 16 * 1024];
-        loop {
-            let n = match from_client.read(&mut buf) {
-                Ok(0) | Err(_) => break,
-                Ok(n) => n,
-            };
+    pump(
+        client.try_clone().unwrap(),
+        server.try_clone().unwrap(),
+        move |command| {
             let delay = outbound.subscribe_delay_ms.load(Ordering::SeqCst);
-            if delay > 0 && buf[..n].windows(9).any(|w| w == b"SUBSCRIBE") {
+            if delay > 0 && command.windows(9).any(|w| w == b"SUBSCRIBE") {
                 std::thread::sleep(Duration::from_millis(delay));
             }
-            if to_server.write_all(&buf[..n]).is_err() {
-                break;
-            }
-        }
-        let _ = to_server.shutdown(Shutdown::Both);
-        let _ = from_client.shutdown(Shutdown::Both);
+            true
+        },
+    );
+    pump(server, client, move |_| {
+        !faults.cutting.load(Ordering::SeqCst)
     });
-    let (mut from_server, mut to_client) = (server, client);
+}
+
+/// Copies `from` to `to` on a thread of its own, each chunk once `pass` lets it through (it
+/// may take its time); a chunk it refuses closes both.
+fn pump(mut from: TcpStream, mut to: TcpStream, pass: impl Fn(&[u8]) -> bool + Send + 'static) {
     std::thread::spawn(move || {
         let mut buf = [0u8; 16 * 1024];
         loop {
-            let n = match from_server.read(&mut buf) {
+            let n = match from.read(&mut buf) {
                 Ok(0) | Err(_) => break,
                 Ok(n) => n,
             };
-            if faults.cutting.load(Ordering::SeqCst) || to_client.write_all(&buf[..n]).is_err() {
+            if !pass(&buf[..n]) || to.write_all(&buf[..n]).is_err() {
                 break;
             }
         }
-        let _ = from_server.shutdown(Shutdown::Both);
-        let _ = to_client.shutdown(Shutdown::Both);
+        let _ = from.shutdown(Shutdown::Both);
+        let _ = to.shutdown(Shutdown::Both);
     });
 }
