@@ -10,7 +10,7 @@ use crate::inbox::groups::{validate_group_change, validate_new_group};
 
 /// `POST /group`: creates the group or adds to it.
 pub async fn create(inbox: &Inbox, body: Body) -> Reply {
-    let group = validate_new_group(&body.object_or_empty())
+    let group = validate_new_group(&body.into_object())
         .map_err(|errors| ApiError::new(StatusCode::BAD_REQUEST, errors))?;
     inbox.add_to_group(group).await?;
     Ok(json(&json!({ "ok": "group stored" })))
@@ -24,7 +24,7 @@ pub async fn get(inbox: &Inbox, name: String) -> Reply {
 
 /// `PUT /group/<name>`: `queuesToAdd`, `queuesToRemove`.
 pub async fn change(inbox: &Inbox, body: Body, name: String) -> Reply {
-    let change = validate_group_change(&body.object_or_empty())
+    let change = validate_group_change(&body.into_object())
         .map_err(|errors| ApiError::new(StatusCode::BAD_REQUEST, errors))?;
     inbox.change_group(&name, change).await?;
     Ok(json(&json!({ "ok": "group modified" })))

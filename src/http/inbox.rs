@@ -122,7 +122,7 @@ pub async fn provision(inbox: &Inbox, req: &HttpRequest, body: Body, org: Option
     {
         return Err(invalid_content_type());
     }
-    let params = Params::new(req, &body)?;
+    let params = Params::new(req, body)?;
     // Only `/trans` expands groups; `/org/<org>/trans` does not (as in PopBox).
     let expanded = match org {
         None => with_group_members(inbox, params.body()).await?,
@@ -167,7 +167,7 @@ async fn with_group_members(
 
 /// `GET /trans/<id>`: the metadata, with the queues' states when `queues` asks for them.
 pub async fn get_transaction(inbox: &Inbox, req: &HttpRequest, body: Body, id: String) -> Reply {
-    let params = Params::new(req, &body)?;
+    let params = Params::new(req, body)?;
     let view = params
         .get_str("queues")?
         .map(|q| QueuesView::parse(&q))
@@ -246,7 +246,7 @@ pub async fn update_transaction(
     {
         return Err(invalid_content_type());
     }
-    let params = Params::new(req, &body)?;
+    let params = Params::new(req, body)?;
     let ns = namespace(inbox, req, org, &params)?;
     let fields = params.body();
     let update = match validate_update(fields, inbox.settings()) {
@@ -278,7 +278,7 @@ pub async fn transaction_state(
     id: String,
     state: Option<String>,
 ) -> Reply {
-    let params = Params::new(req, &body)?;
+    let params = Params::new(req, body)?;
     let state = match state {
         Some(s) => s,
         None => params.get_str("state")?.unwrap_or_else(|| "All".to_owned()),
@@ -319,7 +319,7 @@ pub async fn create_secure_queue(
     body: Body,
     org: Option<String>,
 ) -> Reply {
-    let params = Params::new(req, &body)?;
+    let params = Params::new(req, body)?;
     let field = |name: &str| match params.body().get(name) {
         Some(Value::String(s)) if !s.is_empty() => Ok(s.clone()),
         None | Some(Value::Null) => Err(format!("missing {name}")),
@@ -365,13 +365,13 @@ pub async fn pop(
     queue: String,
     reliable: bool,
 ) -> Reply {
-    let params = Params::new(req, &body)?;
+    let params = Params::new(req, body)?;
     let queue = queue_for(inbox, req, org, &params, &queue).await?;
     let max = max_messages(params.get("max"), inbox.settings())?;
     let timeout = pop_timeout(params.get("timeout"), inbox.settings())?;
     let mark = mark(&params, inbox, reliable)?;
     // Not kept for the wait, which may be minutes long.
-    drop((params, body));
+    drop(params);
     let delivery = inbox.pop(queue, max, mark, timeout).await?;
     let messages = delivery.commit();
     Ok(messages_reply(&messages))
@@ -380,7 +380,7 @@ pub async fn pop(
 /// `POST /queue/<id>/ack` `{"transactions":[id…]}`: confirms reliable deliveries. Answers one
 /// `{"err":null|"<id>/<queue> does not exist","data":"<id>"}` per id, in order.
 pub async fn ack(inbox: &Inbox, req: &HttpRequest, body: Body, id: String) -> Reply {
-    let params = Params::new(req, &body)?;
+    let params = Params::new(req, body)?;
     let queue = queue_for(inbox, req, None, &params, &id).await?;
     let ids: Vec<TxId> = match params.get("transactions") {
         None => return Err(ApiError::bad_request("missing transaction")),
@@ -419,7 +419,7 @@ pub async fn peek(
     org: Option<String>,
     queue: String,
 ) -> Reply {
-    let params = Params::new(req, &body)?;
+    let params = Params::new(req, body)?;
     let queue = queue_for(inbox, req, org, &params, &queue).await?;
     let max = max_messages(params.get("max"), inbox.settings())?;
     let messages = inbox.peek(queue, max).await?;
@@ -434,7 +434,7 @@ pub async fn queue_state(
     org: Option<String>,
     queue: String,
 ) -> Reply {
-    let params = Params::new(req, &body)?;
+    let params = Params::new(req, body)?;
     let queue = queue_for(inbox, req, org, &params, &queue).await?;
     let info = inbox.queue_info(queue).await?;
     let host = host(req);

@@ -24,8 +24,11 @@ impl Body {
     }
 
     /// The object, or an empty one (PopBox treats every other body as `{}`).
-    pub fn object_or_empty(&self) -> Map<String, Value> {
-        self.object().cloned().unwrap_or_default()
+    pub fn into_object(self) -> Map<String, Value> {
+        match self.0 {
+            Some(Value::Object(object)) => object,
+            _ => Map::new(),
+        }
     }
 }
 
@@ -121,11 +124,12 @@ pub struct Params {
 }
 
 impl Params {
-    pub fn new(req: &HttpRequest, body: &Body) -> Result<Self, ApiError> {
+    /// Takes the body: a message's payload is not copied.
+    pub fn new(req: &HttpRequest, body: Body) -> Result<Self, ApiError> {
         let query = serde_urlencoded::from_str(req.query_string())
             .map_err(|e| ApiError::bad_request(format!("invalid query string: {e}")))?;
         Ok(Params {
-            body: body.object_or_empty(),
+            body: body.into_object(),
             query,
         })
     }

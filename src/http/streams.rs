@@ -61,7 +61,7 @@ pub async fn subscribe(
     queue: String,
     reliable: bool,
 ) -> Reply {
-    let params = Params::new(req, &body)?;
+    let params = Params::new(req, body)?;
     let queue = queue_for(inbox, req, org, &params, &queue).await?;
     let mark = mark(&params, inbox, reliable)?;
     let items = inbox.subscribe(queue, mark);
@@ -79,7 +79,7 @@ pub async fn events(
     org: Option<String>,
     queue: String,
 ) -> Reply {
-    let params = Params::new(req, &body)?;
+    let params = Params::new(req, body)?;
     let queue = queue_for(inbox, req, org, &params, &queue).await?;
     let items = inbox.subscribe(queue, Mark::Delivered);
     let event = |doc: Value| Bytes::from(format!("data: {doc}\n\n"));
@@ -97,7 +97,7 @@ pub async fn websocket(
     org: Option<String>,
     queue: String,
 ) -> Reply {
-    let params = Params::new(req, &Body::default())?;
+    let params = Params::new(req, Body::default())?;
     let queue = queue_for(inbox, req, org, &params, &queue).await?;
     let (response, mut session, mut incoming) = actix_ws::handle(req, payload)
         .map_err(|e| ApiError::bad_request(format!("not a WebSocket handshake: {e}")))?;

@@ -39,7 +39,9 @@ pub fn to_js_string(v: &Value) -> String {
 /// `v.length`: UTF-16 code units for strings, elements for arrays, nothing for the rest.
 pub fn js_length(v: &Value) -> Option<usize> {
     match v {
-        Value::String(s) => Some(s.encode_utf16().count()),
+        // One unit per char, two for a char beyond the BMP (four bytes in UTF-8, led by a byte
+        // of 0xF0 or more): two counting passes, much quicker than encoding.
+        Value::String(s) => Some(s.chars().count() + s.bytes().filter(|b| *b >= 0xF0).count()),
         Value::Array(items) => Some(items.len()),
         _ => None,
     }
@@ -74,6 +76,8 @@ mod tests {
     #[test]
     fn length_counts_utf16_units() {
         assert_eq!(js_length(&json!("😀")), Some(2));
+        let mixed = "aé€😀z".repeat(100);
+        assert_eq!(js_length(&json!(mixed)), Some(mixed.encode_utf16().count()));
         assert_eq!(js_length(&json!([1, 2, 3])), Some(3));
         assert_eq!(js_length(&json!({"length": 3})), None);
     }
