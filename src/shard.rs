@@ -408,7 +408,8 @@ impl ShardActor {
     }
 
     /// Someone waits on `queue` with nothing to take: from now on, other nodes' pushes into it
-    /// must reach this node. (Once they do, the shard hears of the queue and looks again.)
+    /// must reach this node. (Once they do, it hears of the queue again if a push landed
+    /// meanwhile.)
     fn listen(&mut self, queue: &QueueName) {
         let (Some(interest), Some(entry)) = (&self.interest, self.queues.get_mut(queue)) else {
             return;
