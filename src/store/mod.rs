@@ -64,7 +64,8 @@ pub enum ShardEvent {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Interest {
     /// Consumers wait on this queue (by [`QueueName::key`]). Once the backend listens, it
-    /// reports the queue as [`ShardEvent::Pushed`]: a push made before then was not heard.
+    /// reports the queue as [`ShardEvent::Pushed`] if it holds messages by then: a push made
+    /// before then was not heard.
     Listen(String),
     /// Nobody waits on this queue any more.
     Ignore(String),

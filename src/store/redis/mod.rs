@@ -1196,8 +1196,7 @@ impl RedisStore {
             ));
         let (server, queue) = (server.clone(), queue.clone());
         let lifetime = Duration::from_secs(self.token_lifetime);
-        let returning = Arc::clone(&self.returning);
-        returning.send_modify(|n| *n += 1);
+        let returning = Returning::start(&self.returning);
         tokio::spawn(async move {
             let returned = retry_through_outage(&server, lifetime, || {
                 let (invocation, mut conn) = (&invocation, server.conn());
@@ -1212,8 +1211,25 @@ impl RedisStore {
                     error!(%queue, error = %e, "messages taken for a pop whose answer was lost may not be back")
                 }
             }
-            returning.send_modify(|n| *n -= 1);
+            drop(returning);
         });
+    }
+}
+
+/// One put-back running in the background, counted in `RedisStore::returning` for as long as
+/// it lives: a task that panics or is dropped with its thread still counts out.
+struct Returning(Arc<tokio::sync::watch::Sender<usize>>);
+
+impl Returning {
+    fn start(count: &Arc<tokio::sync::watch::Sender<usize>>) -> Self {
+        count.send_modify(|n| *n += 1);
+        Returning(Arc::clone(count))
+    }
+}
+
+impl Drop for Returning {
+    fn drop(&mut self) {
+        self.0.send_modify(|n| *n -= 1);
     }
 }
 
