@@ -336,6 +336,35 @@ fn a_stopping_node_finishes_putting_back_a_lost_take() {
     assert_eq!(other.pop("parting", "timeout=2").transactions, [id]);
 }
 
+/// The wait for those put-backs is bounded: a node whose server stays away stops after
+/// `node.shutdown_timeout`, saying what it leaves undone.
+#[test]
+fn a_stopping_node_gives_up_on_a_put_back_after_its_shutdown_timeout() {
+    if skip_redis() {
+        return;
+    }
+    let redis = RedisServer::start();
+    let env = [("RELAYBOX__NODE__SHUTDOWN_TIMEOUT", "1")];
+    let (link, mut node) = node_losing_answers(&redis, "gone", &env);
+    node.push(&["gone"], "out of reach", "H");
+
+    pop_with_every_answer_lost(&link, &node, "gone");
+    let stopping = Instant::now();
+    node.terminate();
+    assert_eq!(node.wait_exit(Duration::from_secs(5)), Some(true));
+    assert!(
+        stopping.elapsed() >= Duration::from_millis(900),
+        "it waited"
+    );
+    assert!(
+        node.log()
+            .iter()
+            .any(|l| l.contains("stopping before the messages of lost takes were put back")),
+        "{:?}",
+        node.log()
+    );
+}
+
 /// A take that found nothing counts its waiter in the queue's `blocked`; if its answer is lost
 /// for good, the waiter is answered `503` and never waits, so the count goes back down.
 #[test]
