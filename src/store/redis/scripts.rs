@@ -151,10 +151,10 @@ pub static REQUEUE: LazyLock<Script> = LazyLock::new(|| {
 /// the references recorded under its token KEYS[3] go back to the head of their lists (KEYS[1]
 /// high, KEYS[2] low) in their original order, and no longer await an acknowledgement (set
 /// KEYS[4]); the change the take made to the queue's `blocked` (in KEYS[5]) is undone, since
-/// its node never learnt of it. When ARGV[6] is the queue id (the transactions live on this server, so the take
-/// marked them), their states there go back to `Pending` (history line ARGV[7]). The token is
-/// left recording an empty take: running this again, or a late retry of the take, moves
-/// nothing. ARGV[1..5]: the queue's channel, the node announcing, token lifetime, queue key,
+/// its node never learnt of it. When ARGV[6] is the queue id (the transactions live on this
+/// server, so the take marked them), their states there go back to `Pending` (history line
+/// ARGV[7]). The token is left recording an empty take: running this again, or a late retry of
+/// the take, moves nothing. ARGV[1..5]: the queue's channel, the node announcing, token lifetime, queue key,
 /// queue id. Returns how many references went back.
 pub static RETURN_TAKEN: LazyLock<Script> = LazyLock::new(|| {
     with_prelude(
