@@ -154,8 +154,8 @@ pub static REQUEUE: LazyLock<Script> = LazyLock::new(|| {
 /// its node never learnt of it. When ARGV[6] is the queue id (the transactions live on this
 /// server, so the take marked them), their states there go back to `Pending` (history line
 /// ARGV[7]). The token is left recording an empty take: running this again, or a late retry of
-/// the take, moves nothing. ARGV[1..5]: the queue's channel, the node announcing, token lifetime, queue key,
-/// queue id. Returns how many references went back.
+/// the take, moves nothing. ARGV[1..5]: the queue's channel, the node announcing, token
+/// lifetime, queue key, queue id. Returns how many references went back.
 pub static RETURN_TAKEN: LazyLock<Script> = LazyLock::new(|| {
     with_prelude(
         r#"
