@@ -216,6 +216,10 @@ impl CustomerSession {
         let WaitingApp {
             id, message, reply, ..
         } = app;
+        // The desktop's connection may be served by another worker thread: it can have the
+        // request and send its `/agentreply` before this handler goes on, so the reply must
+        // already find whose interaction it is.
+        self.relay.interaction_started(&id, &self.customer);
         let report = Report {
             session: ctx.address(),
             id: id.clone(),
@@ -228,6 +232,7 @@ impl CustomerSession {
         };
         if let Err(PollOutcome::Request { message, .. }) = poll.send(outcome) {
             // That desktop connection closed at this very moment: try another poll, or wait.
+            self.relay.interaction_ended(&id);
             let app = WaitingApp {
                 id,
                 message,
@@ -238,7 +243,6 @@ impl CustomerSession {
             return;
         }
         debug!(customer = %self.customer, %id, "app request paired with a poll");
-        self.relay.interaction_started(&id, &self.customer);
         let interaction = Interaction {
             app: Some(reply),
             stage: Stage::Requesting,

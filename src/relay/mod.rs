@@ -243,3 +243,103 @@ impl Relay {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::future::Future;
+    use std::pin::pin;
+    use std::task::{Context, Poll, Waker};
+    use std::time::Instant;
+
+    use super::*;
+    use crate::config::ClusterSettings;
+    use crate::store::memory::MemoryStore;
+
+    fn relay() -> Relay {
+        let here = Location {
+            host: "localhost".to_owned(),
+            port: "3001".to_owned(),
+        };
+        let store: Arc<dyn Store> = Arc::new(MemoryStore::new(1));
+        let cluster = Cluster::new(
+            here.clone(),
+            &ClusterSettings::default(),
+            Arc::clone(&store),
+        );
+        Relay::new(here, RelaySettings::default(), store, cluster)
+    }
+
+    /// Runs `future` on this thread by polling it without pause, as a desktop's connection
+    /// served by another worker thread would be driven at full speed. Gives up after 5 s.
+    fn spin<F: Future>(future: F) -> F::Output {
+        let mut future = pin!(future);
+        let mut cx = Context::from_waker(Waker::noop());
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            if let Poll::Ready(output) = future.as_mut().poll(&mut cx) {
+                return output;
+            }
+            assert!(Instant::now() < deadline, "no answer within 5 s");
+            std::hint::spin_loop();
+        }
+    }
+
+    /// A desktop whose poll is served on another thread than its session may reply the instant
+    /// it has the request: its `/agentreply` must find the interaction, every time.
+    #[actix::test]
+    async fn a_reply_sent_the_instant_the_request_arrives_finds_its_interaction() {
+        let relay = relay();
+        let customer = "desk";
+        // The session lives on this thread; the desktop's side runs on its own.
+        drop(relay.session(customer));
+        for round in 0..200 {
+            let (polled_tx, polled) = std::sync::mpsc::channel();
+            let (verdict_tx, verdict) = oneshot::channel();
+            let desktop = relay.clone();
+            let thread = std::thread::spawn(move || {
+                let mut poll = pin!(desktop.poll(customer));
+                let mut cx = Context::from_waker(Waker::noop());
+                // The first poll hands the session the desktop's poll.
+                let first = poll.as_mut().poll(&mut cx);
+                polled_tx.send(()).unwrap();
+                let outcome = match first {
+                    Poll::Ready(outcome) => outcome,
+                    Poll::Pending => spin(poll),
+                };
+                let Ok(PollOutcome::Request { id, .. }) = outcome else {
+                    panic!("round {round}: the poll got no request");
+                };
+                let reply = Err("unusable".to_owned());
+                let verdict = spin(desktop.reply(id, customer.to_owned(), reply));
+                let _ = verdict_tx.send(verdict);
+            });
+            // The poll reaches the session's mailbox before the app's request does.
+            polled.recv().unwrap();
+            let app = relay.clone();
+            let asked = actix::spawn(async move {
+                let (_sender, body) = body::channel();
+                let message = Relayed {
+                    status: StatusCode::OK,
+                    headers: Vec::new(),
+                    length: None,
+                    body,
+                };
+                app.client(customer, message).await
+            });
+            match verdict.await.expect("the desktop thread answers") {
+                // The reply reached the interaction, which refused it for what it held.
+                ReplyVerdict::Refused { status, .. } if status == StatusCode::BAD_REQUEST => {}
+                ReplyVerdict::Refused { status, reason } => {
+                    panic!("round {round}: the reply was refused with {status}: {reason}")
+                }
+                ReplyVerdict::Go { .. } => panic!("round {round}: an unusable reply was taken"),
+            }
+            thread.join().unwrap();
+            let outcome = tokio::time::timeout(Duration::from_secs(5), asked).await;
+            let Ok(Ok(ClientOutcome::Failed { status, .. })) = outcome else {
+                panic!("round {round}: the app did not hear of the unusable reply");
+            };
+            assert_eq!(status, StatusCode::BAD_GATEWAY);
+        }
+    }
+}
