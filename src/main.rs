@@ -6,10 +6,10 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use relaybox::config::Settings;
 
-// Measured on the 2-core machine (relaybox-bench): with jemalloc a held long-poll costs 10.7 KiB
-// of RSS instead of 16.0 with glibc's allocator (less fragmentation between connection
-// buffers; 19,000 held pops, 2026-12), and embedded-store pushes run 4-10 % faster. (mimalloc
-// was worse on memory.)
+// Measured on the 2-core machine (relaybox-bench, before vendor/actix-http shrank the connection
+// buffers): with jemalloc a held long-poll cost 10.7 KiB of RSS instead of 16.0 with glibc's
+// allocator (less fragmentation between connection buffers; 19,000 held pops, 2026-12), and
+// embedded-store pushes run 4-10 % faster. (mimalloc was worse on memory.)
 #[global_allocator]
 static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 

@@ -2,6 +2,8 @@
 
 mod common;
 
+use std::io::{Read, Write};
+use std::net::TcpStream;
 use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -250,6 +252,56 @@ fn sigterm_answers_waiting_pops_and_exits_cleanly(backend: Backend) {
     );
     assert!(!queued.is_empty());
     assert!(node.log().iter().any(|l| l.contains("SIGTERM received")));
+}
+
+/// Request heads, bodies and answers of any size go through a connection's small first buffers,
+/// which grow as they come and shrink back after a large answer (vendor/README.md), even when a
+/// head arrives in pieces; the connection goes on serving afterwards.
+#[test]
+fn requests_and_answers_larger_than_the_first_buffers_go_through() {
+    let node = TestNode::start(Backend::Memory);
+    // Above actix-http's 128 KiB write-buffer retention limit, so the pop's answer makes the
+    // connection release its write buffer before the next answer.
+    let payload = "p".repeat(200_000);
+    let body = json!({"payload": payload, "priority": "H", "queue": [{"id": "big"}]}).to_string();
+    let filler = "f".repeat(6000);
+    let push = format!(
+        "POST /trans HTTP/1.1\r\nHost: t\r\nX-Filler: {filler}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    let pop = format!(
+        "POST /queue/big/pop HTTP/1.1\r\nHost: t\r\nX-Filler: {}\r\nContent-Length: 0\r\n\r\n",
+        &filler[..3000]
+    );
+    let peek = "GET /queue/big/peek HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n";
+    let mut stream = TcpStream::connect(node.addr).unwrap();
+    stream.set_nodelay(true).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
+    // The push's head in small pieces, each read on its own; the rest in one go.
+    let (head, rest) = push.as_bytes().split_at(3000);
+    for piece in head.chunks(97) {
+        stream.write_all(piece).unwrap();
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    stream.write_all(rest).unwrap();
+    stream.write_all(pop.as_bytes()).unwrap();
+    stream.write_all(peek.as_bytes()).unwrap();
+    let mut answers = String::new();
+    stream.read_to_string(&mut answers).unwrap();
+    let starts: Vec<usize> = answers.match_indices("HTTP/1.1 ").map(|(i, _)| i).collect();
+    assert_eq!(starts.len(), 3, "three answers: {:.300}", answers);
+    let (pushed, popped, peeked) = (
+        &answers[..starts[1]],
+        &answers[starts[1]..starts[2]],
+        &answers[starts[2]..],
+    );
+    for answer in [pushed, popped, peeked] {
+        assert!(answer.starts_with("HTTP/1.1 200"), "{:.300}", answer);
+    }
+    assert!(popped.contains(&payload), "the pop has the whole payload");
+    assert!(peeked.contains(r#""data":[]"#), "{:.300}", peeked);
 }
 
 crate::both_backends!(
