@@ -329,10 +329,15 @@ async fn pop(
     );
 }
 
+/// Pushers sharing the latency run's rate: a push that waits for its answer delays only its own
+/// pusher's next one, so the rate holds while answers take up to this many intervals.
+const PUSHERS: usize = 8;
+
 async fn latency(host: &str, rate: u64, duration: Duration, waiters: usize) {
     let run = run_id();
     let epoch = Instant::now();
-    let samples = Arc::new(std::sync::Mutex::new(Vec::<u64>::new()));
+    // (sent, latency) in µs since `epoch`.
+    let samples = Arc::new(std::sync::Mutex::new(Vec::<(u64, u64)>::new()));
     let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let mut popper_tasks = Vec::new();
     for i in 0..waiters {
@@ -355,49 +360,82 @@ async fn latency(host: &str, rate: u64, duration: Duration, waiters: usize) {
                     .flatten()
                     .filter_map(|p| p.as_str()?.parse::<u64>().ok())
                 {
-                    samples.lock().unwrap().push(received.saturating_sub(sent));
+                    samples
+                        .lock()
+                        .unwrap()
+                        .push((sent, received.saturating_sub(sent)));
                 }
             }
         }));
     }
     // Let every waiter register before the first push.
     tokio::time::sleep(Duration::from_millis(500)).await;
-    let mut conn = connect(host).await;
-    let interval = Duration::from_micros(1_000_000 / rate.max(1));
-    let mut ticker = tokio::time::interval(interval);
-    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let warmup = Duration::from_secs(1);
     let started = Instant::now();
-    let mut sent = 0u64;
-    while started.elapsed() < duration + warmup {
-        ticker.tick().await;
-        let queue = format!("{run}-lat-{}", sent as usize % waiters);
-        let stamp = epoch.elapsed().as_micros().to_string();
-        let _ = conn
-            .request("POST", "/trans", JSON, &provision_body(&[queue], &stamp))
-            .await;
-        sent += 1;
-        if started.elapsed() < warmup {
-            samples.lock().unwrap().clear();
-        }
-    }
+    let measured_from = (started + warmup - epoch).as_micros() as u64;
+    let sent = Arc::new(AtomicU64::new(0));
+    let pushers: Vec<_> = (0..PUSHERS)
+        .map(|i| {
+            let (host, run, sent) = (host.to_owned(), run.clone(), Arc::clone(&sent));
+            tokio::spawn(async move {
+                let mut conn = connect(&host).await;
+                let mut ticker = pacer(i, PUSHERS, rate, started);
+                let mut n = i;
+                while started.elapsed() < duration + warmup {
+                    ticker.tick().await;
+                    let queue = format!("{run}-lat-{}", n % waiters);
+                    n += PUSHERS;
+                    let stamp = epoch.elapsed().as_micros();
+                    if stamp as u64 >= measured_from {
+                        sent.fetch_add(1, Ordering::Relaxed);
+                    }
+                    let body = provision_body(&[queue], &stamp.to_string());
+                    if conn.request("POST", "/trans", JSON, &body).await.is_err() {
+                        conn = connect(&host).await;
+                    }
+                }
+            })
+        })
+        .collect();
+    finish(pushers, started).await;
     tokio::time::sleep(Duration::from_millis(200)).await;
     stop.store(true, Ordering::Relaxed);
-    let mut samples = samples.lock().unwrap().clone();
+    let mut samples: Vec<u64> = samples
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|(sent, _)| *sent >= measured_from)
+        .map(|(_, latency)| *latency)
+        .collect();
     samples.sort_unstable();
     let pct = |p| percentile(&samples, p);
+    let sent = sent.load(Ordering::Relaxed);
     println!(
-        "push->pop latency: p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms ({} msg/s to {} waiting pops, {} samples)",
+        "push->pop latency: p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms ({} msg/s to {} waiting pops: {:.0} msg/s sent, {} of {} received)",
         pct(0.50) as f64 / 1000.0,
         pct(0.99) as f64 / 1000.0,
         samples.last().copied().unwrap_or(0) as f64 / 1000.0,
         rate,
         waiters,
-        samples.len()
+        sent as f64 / duration.as_secs_f64(),
+        samples.len(),
+        sent
     );
     for t in popper_tasks {
         t.abort();
     }
+}
+
+/// The ticker of sender `i` of `senders` that share `rate` per second: each ticks at
+/// `rate / senders` from `started`, their ticks spread evenly over one interval. A sender whose
+/// answer is late skips ahead instead of bursting to catch up.
+fn pacer(i: usize, senders: usize, rate: u64, started: Instant) -> tokio::time::Interval {
+    let interval = Duration::from_secs_f64(senders as f64 / rate.max(1) as f64);
+    let offset = interval.mul_f64(i as f64 / senders as f64);
+    let mut ticker =
+        tokio::time::interval_at(tokio::time::Instant::from_std(started + offset), interval);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    ticker
 }
 
 /// The `p` quantile (0–1) of `sorted`; the default when there are no samples.

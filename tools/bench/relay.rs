@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use tokio::task::JoinHandle;
 
 use crate::http::Conn;
-use crate::{finish, percentile, run_id};
+use crate::{finish, pacer, percentile, run_id};
 
 /// A connection that only counts the bodies it receives.
 async fn connect(host: &str) -> Conn {
@@ -188,8 +188,6 @@ pub async fn latency(host: &str, desktops: usize, apps: usize, rate: u64, durati
     let tally = Arc::new(Tally::default());
     let body = Arc::new(vec![b'a'; size]);
     let samples = Arc::new(std::sync::Mutex::new(Vec::<Duration>::new()));
-    // Each app sends at rate / apps, the apps' ticks spread evenly over one interval.
-    let interval = Duration::from_secs_f64(apps as f64 / rate.max(1) as f64);
     let warmup = Duration::from_secs(1);
     let started = Instant::now();
     let tasks = (0..apps)
@@ -199,12 +197,7 @@ pub async fn latency(host: &str, desktops: usize, apps: usize, rate: u64, durati
                 (Arc::clone(&tally), Arc::clone(&body), Arc::clone(&samples));
             tokio::spawn(async move {
                 let mut conn = connect(&host).await;
-                let offset = interval.mul_f64(i as f64 / apps as f64);
-                let mut ticker = tokio::time::interval_at(
-                    tokio::time::Instant::from_std(started + offset),
-                    interval,
-                );
-                ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                let mut ticker = pacer(i, apps, rate, started);
                 let mut next = i;
                 while started.elapsed() < duration + warmup {
                     ticker.tick().await;
