@@ -255,8 +255,8 @@ fn sigterm_answers_waiting_pops_and_exits_cleanly(backend: Backend) {
 }
 
 /// Request heads, bodies and answers of any size go through a connection's small first buffers,
-/// which grow as they come and shrink back after a large answer (vendor/README.md), even when a
-/// head arrives in pieces; the connection goes on serving afterwards.
+/// which grow as they come (vendor/README.md), even when a head arrives in pieces; the
+/// connection goes on serving afterwards.
 #[test]
 fn requests_and_answers_larger_than_the_first_buffers_go_through() {
     let node = TestNode::start(Backend::Memory);

@@ -401,9 +401,7 @@ where
 
         // All bytes have been accepted by the I/O stream, so the buffer can be reused or released.
         if *write_buf_needs_reset {
-            // relaybox: released to nothing, as a new connection's (above): the next response
-            // allocates what it needs, and an idle long-poll after a large response keeps none.
-            *write_buf = BytesMut::new();
+            *write_buf = BytesMut::with_capacity(HW_BUFFER_SIZE);
             *write_buf_needs_reset = false;
         } else {
             write_buf.clear();
