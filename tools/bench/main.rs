@@ -79,8 +79,9 @@ enum Command {
         /// host:port of the node's Redis, to count its connections with and without waiters
         #[arg(long)]
         redis: Option<String>,
-        /// Seconds to hold them
-        #[arg(long, default_value_t = 5)]
+        /// Seconds to hold them before reading the node's memory. On Redis the waiters' first
+        /// takes go out in one burst, whose buffers the allocator takes some 10 s to return.
+        #[arg(long, default_value_t = HOLD_SECS)]
         hold: u64,
     },
     /// Device relay: relays per second, desktops answering as fast as apps ask
@@ -180,7 +181,14 @@ fn main() {
                 watched(push(&host, 64, secs(duration), 1024)).await;
                 watched(pop(&host, 64, secs(duration), 1024, 8000)).await;
                 watched(latency(&host, 1000, secs(duration.min(10)), 64)).await;
-                watched(hold_polls(&host, 19_000, pid, redis.as_deref(), secs(5))).await;
+                watched(hold_polls(
+                    &host,
+                    19_000,
+                    pid,
+                    redis.as_deref(),
+                    secs(HOLD_SECS),
+                ))
+                .await;
                 watched(relay::throughput(&host, 200, 64, 1024, secs(duration))).await;
                 watched(relay::latency(&host, 200, 16, 1000, secs(duration.min(10)))).await;
                 watched(relay::bulk(&host, 4, 1 << 20, secs(duration))).await;
@@ -475,6 +483,9 @@ async fn redis_clients(addr: &str) -> Option<usize> {
             .count(),
     )
 }
+
+/// How long `hold` holds its polls by default before it reads the node's memory.
+const HOLD_SECS: u64 = 15;
 
 async fn hold_polls(
     host: &str,
