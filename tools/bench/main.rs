@@ -436,7 +436,7 @@ async fn latency(host: &str, rate: u64, duration: Duration, waiters: usize) {
 
 /// The ticker of sender `i` of `senders` that share `rate` per second: each ticks at
 /// `rate / senders` from `started`, their ticks spread evenly over one interval. A sender whose
-/// answer is late skips ahead instead of bursting to catch up.
+/// answer is late goes on from then, one interval apart, instead of bursting to catch up.
 fn pacer(i: usize, senders: usize, rate: u64, started: Instant) -> tokio::time::Interval {
     let interval = Duration::from_secs_f64(senders as f64 / rate.max(1) as f64);
     let offset = interval.mul_f64(i as f64 / senders as f64);
