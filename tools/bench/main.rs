@@ -141,6 +141,11 @@ fn main() {
         .build()
         .unwrap();
     runtime.block_on(async move {
+        // One clear line, not a panic per connection, when nothing listens there.
+        if let Err(e) = Conn::open(&host).await {
+            eprintln!("relaybox-bench: cannot connect to {}: {e}", cli.url);
+            std::process::exit(1);
+        }
         match cli.command {
             Command::Push {
                 connections,
