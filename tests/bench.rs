@@ -1,0 +1,60 @@
+//! The load tool, `relaybox-bench`, run as its users run it: its figures are what issue notes
+//! report, so it has to measure a real node and say plainly when it cannot reach one.
+
+mod common;
+
+use std::process::{Command, Output};
+
+use common::{Backend, TestNode};
+
+fn bench(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_relaybox-bench"))
+        .args(args)
+        .output()
+        .expect("relaybox-bench runs")
+}
+
+#[test]
+fn a_url_where_nothing_listens_is_one_clear_error() {
+    // Bound, then released: nothing listens there any more.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let url = format!("http://127.0.0.1:{port}");
+    let out = bench(&["--url", &url, "push", "--duration", "1"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "stderr: {stderr}");
+    assert!(
+        stderr.starts_with(&format!("relaybox-bench: cannot connect to {url}: ")),
+        "{stderr}"
+    );
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert!(out.stdout.is_empty(), "no figure without a node");
+}
+
+#[test]
+fn push_measures_a_real_node() {
+    let node = TestNode::start(Backend::Memory);
+    let out = bench(&[
+        "--url",
+        &node.url(""),
+        "push",
+        "--connections",
+        "4",
+        "--duration",
+        "1",
+    ]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}");
+    let line = stdout.lines().next().unwrap_or_default();
+    let rate: u64 = line
+        .strip_prefix("push: ")
+        .and_then(|rest| rest.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("not a push figure: {line}"));
+    assert!(rate > 0, "{line}");
+    assert!(line.ends_with(", 0 errors)"), "{line}");
+}
