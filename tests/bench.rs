@@ -5,7 +5,7 @@ mod common;
 
 use std::process::{Command, Output};
 
-use common::{Backend, TestNode};
+use common::{Backend, TestNode, free_port};
 
 fn bench(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_relaybox-bench"))
@@ -16,13 +16,7 @@ fn bench(args: &[&str]) -> Output {
 
 #[test]
 fn a_url_where_nothing_listens_is_one_clear_error() {
-    // Bound, then released: nothing listens there any more.
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let url = format!("http://127.0.0.1:{port}");
+    let url = format!("http://127.0.0.1:{}", free_port());
     let out = bench(&["--url", &url, "push", "--duration", "1"]);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "stderr: {stderr}");

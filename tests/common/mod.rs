@@ -194,7 +194,7 @@ pub fn reachable_at(address: &str) -> Vec<(&'static str, &str)> {
     ]
 }
 
-fn free_port() -> u16 {
+pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
