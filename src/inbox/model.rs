@@ -198,7 +198,7 @@ pub struct QueueName {
 impl QueueName {
     pub fn new(prefix: &str, id: &str) -> Self {
         QueueName {
-            key: format!("{prefix}{id}"),
+            key: [prefix, id].concat(),
             id_start: prefix.len(),
         }
     }
