@@ -39,8 +39,10 @@ pub fn to_js_string(v: &Value) -> String {
 /// `v.length`: UTF-16 code units for strings, elements for arrays, nothing for the rest.
 pub fn js_length(v: &Value) -> Option<usize> {
     match v {
-        // One unit per char, two for a char beyond the BMP (four bytes in UTF-8, led by a byte
-        // of 0xF0 or more): two counting passes, much quicker than encoding.
+        // ASCII, the usual payload, is one unit per byte, and checking for it is fast.
+        Value::String(s) if s.is_ascii() => Some(s.len()),
+        // Otherwise one unit per char, two for a char beyond the BMP (four bytes in UTF-8, led
+        // by a byte of 0xF0 or more): two counting passes, much quicker than encoding.
         Value::String(s) => Some(s.chars().count() + s.bytes().filter(|b| *b >= 0xF0).count()),
         Value::Array(items) => Some(items.len()),
         _ => None,
