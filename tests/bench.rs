@@ -3,7 +3,7 @@
 
 mod common;
 
-use std::process::{Command, Output};
+use std::process::{Command, Output, Stdio};
 
 use common::{Backend, TestNode, free_port};
 
@@ -51,4 +51,22 @@ fn push_measures_a_real_node() {
         .unwrap_or_else(|| panic!("not a push figure: {line}"));
     assert!(rate > 0, "{line}");
     assert!(line.ends_with(", 0 errors)"), "{line}");
+}
+
+#[test]
+fn a_reader_that_goes_away_ends_the_run_quietly() {
+    let node = TestNode::start(Backend::Memory);
+    let mut child = Command::new(env!("CARGO_BIN_EXE_relaybox-bench"))
+        .args(["--url", &node.url(""), "push", "--connections", "2"])
+        .args(["--duration", "1"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("relaybox-bench runs");
+    // As `| head -0` does: the reader is gone before the first figure.
+    drop(child.stdout.take());
+    let out = child.wait_with_output().expect("relaybox-bench ends");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{:?}: {stderr}", out.status);
+    assert!(!stderr.contains("panicked"), "{stderr}");
 }

@@ -26,7 +26,7 @@ pub async fn watched<F: Future<Output = ()>>(figure: F) {
     figure.await;
     if let (Some((b0, s0, t0)), Some((b1, s1, t1))) = (before, cpu_times()) {
         let total = (t1 - t0).max(1) as f64;
-        println!(
+        figure!(
             "  machine: {:.0}% busy, {:.0}% stolen by the hypervisor (all CPUs)",
             100.0 * (b1 - b0) as f64 / total,
             100.0 * (s1 - s0) as f64 / total

@@ -12,10 +12,21 @@
 //! relaybox-bench relay-bulk --apps 4 --size 1048576 --duration 15
 //! ```
 
+/// Prints one figure on its own line (`println!`'s arguments). When the reader has gone, as in
+/// `relaybox-bench … | head -1`, the run ends quietly, as any Unix tool's does, instead of with
+/// a panic and its backtrace.
+macro_rules! figure {
+    ($($arg:tt)*) => {
+        $crate::print_figure(format_args!($($arg)*))
+    };
+}
+
 mod http;
 mod machine;
 mod relay;
 
+use std::fmt;
+use std::io::{self, Write};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -127,6 +138,13 @@ enum Command {
         #[arg(long, default_value_t = 15)]
         duration: u64,
     },
+}
+
+fn print_figure(line: fmt::Arguments) {
+    let mut out = io::stdout().lock();
+    if writeln!(out, "{line}").and_then(|()| out.flush()).is_err() {
+        std::process::exit(0);
+    }
 }
 
 fn main() {
@@ -271,7 +289,7 @@ async fn push(host: &str, connections: usize, duration: Duration, payload_size: 
         }));
     }
     let elapsed = finish(tasks, started).await;
-    println!(
+    figure!(
         "push: {:.0} req/s ({} connections, {payload_size} B payload, {:.0} s, {} errors)",
         ok.load(Ordering::Relaxed) as f64 / elapsed,
         connections,
@@ -333,7 +351,7 @@ async fn pop(
         }));
     }
     let elapsed = finish(tasks, started).await;
-    println!(
+    figure!(
         "pop: {:.0} messages/s ({} connections, one message per request, {:.0} s, {} messages)",
         ok.load(Ordering::Relaxed) as f64 / elapsed,
         connections,
@@ -423,7 +441,7 @@ async fn latency(host: &str, rate: u64, duration: Duration, waiters: usize) {
     samples.sort_unstable();
     let pct = |p| percentile(&samples, p);
     let sent = sent.load(Ordering::Relaxed);
-    println!(
+    figure!(
         "push->pop latency: p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms ({} msg/s to {} waiting pops: {:.0} msg/s sent, {} of {} received)",
         pct(0.50) as f64 / 1000.0,
         pct(0.99) as f64 / 1000.0,
@@ -536,9 +554,9 @@ async fn hold_polls(
         ),
         _ => String::new(),
     };
-    println!("held long-polls: {count} ({failed} failed to open){memory}");
+    figure!("held long-polls: {count} ({failed} failed to open){memory}");
     if let (Some(before), Some(after)) = (redis_before, redis_after) {
-        println!("redis connections: {before} with no waiters, {after} with {count} waiters");
+        figure!("redis connections: {before} with no waiters, {after} with {count} waiters");
     }
     drop(held);
 }

@@ -159,7 +159,7 @@ pub async fn throughput(host: &str, desktops: usize, apps: usize, size: usize, d
     let desks = Desktops::start(host, desktops, size).await;
     let (tally, elapsed) = relay_for(host, &desks, apps, size, duration).await;
     desks.stop();
-    println!(
+    figure!(
         "relay: {:.0} relays/s ({desktops} desktops, {apps} apps, {size} B each way, {elapsed:.0} s, {} failed)",
         tally.relayed.load(Ordering::Relaxed) as f64 / elapsed,
         tally.failed.load(Ordering::Relaxed)
@@ -172,7 +172,7 @@ pub async fn bulk(host: &str, apps: usize, size: usize, duration: Duration) {
     let (tally, elapsed) = relay_for(host, &desks, apps, size, duration).await;
     desks.stop();
     let bytes = tally.bytes.load(Ordering::Relaxed) as f64;
-    println!(
+    figure!(
         "relay bulk: {:.2} GB/s of payload, both ways together ({apps} apps, {} KiB each way, {} relays in {elapsed:.0} s, {} failed)",
         bytes / elapsed / 1e9,
         size / 1024,
@@ -219,7 +219,7 @@ pub async fn latency(host: &str, desktops: usize, apps: usize, rate: u64, durati
     let mut samples = samples.lock().unwrap().clone();
     samples.sort_unstable();
     let ms = |d: Duration| d.as_secs_f64() * 1000.0;
-    println!(
+    figure!(
         "relay latency: p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms ({rate} relays/s, {desktops} desktops, {apps} apps, 1 KiB each way, {} samples, {} failed)",
         ms(percentile(&samples, 0.50)),
         ms(percentile(&samples, 0.99)),
