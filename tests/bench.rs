@@ -63,7 +63,7 @@ fn a_reader_that_goes_away_ends_the_run_quietly() {
         .stderr(Stdio::piped())
         .spawn()
         .expect("relaybox-bench runs");
-    // As `| head -0` does: the reader is gone before the first figure.
+    // The reader is gone before the first figure, as behind a `head` that has read enough.
     drop(child.stdout.take());
     let out = child.wait_with_output().expect("relaybox-bench ends");
     let stderr = String::from_utf8_lossy(&out.stderr);
