@@ -133,6 +133,30 @@ fn expired_messages_are_never_delivered_with_a_payload(backend: Backend) {
     assert_eq!(node.state(&gone, "x"), "");
 }
 
+/// The answer's bytes, which clients that do not parse JSON fully may rely on: the fields in
+/// their order, escapes as JSON writes them, `null` for a message deleted while queued.
+fn the_answer_is_exactly_what_clients_read(backend: Backend) {
+    let node = TestNode::start(backend);
+    let kept = node.push(&["bytes"], "a \"quoted\" \\ é", "H");
+    let deleted = node.push(&["bytes"], "x", "L");
+    node.delete(&format!("/trans/{deleted}"));
+    let answer = node.raw(
+        b"POST /queue/bytes/pop?max=5 HTTP/1.1\r\nHost: t\r\n\
+          Connection: close\r\nContent-Length: 0\r\n\r\n",
+    );
+    assert_eq!(answer.status, 200);
+    assert_eq!(
+        answer.body,
+        format!(
+            r#"{{"data":["a \"quoted\" \\ é",null],"ok":true,"transactions":["{kept}","{deleted}"]}}"#
+        )
+    );
+    assert_eq!(
+        answer.header("content-type"),
+        Some("application/json; charset=utf-8")
+    );
+}
+
 fn queue_state_reports_contents_and_waiting(backend: Backend) {
     let node = TestNode::start(backend);
     let (_, fresh) = node.get("/queue/qs");
@@ -242,6 +266,7 @@ crate::both_backends!(
     a_message_arriving_during_the_wait_is_delivered_at_once,
     the_longest_waiting_pop_is_served_first,
     expired_messages_are_never_delivered_with_a_payload,
+    the_answer_is_exactly_what_clients_read,
     queue_state_reports_contents_and_waiting,
     bad_parameters_are_refused,
     a_client_that_disconnects_while_waiting_takes_nothing,

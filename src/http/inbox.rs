@@ -6,10 +6,11 @@ use std::time::{Duration, UNIX_EPOCH};
 
 use actix_web::http::{StatusCode, header};
 use actix_web::{HttpRequest, HttpResponse};
+use serde::Serialize;
 use serde_json::{Map, Value, json};
 
 use super::request::{Body, Params, content_type};
-use super::response::{ApiError, Reply, json};
+use super::response::{ApiError, Reply, json, json_sized};
 use crate::inbox::groups::group_names;
 use crate::inbox::params::{ParamValue, ack_timeout, delay, max_messages, pop_timeout};
 use crate::inbox::provision::{validate_new, validate_update};
@@ -98,18 +99,45 @@ fn host(req: &HttpRequest) -> String {
     req.connection_info().host().to_owned()
 }
 
-/// `{"ok":true,"data":[payload|null…],"transactions":[id…]}`, as pop, peek and every
-/// subscription message read.
-pub fn messages_json<'a>(messages: impl IntoIterator<Item = &'a Message>) -> Value {
-    let (data, ids): (Vec<Option<&str>>, Vec<&TxId>) = messages
-        .into_iter()
-        .map(|m| (m.payload.as_deref(), &m.tx))
-        .unzip();
-    json!({ "ok": true, "data": data, "transactions": ids })
+/// `{"data":[payload|null…],"ok":true,"transactions":[id…]}`, as pop, peek and every
+/// subscription message read (fields in that order, as they have always been sent).
+#[derive(Serialize)]
+struct MessagesBody<'a> {
+    data: Vec<Option<&'a str>>,
+    ok: bool,
+    transactions: Vec<&'a TxId>,
 }
 
+impl<'a> MessagesBody<'a> {
+    fn of(messages: impl IntoIterator<Item = &'a Message>) -> Self {
+        let (data, transactions) = messages
+            .into_iter()
+            .map(|m| (m.payload.as_deref(), &m.tx))
+            .unzip();
+        MessagesBody {
+            data,
+            ok: true,
+            transactions,
+        }
+    }
+
+    /// About the length of the body in JSON; the payloads make most of it.
+    fn json_len(&self) -> usize {
+        let payloads: usize = self.data.iter().map(|d| d.map_or(4, str::len) + 3).sum();
+        48 + payloads + 40 * self.transactions.len()
+    }
+}
+
+/// The messages as one stream document.
+pub fn messages_json<'a>(messages: impl IntoIterator<Item = &'a Message>) -> Value {
+    serde_json::to_value(MessagesBody::of(messages)).expect("messages serialise")
+}
+
+/// The messages as an answer, written straight from them: a payload is copied once, into a
+/// buffer already big enough.
 fn messages_reply(messages: &[Message]) -> HttpResponse {
-    json(&messages_json(messages))
+    let body = MessagesBody::of(messages);
+    json_sized(&body, body.json_len())
 }
 
 /// `POST /trans`: store a message and push it into every queue it names.

@@ -13,9 +13,15 @@ pub const JSON: &str = "application/json; charset=utf-8";
 pub const TEXT: &str = "text/plain; charset=utf-8";
 
 pub fn json(body: &impl Serialize) -> HttpResponse {
-    HttpResponse::Ok()
-        .content_type(JSON)
-        .body(serde_json::to_vec(body).expect("responses always serialise"))
+    json_sized(body, 128)
+}
+
+/// [`json`] written into a buffer of `capacity` bytes: an answer that carries payloads is sized
+/// for them up front, instead of growing (and copying) as they are written.
+pub fn json_sized(body: &impl Serialize, capacity: usize) -> HttpResponse {
+    let mut buf = Vec::with_capacity(capacity);
+    serde_json::to_writer(&mut buf, body).expect("responses always serialise");
+    HttpResponse::Ok().content_type(JSON).body(buf)
 }
 
 /// PopBox's answer to an unknown route, kept byte for byte.
