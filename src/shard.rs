@@ -592,16 +592,28 @@ impl Actor for ShardActor {
         // HTTP side, so the mailbox need not push back too.
         ctx.set_mailbox_capacity(1024);
         ctx.run_interval(UNACKED_SWEEP, |act, ctx| act.requeue_unacked(ctx));
-        ctx.run_interval(self.sweep_every, |act, _ctx| {
-            let store = Arc::clone(&act.store);
-            let shard = act.id;
-            actix::spawn(async move {
-                match store.purge_expired(shard, unix_now()).await {
-                    Ok(0) => {}
-                    Ok(n) => debug!(shard, purged = n, "expired entries dropped"),
-                    Err(e) => warn!(shard, error = %e, "expiry sweep failed"),
-                }
-            });
+        // Shards sweep in turn, not all at once: a sweep of the embedded store holds its thread
+        // while it reads every entry of the shard, and shards share threads. (Sixteen at once
+        // held a pop up to 250 ms with 600,000 messages stored.)
+        let turn = (self.id + 1) as f64 / self.store.shards() as f64;
+        ctx.run_later(self.sweep_every.mul_f64(turn), |act, ctx| {
+            act.purge_expired();
+            ctx.run_interval(act.sweep_every, |act, _ctx| act.purge_expired());
+        });
+    }
+}
+
+impl ShardActor {
+    /// Drops what has expired from this shard's part of the store.
+    fn purge_expired(&self) {
+        let store = Arc::clone(&self.store);
+        let shard = self.id;
+        actix::spawn(async move {
+            match store.purge_expired(shard, unix_now()).await {
+                Ok(0) => {}
+                Ok(n) => debug!(shard, purged = n, "expired entries dropped"),
+                Err(e) => warn!(shard, error = %e, "expiry sweep failed"),
+            }
         });
     }
 }

@@ -133,6 +133,25 @@ fn expired_messages_are_never_delivered_with_a_payload(backend: Backend) {
     assert_eq!(node.state(&gone, "x"), "");
 }
 
+/// Expired messages leave their queues by themselves, not only when a consumer comes by.
+fn expired_messages_are_swept_from_their_queues(backend: Backend) {
+    let node = TestNode::start_with(backend, &[("RELAYBOX__STORE__SWEEP_INTERVAL", "1")]);
+    let expires = unix_now() + 1;
+    node.push_body(
+        json!({"payload": "p", "priority": "L", "queue": [{"id": "swept"}],
+        "expirationDate": expires}),
+    );
+    assert_eq!(node.get("/queue/swept").1["size"], 1);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while node.get("/queue/swept").1["size"] != 0 {
+        assert!(
+            Instant::now() < deadline,
+            "still queued 10 s after it expired"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
 /// The answer's bytes, which clients that do not parse JSON fully may rely on: the fields in
 /// their order, escapes as JSON writes them, `null` for a message deleted while queued.
 fn the_answer_is_exactly_what_clients_read(backend: Backend) {
@@ -267,6 +286,7 @@ crate::both_backends!(
     the_longest_waiting_pop_is_served_first,
     expired_messages_are_never_delivered_with_a_payload,
     the_answer_is_exactly_what_clients_read,
+    expired_messages_are_swept_from_their_queues,
     queue_state_reports_contents_and_waiting,
     bad_parameters_are_refused,
     a_client_that_disconnects_while_waiting_takes_nothing,

@@ -149,7 +149,16 @@ impl MemoryStore {
 
     /// Runs `f` on a live transaction, dropping it first if it has expired.
     fn with_live<R>(&self, id: &TxId, f: impl FnOnce(&mut TxRecord) -> R) -> Option<R> {
-        let now = unix_now();
+        self.with_live_at(unix_now(), id, f)
+    }
+
+    /// [`with_live`](Self::with_live) as of `now`, for a sweep that checks many at once.
+    fn with_live_at<R>(
+        &self,
+        now: i64,
+        id: &TxId,
+        f: impl FnOnce(&mut TxRecord) -> R,
+    ) -> Option<R> {
         let mut txs = self.transactions_of(id);
         match txs.get_mut(id) {
             Some(rec) if rec.live(now) => Some(f(rec)),
@@ -163,10 +172,6 @@ impl MemoryStore {
 
     fn queues(&self, shard: ShardId) -> MutexGuard<'_, HashMap<QueueName, QueueData>> {
         lock(&self.queues[shard])
-    }
-
-    fn is_live(&self, id: &TxId) -> bool {
-        self.with_live(id, |_| ()).is_some()
     }
 }
 
@@ -673,7 +678,7 @@ impl Store for MemoryStore {
         for data in map.values_mut() {
             for list in [&mut data.high, &mut data.low] {
                 let before = list.len();
-                list.retain(|tx| self.is_live(tx));
+                list.retain(|tx| self.with_live_at(now, tx, |_| ()).is_some());
                 purged += before - list.len();
             }
         }
