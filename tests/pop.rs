@@ -136,7 +136,8 @@ fn expired_messages_are_never_delivered_with_a_payload(backend: Backend) {
 /// Expired messages leave their queues by themselves, not only when a consumer comes by.
 fn expired_messages_are_swept_from_their_queues(backend: Backend) {
     let node = TestNode::start_with(backend, &[("RELAYBOX__STORE__SWEEP_INTERVAL", "1")]);
-    let expires = unix_now() + 1;
+    // Two seconds, so that it is surely still queued when first looked at.
+    let expires = unix_now() + 2;
     node.push_body(
         json!({"payload": "p", "priority": "L", "queue": [{"id": "swept"}],
         "expirationDate": expires}),
