@@ -7,11 +7,14 @@ use std::process::{Command, Output, Stdio};
 
 use common::{Backend, TestNode, free_port};
 
+fn bench_command(args: &[&str]) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_relaybox-bench"));
+    command.args(args);
+    command
+}
+
 fn bench(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_relaybox-bench"))
-        .args(args)
-        .output()
-        .expect("relaybox-bench runs")
+    bench_command(args).output().expect("relaybox-bench runs")
 }
 
 #[test]
@@ -56,8 +59,8 @@ fn push_measures_a_real_node() {
 #[test]
 fn a_reader_that_goes_away_ends_the_run_quietly() {
     let node = TestNode::start(Backend::Memory);
-    let mut child = Command::new(env!("CARGO_BIN_EXE_relaybox-bench"))
-        .args(["--url", &node.url(""), "push", "--connections", "2"])
+    let url = node.url("");
+    let mut child = bench_command(&["--url", &url, "push", "--connections", "2"])
         .args(["--duration", "1"])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
