@@ -45,13 +45,25 @@ pub struct MemoryStore {
     delayed: Mutex<HashMap<TxId, (i64, DelayedPush)>>,
 }
 
-/// How many queued entries a sweep checks before it lets its thread do other work.
+/// How many queues a sweep visits, and transactions it looks up, before it lets its thread do
+/// other work.
 const SWEEP_STRIDE: usize = 1000;
+
+/// A message waiting in a queue: its transaction, and a time before which a sweep need not
+/// look the transaction up, because it cannot have expired yet.
+struct Entry {
+    tx: TxId,
+    /// Unix seconds: the transaction's expiry when it was queued, or as a sweep last found it.
+    /// A `PUT /trans` may have moved that expiry later, which the sweep finds out when it looks;
+    /// one moved earlier leaves the entry in place until this time, and a pop meanwhile reads
+    /// it as a deleted message, as on Redis, where a queue outlives its messages too.
+    until: i64,
+}
 
 #[derive(Default)]
 struct QueueData {
-    high: VecDeque<TxId>,
-    low: VecDeque<TxId>,
+    high: VecDeque<Entry>,
+    low: VecDeque<Entry>,
     blocked: u64,
     last_pop: Option<i64>,
     /// Taken but not acknowledged yet: when each is due back (then the order taken), and to
@@ -62,7 +74,7 @@ struct QueueData {
 }
 
 impl QueueData {
-    fn list(&mut self, priority: Priority) -> &mut VecDeque<TxId> {
+    fn list(&mut self, priority: Priority) -> &mut VecDeque<Entry> {
         match priority {
             Priority::High => &mut self.high,
             Priority::Low => &mut self.low,
@@ -71,15 +83,40 @@ impl QueueData {
 
     /// High first, then low, FIFO within each.
     fn iter(&self) -> impl Iterator<Item = QueuedRef> + '_ {
-        let high = self.high.iter().map(|tx| QueuedRef {
-            tx: tx.clone(),
+        let high = self.high.iter().map(|entry| QueuedRef {
+            tx: entry.tx.clone(),
             priority: Priority::High,
         });
-        let low = self.low.iter().map(|tx| QueuedRef {
-            tx: tx.clone(),
+        let low = self.low.iter().map(|entry| QueuedRef {
+            tx: entry.tx.clone(),
             priority: Priority::Low,
         });
         high.chain(low)
+    }
+
+    /// Drops the entries whose transaction has gone as of `now`, looking up only those that
+    /// may have expired; returns how many went and how many it looked up.
+    fn sweep(&mut self, now: i64, live_until: impl Fn(&TxId) -> Option<i64>) -> (usize, usize) {
+        let (mut dropped, mut looked) = (0, 0);
+        for list in [&mut self.high, &mut self.low] {
+            list.retain_mut(|entry| {
+                if entry.until > now {
+                    return true;
+                }
+                looked += 1;
+                match live_until(&entry.tx) {
+                    Some(until) => {
+                        entry.until = until;
+                        true
+                    }
+                    None => {
+                        dropped += 1;
+                        false
+                    }
+                }
+            });
+        }
+        (dropped, looked)
     }
 
     fn forgettable(&self, now: i64) -> bool {
@@ -297,14 +334,17 @@ impl Store for MemoryStore {
         queues: &[QueueName],
         tx: &TxId,
         priority: Priority,
-        _expires_at: i64,
+        expires_at: i64,
     ) -> StoreResult<()> {
         let mut map = self.queues(shard);
         for queue in queues {
             map.entry(queue.clone())
                 .or_default()
                 .list(priority)
-                .push_back(tx.clone());
+                .push_back(Entry {
+                    tx: tx.clone(),
+                    until: expires_at,
+                });
         }
         Ok(())
     }
@@ -326,12 +366,12 @@ impl Store for MemoryStore {
             }
             let from_high = data.high.len().min(max);
             let from_low = data.low.len().min(max - from_high);
-            let high = data.high.drain(..from_high).map(|tx| QueuedRef {
-                tx,
+            let high = data.high.drain(..from_high).map(|entry| QueuedRef {
+                tx: entry.tx,
                 priority: Priority::High,
             });
-            let low = data.low.drain(..from_low).map(|tx| QueuedRef {
-                tx,
+            let low = data.low.drain(..from_low).map(|entry| QueuedRef {
+                tx: entry.tx,
                 priority: Priority::Low,
             });
             let taken: Vec<QueuedRef> = high.chain(low).collect();
@@ -370,13 +410,14 @@ impl Store for MemoryStore {
         queue: &QueueName,
         refs: &[QueuedRef],
     ) -> StoreResult<()> {
-        let live: Vec<&QueuedRef> = refs
+        let live: Vec<(&QueuedRef, i64)> = refs
             .iter()
-            .filter(|r| {
-                self.with_live(&r.tx, |rec| {
-                    rec.set_state(queue.id(), DeliveryState::Pending)
-                })
-                .is_some()
+            .filter_map(|r| {
+                let until = self.with_live(&r.tx, |rec| {
+                    rec.set_state(queue.id(), DeliveryState::Pending);
+                    rec.expires_at
+                })?;
+                Some((r, until))
             })
             .collect();
         let mut map = self.queues(shard);
@@ -384,8 +425,9 @@ impl Store for MemoryStore {
         for r in refs {
             data.unacked.remove(&r.tx);
         }
-        for r in live.into_iter().rev() {
-            data.list(r.priority).push_front(r.tx.clone());
+        for (r, until) in live.into_iter().rev() {
+            let tx = r.tx.clone();
+            data.list(r.priority).push_front(Entry { tx, until });
         }
         Ok(())
     }
@@ -493,8 +535,8 @@ impl Store for MemoryStore {
     ) -> StoreResult<QueueInfo> {
         Ok(match self.queues(shard).get(queue) {
             Some(data) => QueueInfo {
-                high: data.high.iter().take(cap).cloned().collect(),
-                low: data.low.iter().take(cap).cloned().collect(),
+                high: data.high.iter().take(cap).map(|e| e.tx.clone()).collect(),
+                low: data.low.iter().take(cap).map(|e| e.tx.clone()).collect(),
                 blocked: data.blocked > 0,
                 last_pop: data.last_pop,
             },
@@ -520,7 +562,8 @@ impl Store for MemoryStore {
         _queues: &[QueueName],
         _expires_at: i64,
     ) -> StoreResult<()> {
-        // Queue entries here live as long as their transaction; nothing to extend.
+        // A queue here lives as long as it holds entries, and a sweep keeps an entry as long
+        // as its transaction lives: nothing to extend.
         Ok(())
     }
 
@@ -678,17 +721,16 @@ impl Store for MemoryStore {
         }
         // Queue entries whose transaction is gone will never be delivered with a payload: drop
         // them. A queue at a time, letting the shard's thread serve others every
-        // `SWEEP_STRIDE` entries: a shard with 40,000 messages held it 36 ms in one go.
+        // `SWEEP_STRIDE` queues or look-ups: a shard with 40,000 messages held it 36 ms in one
+        // go, when each of its entries took a look-up.
         let names: Vec<QueueName> = self.queues(shard).keys().cloned().collect();
         let mut since_yield = 0;
         for name in names {
             if let Some(data) = self.queues(shard).get_mut(&name) {
-                for list in [&mut data.high, &mut data.low] {
-                    let before = list.len();
-                    list.retain(|tx| self.with_live_at(now, tx, |_| ()).is_some());
-                    purged += before - list.len();
-                    since_yield += before;
-                }
+                let (dropped, looked) =
+                    data.sweep(now, |tx| self.with_live_at(now, tx, |rec| rec.expires_at));
+                purged += dropped;
+                since_yield += 1 + looked;
             }
             if since_yield >= SWEEP_STRIDE {
                 since_yield = 0;
@@ -799,6 +841,56 @@ mod tests {
                 priority: Priority::High,
             };
             store.requeue(0, &q, &[r]).await.unwrap();
+            assert!(store.peek(0, &q, 5).await.unwrap().is_empty());
+        });
+    }
+    #[test]
+    fn a_sweep_looks_up_only_entries_that_may_have_expired() {
+        let mut data = QueueData::default();
+        let (soon, later) = (TxId::generate(), TxId::generate());
+        data.low.push_back(Entry {
+            tx: soon.clone(),
+            until: 100,
+        });
+        data.high.push_back(Entry {
+            tx: later.clone(),
+            until: 500,
+        });
+        // Nothing is due before 100: no look-ups at all.
+        assert_eq!(data.sweep(50, |_| panic!("looked up too early")), (0, 0));
+        // At 100 `soon` is due, but its expiry was moved to 300: kept, and its hint refreshed,
+        // so the sweep at 200 looks nothing up.
+        let moved = |tx: &TxId| (tx == &soon).then_some(300);
+        assert_eq!(data.sweep(100, moved), (0, 1));
+        assert_eq!(data.sweep(200, |_| panic!("hint not refreshed")), (0, 0));
+        // At 500 both are due and both gone.
+        assert_eq!(data.sweep(500, |_| None), (2, 2));
+        assert!(data.high.is_empty() && data.low.is_empty());
+    }
+
+    #[test]
+    fn a_sweep_keeps_a_message_whose_expiry_was_moved_later() {
+        block_on(async {
+            let store = MemoryStore::new(1);
+            let q = Namespace::default().queue("q");
+            let now = unix_now();
+            let t = tx(&["q"], now + 5);
+            store.provision(0, &t, &[]).await.unwrap();
+            store
+                .push(0, std::slice::from_ref(&q), &t.id, Priority::Low, now + 5)
+                .await
+                .unwrap();
+            let later = Some(now + 1000);
+            assert!(
+                store
+                    .update_transaction(&t.id, &Meta::new(), later)
+                    .await
+                    .unwrap()
+            );
+            assert_eq!(store.purge_expired(0, now + 10).await.unwrap(), 0);
+            assert_eq!(store.peek(0, &q, 5).await.unwrap().len(), 1);
+            // The transaction and its entry.
+            assert_eq!(store.purge_expired(0, now + 1000).await.unwrap(), 2);
             assert!(store.peek(0, &q, 5).await.unwrap().is_empty());
         });
     }
