@@ -54,9 +54,10 @@ const SWEEP_STRIDE: usize = 1000;
 struct Entry {
     tx: TxId,
     /// Unix seconds: the transaction's expiry when it was queued, or as a sweep last found it.
-    /// A `PUT /trans` may have moved that expiry later, which the sweep finds out when it looks;
-    /// one moved earlier leaves the entry in place until this time, and a pop meanwhile reads
-    /// it as a deleted message, as on Redis, where a queue outlives its messages too.
+    /// A `PUT /trans` may have moved that expiry later, which the sweep finds out when it looks.
+    /// A transaction deleted, or its expiry moved earlier, leaves the entry in place until this
+    /// time, and a pop meanwhile reads it as a deleted message, as on Redis, where a queue
+    /// outlives its messages too.
     until: i64,
 }
 
@@ -891,6 +892,29 @@ mod tests {
             assert_eq!(store.peek(0, &q, 5).await.unwrap().len(), 1);
             // The transaction and its entry.
             assert_eq!(store.purge_expired(0, now + 1000).await.unwrap(), 2);
+            assert!(store.peek(0, &q, 5).await.unwrap().is_empty());
+        });
+    }
+    #[test]
+    fn a_deleted_transaction_leaves_its_queues_when_it_would_have_expired() {
+        block_on(async {
+            let store = MemoryStore::new(1);
+            let q = Namespace::default().queue("q");
+            let now = unix_now();
+            let t = tx(&["q"], now + 100);
+            store.provision(0, &t, &[]).await.unwrap();
+            store
+                .push(0, std::slice::from_ref(&q), &t.id, Priority::Low, now + 100)
+                .await
+                .unwrap();
+            store.delete_transaction(&t.id).await.unwrap();
+            assert_eq!(store.purge_expired(0, now + 10).await.unwrap(), 0);
+            let gone = Message {
+                tx: t.id.clone(),
+                payload: None,
+            };
+            assert_eq!(store.peek(0, &q, 5).await.unwrap(), [gone]);
+            assert_eq!(store.purge_expired(0, now + 100).await.unwrap(), 1);
             assert!(store.peek(0, &q, 5).await.unwrap().is_empty());
         });
     }
