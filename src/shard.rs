@@ -10,7 +10,9 @@
 //!
 //! What a waiter receives is a [`Delivery`]: if it is dropped before the consumer commits it (the
 //! client went away, the pop timed out at that instant), its messages go back to the head of
-//! their queue as `Pending`.
+//! their queue as `Pending`. A message pushed through this node whose producer does not have
+//! its answer yet carries that answer's gate, which the consumer awaits before writing it
+//! ([`Delivery::answered`]).
 
 use std::collections::{HashMap, VecDeque};
 use std::future::Future;
@@ -19,11 +21,13 @@ use std::time::Duration;
 
 use actix::prelude::*;
 use futures_util::FutureExt;
-use futures_util::future::{BoxFuture, LocalBoxFuture};
+use futures_util::future::{BoxFuture, LocalBoxFuture, join_all};
 use tracing::{debug, warn};
 
 use crate::callbacks::{Callbacks, DeliveredEvent};
-use crate::inbox::{Mark, Message, NewTransaction, QueueName, QueuedRef, unix_now, unix_now_ms};
+use crate::inbox::{
+    Answered, Mark, Message, NewTransaction, QueueName, QueuedRef, TxId, unix_now, unix_now_ms,
+};
 use crate::store::{
     Interest, ShardEvent, ShardId, Store, StoreError, StoreResult, TakenRef, WaitAccounting,
 };
@@ -31,6 +35,11 @@ use crate::store::{
 /// How often a shard looks for reliable deliveries whose acknowledgement is overdue: such a
 /// message is back in its queue at most this long after its `timeoutACK`.
 const UNACKED_SWEEP: Duration = Duration::from_millis(500);
+
+/// The longest a consumer waits for the answers to the pushes whose messages it has. A reply is
+/// written in microseconds; one that is not after this long (its client sends but does not
+/// read) must not hold the messages back for good.
+const ANSWER_WAIT_LIMIT: Duration = Duration::from_secs(1);
 
 /// Messages taken from a queue for one consumer. Dropping it uncommitted puts them back at the
 /// head of their queue, as `Pending`.
@@ -56,12 +65,14 @@ impl std::fmt::Debug for Home {
 }
 
 /// One taken message, with where it goes back to (`None` when it had expired: it never goes
-/// back) and the URL to tell of its delivery.
+/// back), the URL to tell of its delivery, and, for a push made here whose producer does not
+/// have its answer yet, the gate that answer opens.
 #[derive(Debug)]
 struct Taken {
     message: Message,
     queued: Option<QueuedRef>,
     callback: Option<String>,
+    unanswered: Option<Answered>,
 }
 
 impl Delivery {
@@ -88,6 +99,21 @@ impl Delivery {
     /// Takes `other`'s messages after these.
     fn append(&mut self, mut other: Delivery) {
         self.items.append(&mut other.items);
+    }
+
+    /// Resolves once the producers of these messages have had their answers (see
+    /// [`crate::inbox::answered`]), or after [`ANSWER_WAIT_LIMIT`]. A consumer on this node
+    /// awaits it before it writes them: pushed here, a message must not reach its consumer
+    /// before the push's answer reaches the producer.
+    pub fn answered(&self) -> impl Future<Output = ()> + use<> {
+        let gates: Vec<Answered> = (self.items.iter())
+            .filter_map(|t| t.unanswered.clone())
+            .collect();
+        async move {
+            if !gates.is_empty() {
+                let _ = tokio::time::timeout(ANSWER_WAIT_LIMIT, join_all(gates)).await;
+            }
+        }
     }
 
     /// The messages, before the consumer commits to them.
@@ -186,6 +212,9 @@ pub struct Push {
     pub tx: Arc<NewTransaction>,
     pub queues: Vec<QueueName>,
     pub create: bool,
+    /// Opens once the producer has its answer: deliveries of the message carry it, and their
+    /// consumers on this node wait for it before they write.
+    pub answered: Option<Answered>,
 }
 
 /// One store operation run by the shard that owns the data, for operations that need no
@@ -263,6 +292,8 @@ pub struct ShardActor {
     callbacks: Callbacks,
     /// Where to say which queues have waiters, for a store shared with other nodes.
     interest: Option<tokio::sync::mpsc::UnboundedSender<Interest>>,
+    /// Pushes made here whose producers do not have their answer yet, by transaction.
+    unanswered: HashMap<TxId, Answered>,
 }
 
 impl ShardActor {
@@ -282,6 +313,7 @@ impl ShardActor {
             sweeping_unacked: false,
             callbacks,
             interest: None,
+            unanswered: HashMap::new(),
         }
     }
 
@@ -450,6 +482,9 @@ impl ShardActor {
                     .and_then(|m| m.get("callback"))
                     .filter(|url| !url.is_empty())
                     .cloned(),
+                unanswered: (self.unanswered.get(&t.queued.tx))
+                    .filter(|gate| !gate.is_open())
+                    .cloned(),
                 // An expired message is reported but never goes back.
                 queued: t.meta.is_some().then_some(t.queued),
             })
@@ -517,7 +552,7 @@ impl ShardActor {
             }
             waiter.notify.do_send(WaiterNotice::Release);
         }
-        futures_util::future::join_all(recorded).map(drop)
+        join_all(recorded).map(drop)
     }
 
     /// Takes the oldest waiter on `queue` out of the registry (no take is in flight for it).
@@ -762,7 +797,17 @@ impl Handler<Push> for ShardActor {
     fn handle(&mut self, msg: Push, ctx: &mut Self::Context) -> Self::Result {
         let store = Arc::clone(&self.store);
         let shard = self.id;
-        let Push { tx, queues, create } = msg;
+        let Push {
+            tx,
+            queues,
+            create,
+            answered,
+        } = msg;
+        // Registered before the push is sent, so that any take that can find it sees it.
+        let answering = answered.map(|gate| {
+            self.unanswered.insert(tx.id.clone(), gate.clone());
+            (tx.id.clone(), gate)
+        });
         let waited: Vec<QueueName> = queues
             .iter()
             .filter(|q| {
@@ -787,12 +832,27 @@ impl Handler<Push> for ShardActor {
             push: stored.boxed_local(),
             waited,
         };
-        ctx.spawn(push.map(|(queues, result), act, ctx| {
+        let pushed = push.map(|(queues, result), act, ctx| {
             for queue in queues {
                 act.drain(queue, ctx);
             }
             let _ = answer.send(result);
-        }));
+        });
+        match answering {
+            None => {
+                ctx.spawn(pushed);
+            }
+            Some((id, gate)) => {
+                // Transaction ids are unique per push, so the entry is this push's own.
+                let forgotten =
+                    pushed
+                        .then(|(), act, _| gate.into_actor(act))
+                        .map(move |(), act, _| {
+                            act.unanswered.remove(&id);
+                        });
+                ctx.spawn(forgotten);
+            }
+        }
         let name = self.store.shard_name(shard);
         Box::pin(async move {
             answered.await.unwrap_or_else(|_| {
@@ -914,6 +974,7 @@ mod tests {
                 tx: Arc::new(tx),
                 queues: vec![queue.clone()],
                 create: true,
+                answered: None,
             };
             shard.send(push).await.unwrap().unwrap();
             ids.push(id);
@@ -1135,6 +1196,74 @@ mod tests {
             store.states(&ids[2]).await.unwrap()["q"],
             DeliveryState::Pending
         );
+    }
+
+    /// Pushes one message into `queue` with the gate its producer's answer would open.
+    async fn push_answered(shard: &Addr<ShardActor>, queue: &QueueName, answered: Answered) {
+        let tx = NewTransaction {
+            id: TxId::generate(),
+            priority: Priority::High,
+            queues: vec![queue.id().to_owned()],
+            meta: Meta::new(),
+            expires_at: unix_now() + 60,
+        };
+        let push = Push {
+            tx: Arc::new(tx),
+            queues: vec![queue.clone()],
+            create: true,
+            answered: Some(answered),
+        };
+        shard.send(push).await.unwrap().unwrap();
+    }
+
+    /// A waiter that hands on what it gets, uncommitted.
+    struct Forwarding(tokio::sync::mpsc::UnboundedSender<Delivery>);
+
+    impl Actor for Forwarding {
+        type Context = Context<Self>;
+    }
+
+    impl Handler<WaiterNotice> for Forwarding {
+        type Result = ();
+        fn handle(&mut self, notice: WaiterNotice, _ctx: &mut Self::Context) {
+            if let WaiterNotice::Deliver(d) = notice {
+                let _ = self.0.send(d);
+            }
+        }
+    }
+
+    #[actix::test]
+    async fn a_delivery_is_answered_once_its_producer_is() {
+        let (_store, shard, queue, _) = setup(&[]).await;
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+        let short = Duration::from_millis(200);
+        for (id, keep_token) in [(1, false), (2, true)] {
+            shard.do_send(Wait {
+                queue: queue.clone(),
+                waiter: waiter(id, 1, Forwarding(tx.clone()).start().recipient()),
+            });
+            let (answering, answered) = crate::inbox::answer_pair();
+            push_answered(&shard, &queue, answered).await;
+            let delivery = tokio::time::timeout(short, rx.recv())
+                .await
+                .unwrap()
+                .unwrap();
+            assert_eq!(delivery.len(), 1);
+            let waiting = tokio::time::timeout(short, delivery.answered()).await;
+            assert!(waiting.is_err(), "answered before the producer was");
+            if keep_token {
+                // An answer never written holds the message back for a bounded time only.
+                let bound = tokio::time::timeout(ANSWER_WAIT_LIMIT * 2, delivery.answered());
+                assert!(bound.await.is_ok(), "held past the limit");
+                drop(answering);
+            } else {
+                drop(answering);
+                let answered = tokio::time::timeout(short, delivery.answered()).await;
+                assert!(answered.is_ok(), "not answered once the producer was");
+            }
+            // A message taken after its producer was answered carries no gate.
+            delivery.commit();
+        }
     }
 
     /// The ids in `queue`, head first.

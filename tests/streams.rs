@@ -249,7 +249,142 @@ fn bad_subscriptions(backend: Backend) {
     assert!(!blocked(&node, "b1"));
 }
 
+/// Whether `stream` has bytes to read (it must be non-blocking).
+fn readable(stream: &TcpStream) -> bool {
+    matches!(stream.peek(&mut [0u8; 1]), Ok(n) if n > 0)
+}
+
+/// Reads one HTTP/1.1 answer with a `Content-Length` off `reader`: its status and body.
+fn read_answer(reader: &mut BufReader<TcpStream>) -> (u16, Value) {
+    let mut status = 0;
+    let mut length = 0;
+    loop {
+        let mut line = String::new();
+        reader.read_line(&mut line).unwrap();
+        let line = line.trim_end();
+        if line.is_empty() {
+            break;
+        }
+        if let Some(code) = line.strip_prefix("HTTP/1.1 ") {
+            status = code[..3].parse().unwrap();
+        }
+        if let Some((name, value)) = line.split_once(':')
+            && name.eq_ignore_ascii_case("content-length")
+        {
+            length = value.trim().parse().unwrap();
+        }
+    }
+    let mut body = vec![0; length];
+    reader.read_exact(&mut body).unwrap();
+    (status, serde_json::from_slice(&body).unwrap())
+}
+
+fn push_request(queues: &[&str], payload: &str) -> String {
+    let queues: Vec<Value> = queues.iter().map(|q| json!({ "id": q })).collect();
+    let body = json!({ "payload": payload, "priority": "H", "queue": queues }).to_string();
+    format!(
+        "POST /trans HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+}
+
+/// A push is answered before a waiter on the same node has its message (the design's
+/// invariant 6): clients such as PopBox's own tests match what they receive against the ids
+/// their pushes were answered with. A subscriber and a blocking pop wait; a third connection
+/// pushes into both queues. The moment either waiter's socket has bytes, the pusher's must
+/// have them too: were the message first, the pusher's socket would still be empty then.
+fn a_push_is_answered_before_its_message_arrives(backend: Backend) {
+    let node = TestNode::start(backend);
+    let mut sub = StreamClient::open(&node, "POST", "/queue/order-s/subscribe");
+    let mut pusher = BufReader::new(TcpStream::connect(node.addr).unwrap());
+    for round in 0..200 {
+        let mut pop = BufReader::new(node.hold_pop("order-p"));
+        wait_until(Duration::from_secs(5), "the pop waits", || {
+            blocked(&node, "order-p")
+        });
+        let payload = format!("r{round}");
+        let request = push_request(&["order-s", "order-p"], &payload);
+        pusher.get_mut().write_all(request.as_bytes()).unwrap();
+
+        let sockets = [pusher.get_ref(), sub.reader.get_ref(), pop.get_ref()];
+        for socket in sockets {
+            socket.set_nonblocking(true).unwrap();
+        }
+        let start = Instant::now();
+        while !readable(sockets[0]) {
+            if readable(sockets[1]) || readable(sockets[2]) {
+                assert!(
+                    readable(sockets[0]),
+                    "round {round}: a waiter had the message before the push was answered"
+                );
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(10),
+                "round {round}: no answer"
+            );
+        }
+        for socket in sockets {
+            socket.set_nonblocking(false).unwrap();
+        }
+
+        let (status, answer) = read_answer(&mut pusher);
+        assert_eq!(status, 200, "{answer}");
+        let id = answer["data"].as_str().unwrap();
+        assert_eq!(sub.document(), message(id, &payload), "round {round}");
+        let (status, popped) = read_answer(&mut pop);
+        assert_eq!(
+            (status, popped),
+            (200, message(id, &payload)),
+            "round {round}"
+        );
+    }
+}
+
+/// A producer that leaves without reading its answer loses nothing it was answered for, and
+/// strands nothing. In even rounds it closes as soon as its push is sent, which may be before
+/// the node has read it: then the message is either delivered or was never stored. In odd
+/// rounds it closes once its answer has arrived, unread: the message must be delivered.
+fn a_push_whose_producer_leaves_still_reaches_the_waiter(backend: Backend) {
+    let node = TestNode::start(backend);
+    for round in 0..20 {
+        let mut pop = BufReader::new(TcpStream::connect(node.addr).unwrap());
+        let request =
+            "POST /queue/leaving/pop?timeout=2 HTTP/1.1\r\nHost: t\r\nContent-Length: 0\r\n\r\n";
+        pop.get_mut().write_all(request.as_bytes()).unwrap();
+        wait_until(Duration::from_secs(5), "the pop waits", || {
+            blocked(&node, "leaving")
+        });
+        let payload = format!("r{round}");
+        let mut pusher = TcpStream::connect(node.addr).unwrap();
+        pusher
+            .write_all(push_request(&["leaving"], &payload).as_bytes())
+            .unwrap();
+        if round % 2 == 1 {
+            pusher.set_nonblocking(true).unwrap();
+            wait_until(Duration::from_secs(5), "the answer arrives", || {
+                readable(&pusher)
+            });
+        }
+        drop(pusher);
+        pop.get_ref()
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        let (status, popped) = read_answer(&mut pop);
+        assert_eq!(status, 200, "round {round}: {popped}");
+        if popped["data"] != json!([payload]) {
+            assert!(round % 2 == 0, "round {round}: not delivered: {popped}");
+            assert_eq!(popped["data"], json!([]), "round {round}");
+            assert!(
+                node.peek("leaving", "max=10").data.is_empty(),
+                "round {round}: stored, yet the waiter had nothing"
+            );
+        }
+    }
+}
+
 crate::both_backends!(
+    a_push_is_answered_before_its_message_arrives,
+    a_push_whose_producer_leaves_still_reaches_the_waiter,
     one_document_per_chunk,
     a_gone_subscriber_loses_nothing,
     many_subscribers_share_a_queue,

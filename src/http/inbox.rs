@@ -10,13 +10,14 @@ use serde::Serialize;
 use serde_json::{Map, Value, json};
 
 use super::request::{Body, Params, content_type};
-use super::response::{ApiError, Reply, json, json_sized};
+use super::response::{ApiError, Reply, json, json_answering, json_sized};
 use crate::inbox::groups::group_names;
 use crate::inbox::params::{ParamValue, ack_timeout, delay, max_messages, pop_timeout};
 use crate::inbox::provision::{validate_new, validate_update};
 use crate::inbox::secure::basic_credential;
 use crate::inbox::{
-    Access, DeliveryState, Inbox, Mark, Message, Namespace, QueueName, StateFilter, TxId, unix_now,
+    Access, DeliveryState, Inbox, Mark, Message, Namespace, QueueName, StateFilter, TxId,
+    answer_pair, unix_now,
 };
 
 fn invalid_content_type() -> ApiError {
@@ -161,11 +162,16 @@ pub async fn provision(inbox: &Inbox, req: &HttpRequest, body: Body, org: Option
     let delay = delay(params.get("delay"))?;
     let tx = validate_new(fields, inbox.settings(), unix_now())
         .map_err(|errors| ApiError::new(StatusCode::BAD_REQUEST, errors))?;
-    let id = match delay {
-        Some(delay) => inbox.provision_later(&ns, tx, delay).await?,
-        None => inbox.provision(&ns, tx).await?,
-    };
-    Ok(json(&json!({ "ok": true, "data": id })))
+    let reply = |id| json!({ "ok": true, "data": id });
+    match delay {
+        Some(delay) => Ok(json(&reply(inbox.provision_later(&ns, tx, delay).await?))),
+        None => {
+            // The producer has its answer before any waiter here has the message.
+            let (answering, answered) = answer_pair();
+            let id = inbox.provision(&ns, tx, answered).await?;
+            Ok(json_answering(&reply(id), answering))
+        }
+    }
 }
 
 /// The body with the members of its `groups` appended to `queue` (created if absent), or

@@ -1,12 +1,18 @@
 //! How answers are written: JSON with `Content-Type: application/json; charset=utf-8`, errors
 //! as `{"errors":[…]}`, and the few plain-text answers PopBox's clients expect.
 
+use std::convert::Infallible;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use actix_web::body::{BodySize, MessageBody};
 use actix_web::http::{StatusCode, header};
+use actix_web::web::Bytes;
 use actix_web::{HttpResponse, ResponseError};
 use serde::Serialize;
 use serde_json::json;
 
-use crate::inbox::InboxError;
+use crate::inbox::{Answering, InboxError};
 use crate::store::StoreError;
 
 pub const JSON: &str = "application/json; charset=utf-8";
@@ -22,6 +28,64 @@ pub fn json_sized(body: &impl Serialize, capacity: usize) -> HttpResponse {
     let mut buf = Vec::with_capacity(capacity);
     serde_json::to_writer(&mut buf, body).expect("responses always serialise");
     HttpResponse::Ok().content_type(JSON).body(buf)
+}
+
+/// [`json`], whose `answering` token is let go once the answer has been written to the
+/// client's socket (or the connection failed): see [`crate::inbox::answered`].
+pub fn json_answering(body: &impl Serialize, answering: Answering) -> HttpResponse {
+    let bytes = serde_json::to_vec(body).expect("responses always serialise");
+    HttpResponse::Ok()
+        .content_type(JSON)
+        .body(AnsweringBody::new(bytes.into(), answering))
+}
+
+/// A body of known bytes that drops its [`Answering`] token once they are written.
+///
+/// actix-http's HTTP/1 dispatcher polls a body until it stalls, then writes what it encoded to
+/// the socket. So the body hands over its bytes, then stalls once (asking to be polled again at
+/// once): the dispatcher writes them, polls again, and only then does the body end and let the
+/// token go. Dropped unfinished (the connection failed), it lets the token go as well.
+struct AnsweringBody {
+    bytes: Option<Bytes>,
+    len: u64,
+    answering: Option<Answering>,
+    /// It has stalled once since handing its bytes over.
+    stalled: bool,
+}
+
+impl AnsweringBody {
+    fn new(bytes: Bytes, answering: Answering) -> Self {
+        AnsweringBody {
+            len: bytes.len() as u64,
+            bytes: Some(bytes),
+            answering: Some(answering),
+            stalled: false,
+        }
+    }
+}
+
+impl MessageBody for AnsweringBody {
+    type Error = Infallible;
+
+    fn size(&self) -> BodySize {
+        BodySize::Sized(self.len)
+    }
+
+    fn poll_next(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Bytes, Self::Error>>> {
+        if let Some(bytes) = self.bytes.take() {
+            return Poll::Ready(Some(Ok(bytes)));
+        }
+        if !self.stalled {
+            self.stalled = true;
+            cx.waker().wake_by_ref();
+            return Poll::Pending;
+        }
+        self.answering = None;
+        Poll::Ready(None)
+    }
 }
 
 /// PopBox's answer to an unknown route, kept byte for byte.

@@ -7,6 +7,7 @@
 //!
 //! [`ShardActor`]: crate::shard::ShardActor
 
+pub mod answered;
 mod error;
 pub mod groups;
 pub mod js;
@@ -24,6 +25,7 @@ use actix::Addr;
 use futures_util::future::join_all;
 use tokio::sync::mpsc;
 
+pub use answered::{Answered, Answering, answer_pair};
 pub use error::InboxError;
 pub use groups::{GroupChange, NewGroup, unknown_group};
 pub use model::*;
@@ -93,12 +95,18 @@ impl Inbox {
     }
 
     /// Stores a transaction and pushes it into its queues. If any push fails the transaction is
-    /// deleted again, so a producer told "error" does not find it half-delivered later.
-    pub async fn provision(&self, ns: &Namespace, tx: NewTransaction) -> Result<TxId, InboxError> {
+    /// deleted again, so a producer told "error" does not find it half-delivered later. Waiters
+    /// on this node get the message once `answered` opens: after the producer has its answer.
+    pub async fn provision(
+        &self,
+        ns: &Namespace,
+        tx: NewTransaction,
+        answered: Answered,
+    ) -> Result<TxId, InboxError> {
         let tx = Arc::new(tx);
         let groups: Vec<(usize, Vec<QueueName>)> =
             self.by_shard(ns, &tx.queues).into_iter().collect();
-        if let Err(e) = self.push_to_shards(&tx, groups, true).await {
+        if let Err(e) = self.push_to_shards(&tx, groups, Some(answered)).await {
             // Best effort: the error the producer sees is the push failure either way.
             let _ = self.delete_transaction(&tx.id).await;
             return Err(e);
@@ -152,7 +160,8 @@ impl Inbox {
                     .or_default()
                     .push(queue);
             }
-            self.push_to_shards(&tx, groups.into_iter().collect(), false)
+            // Nobody waits for an answer to a held push.
+            self.push_to_shards(&tx, groups.into_iter().collect(), None)
                 .await?;
             let id = push.id;
             self.run(&self.shards[0], move |store, _| async move {
@@ -163,24 +172,27 @@ impl Inbox {
         Ok(count)
     }
 
-    /// Pushes `tx` into `groups` of queues, one shard message each; with `create`, the first
-    /// shard also stores the transaction (only `tx.id`, `priority` and `expires_at` matter
-    /// otherwise). An expired transaction is stored but pushed nowhere.
+    /// Pushes `tx` into `groups` of queues, one shard message each. A new transaction comes with
+    /// the gate its producer's answer opens: the first shard also stores it (only `tx.id`,
+    /// `priority` and `expires_at` matter otherwise). An expired transaction is stored but
+    /// pushed nowhere.
     async fn push_to_shards(
         &self,
         tx: &Arc<NewTransaction>,
         mut groups: Vec<(usize, Vec<QueueName>)>,
-        create: bool,
+        answered: Option<Answered>,
     ) -> Result<(), InboxError> {
         if tx.expires_at <= unix_now() {
             // Already expired: it could only ever be delivered as a null.
             groups.clear();
         }
+        let create = answered.is_some();
         let push = |shard: usize, queues, create| {
             self.shards[shard].send(Push {
                 tx: Arc::clone(tx),
                 queues,
                 create,
+                answered: answered.clone(),
             })
         };
         if create {
@@ -280,9 +292,10 @@ impl Inbox {
         .await
     }
 
-    /// Waits up to `timeout` for messages on `queue` and takes up to `max` of them. The caller
-    /// must [`commit`](Delivery::commit) what it hands to its client; dropping the delivery, or
-    /// this future, gives everything back.
+    /// Waits up to `timeout` for messages on `queue` and takes up to `max` of them, then for
+    /// their producers to have their answers (see [`answered`]). The caller must
+    /// [`commit`](Delivery::commit) what it hands to its client; dropping the delivery, or this
+    /// future, gives everything back.
     pub async fn pop(
         &self,
         queue: QueueName,
@@ -292,12 +305,15 @@ impl Inbox {
     ) -> Result<Delivery, InboxError> {
         let shard = self.queue_shard(&queue).clone();
         let outcome = PopSession::start_on(shard, queue, max, mark, timeout);
-        outcome.await.map_err(|_| InboxError::ShuttingDown)?
+        let delivery = outcome.await.map_err(|_| InboxError::ShuttingDown)??;
+        delivery.answered().await;
+        Ok(delivery)
     }
 
     /// Subscribes to `queue`: its messages, one at a time, until the receiver is dropped or
-    /// the node shuts down. Each must be [`commit`](Delivery::commit)ted when written to the
-    /// client; dropping it gives it back.
+    /// the node shuts down, each once its producer has had its answer (see [`answered`]). Each
+    /// must be [`commit`](Delivery::commit)ted when written to the client; dropping it gives
+    /// it back.
     pub fn subscribe(&self, queue: QueueName, mark: Mark) -> mpsc::Receiver<StreamItem> {
         SubscriptionSession::start_on(self.queue_shard(&queue).clone(), queue, mark)
     }

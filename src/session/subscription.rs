@@ -71,20 +71,32 @@ impl SubscriptionSession {
         });
     }
 
-    /// Hands `item` to the client's stream once it has room, then waits for more (after
-    /// `pause`). If the client is gone, the item is dropped (a message goes back) and the
-    /// session ends.
+    /// Hands `item` to the client's stream once its producer has had its answer and the stream
+    /// has room, then waits for more (after `pause`). If the client is gone, the item is
+    /// dropped (a message goes back) and the session ends.
     fn forward(&mut self, item: StreamItem, pause: Duration, ctx: &mut Context<Self>) {
         let sink = self.sink.clone();
-        ctx.wait(async move { sink.send(item).await }.into_actor(self).map(
-            move |sent, act, ctx| match sent {
-                Ok(()) if pause.is_zero() => act.wait(ctx),
-                Ok(()) => {
-                    ctx.run_later(pause, |act, ctx| act.wait(ctx));
-                }
-                Err(_) => ctx.stop(),
-            },
-        ));
+        let answered = match &item {
+            StreamItem::Message(delivery) => Some(delivery.answered()),
+            StreamItem::Error(_) => None,
+        };
+        let forwarded = async move {
+            if let Some(answered) = answered {
+                answered.await;
+            }
+            sink.send(item).await
+        };
+        ctx.wait(
+            forwarded
+                .into_actor(self)
+                .map(move |sent, act, ctx| match sent {
+                    Ok(()) if pause.is_zero() => act.wait(ctx),
+                    Ok(()) => {
+                        ctx.run_later(pause, |act, ctx| act.wait(ctx));
+                    }
+                    Err(_) => ctx.stop(),
+                }),
+        );
     }
 }
 
