@@ -50,17 +50,22 @@ pub struct Delivery {
     home: Option<Home>,
 }
 
-/// The shard and queue a delivery came from, and who hears of it once committed.
+/// The shard and queue a delivery came from, how its take marked it, and who hears of it once
+/// committed.
 #[derive(Clone)]
 struct Home {
     shard: Addr<ShardActor>,
     queue: QueueName,
+    mark: Mark,
     callbacks: Callbacks,
 }
 
 impl std::fmt::Debug for Home {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Home").field("queue", &self.queue).finish()
+        (f.debug_struct("Home"))
+            .field("queue", &self.queue)
+            .field("mark", &self.mark)
+            .finish()
     }
 }
 
@@ -381,13 +386,15 @@ impl ShardActor {
         };
         ctx.spawn(
             take.into_actor(self)
-                .map(move |result, act, ctx| act.drained(queue, result, ctx)),
+                .map(move |result, act, ctx| act.drained(queue, mark, result, ctx)),
         );
     }
 
+    /// A take for `queue`, marking what it took with `mark`, landed.
     fn drained(
         &mut self,
         queue: QueueName,
+        mark: Mark,
         result: StoreResult<Vec<TakenRef>>,
         ctx: &mut Context<Self>,
     ) {
@@ -425,13 +432,13 @@ impl ShardActor {
                 if let Some(r) = served.and_then(|id| self.registered(&queue, id)) {
                     r.counted = false;
                 }
-                let delivery = self.delivery(&queue, taken, ctx);
+                let delivery = self.delivery(&queue, taken, mark, ctx);
                 self.hand_over(&queue, delivery);
                 self.drain(queue, ctx);
             }
             Err(e) => {
                 warn!(shard = self.id, %queue, error = %e, "take failed");
-                if let Some(waiter) = self.next_waiter(&queue) {
+                if let Some(waiter) = self.next_waiter(&queue, None) {
                     waiter.notify.do_send(WaiterNotice::Fail(e));
                 }
                 self.drain(queue, ctx);
@@ -471,7 +478,13 @@ impl ShardActor {
             .find(|r| r.waiter.id == id)
     }
 
-    fn delivery(&self, queue: &QueueName, taken: Vec<TakenRef>, ctx: &Context<Self>) -> Delivery {
+    fn delivery(
+        &self,
+        queue: &QueueName,
+        taken: Vec<TakenRef>,
+        mark: Mark,
+        ctx: &Context<Self>,
+    ) -> Delivery {
         let items = taken
             .into_iter()
             .map(|t| Taken {
@@ -494,16 +507,21 @@ impl ShardActor {
             home: Some(Home {
                 shard: ctx.address(),
                 queue: queue.clone(),
+                mark,
                 callbacks: self.callbacks.clone(),
             }),
         }
     }
 
-    /// Gives `delivery` to the oldest waiters still there, none more than its `max` (the take
-    /// was sized for a waiter that may have left meanwhile); what nobody takes goes back.
+    /// Gives `delivery` to the oldest waiters still there that take messages as it was taken,
+    /// none more than its `max` (the take was sized and marked for a waiter that may have left
+    /// meanwhile); what nobody takes goes back. A reliable pop must never receive a message
+    /// recorded `Delivered` (it would never come back unacknowledged), nor a plain pop one
+    /// awaiting an acknowledgement (it would come back and be delivered twice).
     fn hand_over(&mut self, queue: &QueueName, mut delivery: Delivery) {
+        let mark = delivery.home.as_ref().map(|home| home.mark);
         while delivery.len() > 0 {
-            let Some(waiter) = self.next_waiter(queue) else {
+            let Some(waiter) = self.next_waiter(queue, mark) else {
                 return;
             };
             let rest = delivery.split_off(waiter.max);
@@ -555,9 +573,14 @@ impl ShardActor {
         join_all(recorded).map(drop)
     }
 
-    /// Takes the oldest waiter on `queue` out of the registry (no take is in flight for it).
-    fn next_waiter(&mut self, queue: &QueueName) -> Option<Waiter> {
-        let r = self.queues.get_mut(queue)?.waiters.pop_front()?;
+    /// Takes the oldest waiter on `queue` out of the registry (no take is in flight for it),
+    /// of those that take messages with `mark` if one is given.
+    fn next_waiter(&mut self, queue: &QueueName, mark: Option<Mark>) -> Option<Waiter> {
+        let waiters = &mut self.queues.get_mut(queue)?.waiters;
+        let at = waiters
+            .iter()
+            .position(|r| mark.is_none_or(|mark| r.waiter.mark == mark))?;
+        let r = waiters.remove(at)?;
         if r.counted {
             self.waiter_left(queue);
         }
@@ -1132,52 +1155,13 @@ mod tests {
         actix::clock::sleep(Duration::from_millis(50)).await;
         // Three messages reach the store behind the shard's back, then are taken in one go, as
         // a take sized for a waiter that has since left would.
-        let mut ids = Vec::new();
-        for payload in ["a", "b", "c"] {
-            let tx = NewTransaction {
-                id: TxId::generate(),
-                priority: Priority::High,
-                queues: vec!["q".into()],
-                meta: Meta::from([("payload".to_owned(), payload.to_owned())]),
-                expires_at: unix_now() + 60,
-            };
-            store
-                .provision(0, &tx, std::slice::from_ref(&queue))
-                .await
-                .unwrap();
-            ids.push(tx.id);
-        }
-        #[derive(Message)]
-        #[rtype(result = "()")]
-        struct TakeAndHandOver(QueueName);
-        impl Handler<TakeAndHandOver> for ShardActor {
-            type Result = ResponseActFuture<Self, ()>;
-            fn handle(&mut self, msg: TakeAndHandOver, _ctx: &mut Self::Context) -> Self::Result {
-                let store = Arc::clone(&self.store);
-                let queue = msg.0.clone();
-                Box::pin(
-                    async move {
-                        store
-                            .take(
-                                0,
-                                &queue,
-                                3,
-                                Mark::Delivered,
-                                None,
-                                WaitAccounting::default(),
-                            )
-                            .await
-                            .unwrap()
-                    }
-                    .into_actor(self)
-                    .map(move |taken, act, ctx| {
-                        let delivery = act.delivery(&msg.0, taken, ctx);
-                        act.hand_over(&msg.0, delivery);
-                    }),
-                )
-            }
-        }
-        shard.send(TakeAndHandOver(queue.clone())).await.unwrap();
+        let ids = stored_behind_its_back(&store, &queue, &["a", "b", "c"]).await;
+        let take = TakeAndHandOver {
+            queue: queue.clone(),
+            max: 3,
+            mark: Mark::Delivered,
+        };
+        shard.send(take).await.unwrap();
         for expected in [&ids[0], &ids[1]] {
             let got = tokio::time::timeout(Duration::from_secs(2), rx.recv())
                 .await
@@ -1196,6 +1180,99 @@ mod tests {
             store.states(&ids[2]).await.unwrap()["q"],
             DeliveryState::Pending
         );
+    }
+
+    /// Stores messages in `queue` without telling the shard; returns their ids.
+    async fn stored_behind_its_back(
+        store: &MemoryStore,
+        queue: &QueueName,
+        payloads: &[&str],
+    ) -> Vec<TxId> {
+        let mut ids = Vec::new();
+        for payload in payloads {
+            let tx = NewTransaction {
+                id: TxId::generate(),
+                priority: Priority::High,
+                queues: vec![queue.id().to_owned()],
+                meta: Meta::from([("payload".to_owned(), payload.to_string())]),
+                expires_at: unix_now() + 60,
+            };
+            store
+                .provision(0, &tx, std::slice::from_ref(queue))
+                .await
+                .unwrap();
+            ids.push(tx.id);
+        }
+        ids
+    }
+
+    /// Takes up to `max` messages marked `mark` and hands them over, as a take sized and marked
+    /// for a waiter that has since left would.
+    #[derive(Message)]
+    #[rtype(result = "()")]
+    struct TakeAndHandOver {
+        queue: QueueName,
+        max: usize,
+        mark: Mark,
+    }
+
+    impl Handler<TakeAndHandOver> for ShardActor {
+        type Result = ResponseActFuture<Self, ()>;
+        fn handle(&mut self, msg: TakeAndHandOver, _ctx: &mut Self::Context) -> Self::Result {
+            let store = Arc::clone(&self.store);
+            let TakeAndHandOver { queue, max, mark } = msg;
+            let q = queue.clone();
+            let take = async move {
+                let accounting = WaitAccounting::default();
+                store
+                    .take(0, &q, max, mark, None, accounting)
+                    .await
+                    .unwrap()
+            };
+            Box::pin(take.into_actor(self).map(move |taken, act, ctx| {
+                let delivery = act.delivery(&queue, taken, mark, ctx);
+                act.hand_over(&queue, delivery);
+            }))
+        }
+    }
+
+    #[actix::test]
+    async fn a_take_goes_only_to_a_waiter_of_its_mode() {
+        let reliable = Mark::Unacked {
+            ack_within: Duration::from_millis(200),
+        };
+        for (taken_as, waiting_as) in [(reliable, Mark::Delivered), (Mark::Delivered, reliable)] {
+            let (store, shard, queue, _) = setup(&[]).await;
+            let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+            let waiting = Waiter {
+                mark: waiting_as,
+                ..waiter(1, 1, Keeping(tx).start().recipient())
+            };
+            shard.do_send(Wait {
+                queue: queue.clone(),
+                waiter: waiting,
+            });
+            actix::clock::sleep(Duration::from_millis(50)).await;
+            let ids = stored_behind_its_back(&store, &queue, &["a"]).await;
+            let take = TakeAndHandOver {
+                queue: queue.clone(),
+                max: 1,
+                mark: taken_as,
+            };
+            shard.send(take).await.unwrap();
+            let got = tokio::time::timeout(Duration::from_secs(2), rx.recv()).await;
+            let got: Vec<TxId> = got.unwrap().unwrap().into_iter().map(|m| m.tx).collect();
+            assert_eq!(got, ids, "{waiting_as:?}: the waiter still gets it");
+            let state = store.states(&ids[0]).await.unwrap()["q"];
+            assert_eq!(state, waiting_as.state(), "recorded in the waiter's mode");
+            // Past the acknowledgement time and a sweep: only a reliable take comes back.
+            actix::clock::sleep(UNACKED_SWEEP * 3).await;
+            let back = queued(&store, &queue).await;
+            match waiting_as {
+                Mark::Delivered => assert!(back.is_empty(), "a plain pop's message came back"),
+                Mark::Unacked { .. } => assert_eq!(back, ids, "an unacked message stayed out"),
+            }
+        }
     }
 
     /// Pushes one message into `queue` with the gate its producer's answer would open.

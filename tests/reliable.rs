@@ -2,10 +2,12 @@
 
 mod common;
 
+use std::io::{BufReader, Write};
+use std::net::TcpStream;
 use std::thread::sleep;
 use std::time::{Duration, Instant};
 
-use common::{Backend, Popped, RedisServer, TestNode};
+use common::{Backend, Popped, RedisServer, TestNode, push_request, read_answer};
 use serde_json::{Value, json};
 
 fn poprel(node: &TestNode, queue: &str, query: &str) -> Popped {
@@ -159,7 +161,85 @@ fn a_killed_node_loses_no_unacked_message() {
     assert_eq!(again.transactions, ids, "same order as before");
 }
 
+/// A waiter of one mode leaves just as a push lands, while one of the other mode waits behind
+/// it: the take made for the first must not reach the second in the wrong mode. A plain pop
+/// must never get a message that comes back after `timeoutACK` (it would be delivered twice),
+/// and a reliable pop must never get one recorded `Delivered` (unacknowledged, it would never
+/// come back). Each round pushes one message and closes the first waiter's connection at once.
+fn a_take_never_crosses_delivery_modes(backend: Backend) {
+    const RELIABLE: &str = "poprel?timeout=2&timeoutACK=1";
+    const PLAIN: &str = "pop?timeout=2";
+    let node = TestNode::start(backend);
+    let (mut plain, mut reliable) = (Vec::new(), Vec::new());
+    for round in 0..100 {
+        let queue = format!("mx{round}");
+        let (first, second) = if round % 2 == 0 {
+            (RELIABLE, PLAIN)
+        } else {
+            (PLAIN, RELIABLE)
+        };
+        let open = |route: &str| {
+            let mut stream = TcpStream::connect(node.addr).unwrap();
+            let request = format!(
+                "POST /queue/{queue}/{route} HTTP/1.1\r\nHost: t\r\nContent-Length: 0\r\n\r\n"
+            );
+            stream.write_all(request.as_bytes()).unwrap();
+            stream
+        };
+        let leaving = open(first);
+        wait_until_blocked(&node, &queue);
+        let mut staying = BufReader::new(open(second));
+        sleep(Duration::from_millis(20));
+        let mut pusher = BufReader::new(TcpStream::connect(node.addr).unwrap());
+        let request = push_request(&[&queue], "m");
+        pusher.get_mut().write_all(request.as_bytes()).unwrap();
+        drop(leaving);
+        let (status, pushed) = read_answer(&mut pusher);
+        assert_eq!(status, 200, "{pushed}");
+        let (status, got) = read_answer(&mut staying);
+        assert_eq!(status, 200, "{got}");
+        let id = pushed["data"].as_str().unwrap().to_owned();
+        if got["transactions"] == json!([id]) {
+            match second {
+                PLAIN => plain.push((queue, id)),
+                _ => reliable.push((queue, id)),
+            }
+        }
+    }
+    // Past every `timeoutACK` and the sweep that follows it.
+    sleep(Duration::from_millis(2500));
+    let came_back: Vec<&String> = (plain.iter())
+        .filter(|(queue, id)| {
+            node.state(id, queue) != "Delivered" || !node.peek(queue, "").data.is_empty()
+        })
+        .map(|(queue, _)| queue)
+        .collect();
+    let stayed_out: Vec<&String> = (reliable.iter())
+        .filter(|(queue, id)| node.state(id, queue) != "Pending")
+        .map(|(queue, _)| queue)
+        .collect();
+    assert!(
+        came_back.is_empty() && stayed_out.is_empty(),
+        "of {} plain pops, came back: {came_back:?}; of {} reliable pops, never came back: \
+         {stayed_out:?}",
+        plain.len(),
+        reliable.len()
+    );
+}
+
+fn wait_until_blocked(node: &TestNode, queue: &str) {
+    let start = Instant::now();
+    while !node.blocked(queue) {
+        assert!(
+            start.elapsed() < Duration::from_secs(5),
+            "{queue} never blocked"
+        );
+        sleep(Duration::from_millis(5));
+    }
+}
+
 crate::both_backends!(
+    a_take_never_crosses_delivery_modes,
     acked_in_time_stays_delivered,
     unacked_goes_back_to_the_head,
     a_waiting_poprel_gets_a_message_put_back,

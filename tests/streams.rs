@@ -8,7 +8,7 @@ use std::net::TcpStream;
 use std::thread::sleep;
 use std::time::{Duration, Instant};
 
-use common::{Backend, TestNode};
+use common::{Backend, TestNode, push_request, read_answer};
 use serde_json::{Value, json};
 
 /// A client of a streaming response, reading it as the wire carries it.
@@ -91,7 +91,7 @@ fn message(id: &str, payload: &str) -> Value {
 }
 
 fn blocked(node: &TestNode, queue: &str) -> bool {
-    node.get(&format!("/queue/{queue}")).1["blocked"] == json!(true)
+    node.blocked(queue)
 }
 
 fn wait_until(limit: Duration, what: &str, mut check: impl FnMut() -> bool) {
@@ -252,40 +252,6 @@ fn bad_subscriptions(backend: Backend) {
 /// Whether `stream` has bytes to read (it must be non-blocking).
 fn readable(stream: &TcpStream) -> bool {
     matches!(stream.peek(&mut [0u8; 1]), Ok(n) if n > 0)
-}
-
-/// Reads one HTTP/1.1 answer with a `Content-Length` off `reader`: its status and body.
-fn read_answer(reader: &mut BufReader<TcpStream>) -> (u16, Value) {
-    let mut status = 0;
-    let mut length = 0;
-    loop {
-        let mut line = String::new();
-        reader.read_line(&mut line).unwrap();
-        let line = line.trim_end();
-        if line.is_empty() {
-            break;
-        }
-        if let Some(code) = line.strip_prefix("HTTP/1.1 ") {
-            status = code[..3].parse().unwrap();
-        }
-        if let Some((name, value)) = line.split_once(':')
-            && name.eq_ignore_ascii_case("content-length")
-        {
-            length = value.trim().parse().unwrap();
-        }
-    }
-    let mut body = vec![0; length];
-    reader.read_exact(&mut body).unwrap();
-    (status, serde_json::from_slice(&body).unwrap())
-}
-
-fn push_request(queues: &[&str], payload: &str) -> String {
-    let queues: Vec<Value> = queues.iter().map(|q| json!({ "id": q })).collect();
-    let body = json!({ "payload": payload, "priority": "H", "queue": queues }).to_string();
-    format!(
-        "POST /trans HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
-        body.len()
-    )
 }
 
 /// A push is answered before a waiter on the same node has its message (the design's

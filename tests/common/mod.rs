@@ -444,6 +444,11 @@ impl TestNode {
         reply["data"][queue].as_str().unwrap_or("").to_owned()
     }
 
+    /// Whether `queue` reads `blocked` (someone waits on it).
+    pub fn blocked(&self, queue: &str) -> bool {
+        self.get(&format!("/queue/{queue}")).1["blocked"] == json!(true)
+    }
+
     /// Opens a connection whose pop waits on `queue` (up to 30 s) until the stream is dropped.
     pub fn hold_pop(&self, queue: &str) -> TcpStream {
         let mut stream = TcpStream::connect(self.addr).unwrap();
@@ -577,6 +582,41 @@ impl RawResponse {
         serde_json::from_str(&self.body)
             .unwrap_or_else(|e| panic!("not JSON ({e}): {:?}", self.body))
     }
+}
+
+/// A raw `POST /trans` of `payload` into `queues`, high priority, for a socket of a test's own.
+pub fn push_request(queues: &[&str], payload: &str) -> String {
+    let queues: Vec<Value> = queues.iter().map(|q| json!({ "id": q })).collect();
+    let body = json!({ "payload": payload, "priority": "H", "queue": queues }).to_string();
+    format!(
+        "POST /trans HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+}
+
+/// Reads one HTTP/1.1 answer with a `Content-Length` off `reader`: its status and JSON body.
+pub fn read_answer(reader: &mut BufReader<TcpStream>) -> (u16, Value) {
+    let mut status = 0;
+    let mut length = 0;
+    loop {
+        let mut line = String::new();
+        reader.read_line(&mut line).unwrap();
+        let line = line.trim_end();
+        if line.is_empty() {
+            break;
+        }
+        if let Some(code) = line.strip_prefix("HTTP/1.1 ") {
+            status = code[..3].parse().unwrap();
+        }
+        if let Some((name, value)) = line.split_once(':')
+            && name.eq_ignore_ascii_case("content-length")
+        {
+            length = value.trim().parse().unwrap();
+        }
+    }
+    let mut body = vec![0; length];
+    reader.read_exact(&mut body).unwrap();
+    (status, serde_json::from_slice(&body).unwrap())
 }
 
 /// Now, in Unix seconds.
