@@ -185,6 +185,55 @@ fn owner_and_admin_use_the_queue(backend: Backend) {
     assert_eq!(s.node.state(&id, "inbox"), "Delivered");
 }
 
+/// No org or queue name reaches another namespace's keys: an org spelled like the key layout
+/// (`PB:Q|H`) cannot overwrite a secure queue's list, and a secure queue named `UNSEC:x` is not
+/// org `SEC`'s plain queue `x`.
+fn names_cannot_reach_other_keys(backend: Backend) {
+    let s = Secure::start(backend);
+    s.create("victim", "alice", "pw");
+    let push_in = |org: &str, queue: &str| {
+        let body = json!({"payload": "secret", "priority": "H", "queue": [{"id": queue}]});
+        let (status, reply) = read(s.request("POST", &format!("{org}/trans")).json(&body));
+        assert_eq!(status, 200, "{reply}");
+        reply["data"].as_str().unwrap().to_owned()
+    };
+    let (status, reply) = read(
+        s.request("POST", "/org/PB:Q%7CH/queue")
+            .json(&json!({"queue": "victim", "user": "e", "password": "x"})),
+    );
+    assert_eq!(status, 200, "another org's own queue: {reply}");
+    let id = push_in("", "victim");
+    let (status, reply) = read(
+        s.request("GET", "/queue/victim/peek")
+            .basic_auth("alice", Some("pw")),
+    );
+    assert_eq!(
+        (status, &reply["transactions"]),
+        (200, &json!([id])),
+        "{reply}"
+    );
+
+    // The second pair's ids hash to the same shard of the embedded store too.
+    for (org, queue, plain) in [
+        ("", "UNSEC:x", "/org/SEC/queue/x/peek"),
+        ("/org/a", "n:UNSEC:c", "/org/a:SEC:n/queue/c/peek"),
+    ] {
+        let (status, reply) = read(
+            s.request("POST", &format!("{org}/queue"))
+                .json(&json!({"queue": queue, "user": "alice", "password": "pw"})),
+        );
+        assert_eq!(status, 200, "{reply}");
+        push_in(org, queue);
+        let (status, peeked) = s.node.get(plain);
+        assert_eq!(status, 200, "{peeked}");
+        assert_eq!(
+            peeked["transactions"],
+            json!([]),
+            "{plain} read without credentials"
+        );
+    }
+}
+
 /// No admin credential unless one is configured.
 #[test]
 fn no_admin_by_default() {
@@ -231,6 +280,7 @@ fn credentials_are_stored_as_salted_slow_hashes() {
 }
 
 crate::both_backends!(
+    names_cannot_reach_other_keys,
     creating_secure_queues,
     credentials_guard_every_queue_route,
     owner_and_admin_use_the_queue,

@@ -172,11 +172,12 @@ impl Namespace {
         Namespace { org, secure: false }
     }
 
-    /// The key prefix PopBox uses: `[<org>:]UNSEC:` or `[<org>:]SEC:`.
+    /// The key prefix PopBox uses: `[<org>:]UNSEC:` or `[<org>:]SEC:`, the org spelled as
+    /// [`org_in_keys`] does.
     pub fn prefix(&self) -> String {
         let listener = if self.secure { "SEC:" } else { "UNSEC:" };
         match &self.org {
-            Some(org) => format!("{org}:{listener}"),
+            Some(org) => [&org_in_keys(org), ":", listener].concat(),
             None => listener.to_owned(),
         }
     }
@@ -184,6 +185,38 @@ impl Namespace {
     pub fn queue(&self, id: &str) -> QueueName {
         QueueName::new(&self.prefix(), id)
     }
+}
+
+/// Orgs that would read as part of the key layout: as an org, `SEC` or `UNSEC` makes one
+/// listener's queues the other's (`SEC:UNSEC:x` is org `SEC`'s plain queue `x` and the secure
+/// queue `UNSEC:x`), and `H` or `L` makes a queue's `PB:Q|<org>:…:userInfo` another queue's
+/// list `PB:Q|H:…`.
+const LAYOUT_WORDS: [&str; 4] = ["SEC", "UNSEC", "H", "L"];
+
+/// An org as queue keys spell it. A key reads `[<org>:]<listener>:<queue id>`: with no `:` or
+/// `|` in the org and the org none of the [`LAYOUT_WORDS`], a key names one (listener, org,
+/// queue) only, whatever the queue id holds, and no key of another kind (lists, `userInfo`,
+/// groups, transactions) either. Other orgs are percent-encoded: `:` as `%3A`, `|` as `%7C`,
+/// `%` as `%25`, and the first letter of a layout word (`SEC` is `%53EC`). Decoding gives the
+/// org back, so distinct orgs stay distinct. Plain orgs, which is every one PopBox's clients
+/// are known to use, keep PopBox's layout.
+pub fn org_in_keys(org: &str) -> std::borrow::Cow<'_, str> {
+    let layout_word = LAYOUT_WORDS.contains(&org);
+    if !layout_word && !org.contains([':', '|', '%']) {
+        return org.into();
+    }
+    let mut spelled = String::with_capacity(org.len() + 6);
+    for (at, c) in org.char_indices() {
+        match c {
+            ':' => spelled.push_str("%3A"),
+            '|' => spelled.push_str("%7C"),
+            '%' => spelled.push_str("%25"),
+            // Layout words are ASCII.
+            c if layout_word && at == 0 => spelled.push_str(&format!("%{:02X}", c as u32)),
+            c => spelled.push(c),
+        }
+    }
+    spelled.into()
 }
 
 /// A queue's full name (namespace prefix + the id the client uses). Transaction states are
@@ -351,6 +384,29 @@ mod tests {
         .queue("q1");
         assert_eq!(s.key(), "SEC:q1");
         assert_ne!(s, Namespace::default().queue("q1"));
+    }
+
+    #[test]
+    fn orgs_keep_popbox_spelling_unless_they_read_as_layout() {
+        for plain in ["acme", "tenant-7", "Sec", "HH", "é", ""] {
+            assert_eq!(org_in_keys(plain), plain);
+        }
+        let spelled = [
+            ("PB:Q|H", "PB%3AQ%7CH"),
+            ("SEC", "%53EC"),
+            ("UNSEC", "%55NSEC"),
+            ("H", "%48"),
+            ("L", "%4C"),
+            ("50%", "50%25"),
+            ("%53EC", "%2553EC"),
+        ];
+        for (org, keyed) in spelled {
+            assert_eq!(org_in_keys(org), keyed);
+            let decoded = percent_encoding::percent_decode_str(keyed)
+                .decode_utf8()
+                .unwrap();
+            assert_eq!(decoded, org, "{keyed} decodes back");
+        }
     }
 
     #[test]

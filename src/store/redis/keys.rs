@@ -2,7 +2,9 @@
 //!
 //! - `PB:T|<id>:meta` (transactions server): hash of the transaction's fields;
 //! - `PB:T|<id>:state` (transactions server): hash queue id → `Pending`/`Blocked`/`Delivered`;
-//! - `PB:Q|H:<prefix><queue>`, `PB:Q|L:…` (the queue's shard): lists of `PB:T|<id>` references;
+//! - `PB:Q|H:<prefix><queue>`, `PB:Q|L:…` (the queue's shard): lists of `PB:T|<id>` references,
+//!   where `<prefix>` is `[<org>:]UNSEC:` or `[<org>:]SEC:` with the org spelled by
+//!   [`org_in_keys`](crate::inbox::org_in_keys), so that no name reaches another's keys;
 //! - `PB:Q|<prefix><queue>:userInfo` (the queue's shard): hash `blocked`, `lastPopDate`;
 //! - `<prefix><queue>`, e.g. `SEC:q1` (the queue's shard): a secure queue's credential (an
 //!   Argon2id hash; PopBox stored an unsalted SHA-1 there);
@@ -127,6 +129,69 @@ pub fn from_reference(entry: &str) -> TxId {
 mod tests {
     use super::*;
     use crate::inbox::Namespace;
+
+    /// Names built from the pieces the layout is made of, up to two pieces long.
+    fn tricky_names() -> Vec<String> {
+        let pieces = [
+            "", ":", "|", "%", "SEC", "UNSEC", "H", "L", "x", "userInfo", "PB", "Q|H", "%3A",
+            ":SEC:", "meta", "T|",
+        ];
+        let mut names: Vec<String> = pieces
+            .iter()
+            .flat_map(|a| pieces.iter().map(move |b| [*a, *b].concat()))
+            .collect();
+        names.sort();
+        names.dedup();
+        names
+    }
+
+    /// No two (listener, org, queue) combinations, groups or transactions share a key, however
+    /// their names are spelled (issue: an org `PB:Q|H` made a secure queue's list a string).
+    #[test]
+    fn distinct_names_map_to_distinct_keys() {
+        let names = tricky_names();
+        let mut owners: std::collections::HashMap<String, String> = Default::default();
+        let mut claim = |key: String, owner: String| {
+            if let Some(other) = owners.insert(key.clone(), owner.clone()) {
+                assert_eq!(other, owner, "{key} is named by both");
+            }
+        };
+        let orgs = std::iter::once(None).chain(names.iter().cloned().map(Some));
+        for org in orgs {
+            for secure in [false, true] {
+                let ns = Namespace {
+                    org: org.clone(),
+                    secure,
+                };
+                for id in names.iter().filter(|id| !id.is_empty()) {
+                    let q = ns.queue(id);
+                    let owner = format!("queue {id:?} of org {org:?}, secure {secure}");
+                    claim(list(&q, Priority::High), owner.clone());
+                    claim(list(&q, Priority::Low), owner.clone());
+                    claim(user_info(&q), owner.clone());
+                    // The embedded store keys its queues and credentials by this too.
+                    claim(secure_queue(&q), owner);
+                }
+            }
+        }
+        for name in &names {
+            claim(group(name), format!("group {name:?}"));
+            let id = TxId::from(name.as_str());
+            for key in [meta(&id), state(&id), history(&id), delayed(&id)] {
+                claim(key, format!("transaction {name:?}"));
+            }
+        }
+        for fixed in [
+            UNACKED,
+            DELAYED_DUE,
+            POOL,
+            POOL_LEASE,
+            BLOCK_OWNERS,
+            MEMBERS,
+        ] {
+            claim(fixed.to_owned(), fixed.to_owned());
+        }
+    }
 
     #[test]
     fn popbox_layout() {
