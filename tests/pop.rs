@@ -51,6 +51,17 @@ fn max_defaults_and_limits(backend: Backend) {
         ["m3", "m4"],
         "default max takes the rest"
     );
+    // No upper bound, as in PopBox: a huge max takes what there is, on every route.
+    let huge = i64::MAX;
+    node.push(&["m"], "m5", "H");
+    assert_eq!(node.peek("m", &format!("max={huge}")).payloads(), ["m5"]);
+    let (status, reply) = node.post(&format!("/queue/m/poprel?max={huge}&timeout=1"), &json!({}));
+    assert_eq!((status, &reply["data"]), (200, &json!(["m5"])), "{reply}");
+    node.push(&["m"], "m6", "H");
+    assert_eq!(
+        node.pop("m", &format!("max={huge}&timeout=1")).payloads(),
+        ["m6"]
+    );
 }
 
 fn an_empty_queue_waits_for_the_timeout(backend: Backend) {

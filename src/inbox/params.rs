@@ -47,13 +47,18 @@ fn describe(value: ParamValue<'_>) -> String {
     }
 }
 
-/// How many messages one pop or peek takes: default `max_messages`, at least one.
+/// The most messages one pop or peek takes, whatever `max` asks: more than any queue holds, and
+/// exact for every store (Redis scripts count in doubles, which are exact below 2^53).
+const MAX_PER_CALL: u64 = u32::MAX as u64;
+
+/// How many messages one pop or peek takes: default `max_messages`, at least one; there is no
+/// upper bound beyond [`MAX_PER_CALL`], as PopBox had none.
 pub fn max_messages(
     value: Option<ParamValue<'_>>,
     settings: &InboxSettings,
 ) -> Result<usize, InboxError> {
     let max = non_negative_int("max", value)?.unwrap_or(settings.max_messages as u64);
-    Ok(max.clamp(1, usize::MAX as u64) as usize)
+    Ok(max.clamp(1, MAX_PER_CALL) as usize)
 }
 
 /// How long a pop waits: default `pop_timeout`, `0` means one second (as in PopBox), capped at
