@@ -80,6 +80,9 @@ pub struct RelaySettings {
     pub timeout_client: f64,
     /// Seconds an app waits for the desktop's reply once its request was delivered.
     pub timeout_no_reply: f64,
+    /// Seconds a relayed body may go without a byte moving (its sender sends none, or its
+    /// receiver takes none) before the transfer fails on both sides.
+    pub stall_timeout: f64,
     /// Relay chunk size by body length: the entry with the smallest bound above the
     /// `Content-Length` (`inf` for bodies of unknown length and beyond).
     pub buffer_size: std::collections::BTreeMap<String, usize>,
@@ -92,6 +95,7 @@ impl Default for RelaySettings {
             timeout_cache: 10.0,
             timeout_client: 10.0,
             timeout_no_reply: 60.0,
+            stall_timeout: 30.0,
             buffer_size: [
                 ("102400", 4096),
                 ("512000", 8192),
@@ -467,6 +471,7 @@ impl Settings {
             ("relay.timeout_cache", relay.timeout_cache),
             ("relay.timeout_client", relay.timeout_client),
             ("relay.timeout_no_reply", relay.timeout_no_reply),
+            ("relay.stall_timeout", relay.stall_timeout),
         ] {
             check(
                 secs.is_finite() && secs > 0.0 && secs <= 86_400.0,

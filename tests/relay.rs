@@ -257,22 +257,177 @@ fn rss_kib(pid: u32) -> u64 {
 }
 
 fn a_32_mib_body_each_way_streams_through(backend: Backend) {
-    let node = TestNode::start_with(backend, &FAST);
+    // What this measures is memory, not speed: on a slow or busy machine 32 MiB may take the
+    // desktop longer to read and answer than FAST's 2 s `timeout_no_reply`.
+    let mut env = FAST.to_vec();
+    env.retain(|(key, _)| *key != "RELAYBOX__RELAY__TIMEOUT_NO_REPLY");
+    env.push(("RELAYBOX__RELAY__TIMEOUT_NO_REPLY", "120"));
+    let node = TestNode::start_with(backend, &env);
     let size = 32 << 20;
     let pattern = |seed: u8| -> Vec<u8> { (0..size).map(|i| (i % 251) as u8 ^ seed).collect() };
+    let (asked, answered) = (pattern(1), pattern(2));
     let before = rss_kib(node.pid());
     let desk = desktop(&node, "6006");
-    let app = app(&node, "6006", pattern(1));
+    let app = app(&node, "6006", asked.clone());
     let (id, request) = desk.join().unwrap();
-    assert_eq!(request.bytes().unwrap().as_ref(), pattern(1).as_slice());
-    let r = reply(&node, "6006", &id, "200", pattern(2));
+    assert_eq!(request.bytes().unwrap().as_ref(), asked.as_slice());
+    let r = reply(&node, "6006", &id, "200", answered.clone());
     assert_eq!(r.status(), 200);
-    assert_eq!(app.join().unwrap().body, pattern(2));
+    assert_eq!(app.join().unwrap().body, answered);
     let grown = rss_kib(node.pid()).saturating_sub(before);
     assert!(
         grown < 16 * 1024,
         "the node grew by {grown} KiB for 32 MiB bodies"
     );
+}
+
+/// Reads `stream` until its peer closes or resets it, or `limit` passes: the bytes, and whether
+/// it was closed.
+fn read_until_closed(stream: &mut TcpStream, limit: Duration) -> (Vec<u8>, bool) {
+    stream.set_read_timeout(Some(limit)).unwrap();
+    let mut bytes = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        match stream.read(&mut buf) {
+            Ok(0) => return (bytes, true),
+            Ok(n) => bytes.extend_from_slice(&buf[..n]),
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) =>
+            {
+                return (bytes, false);
+            }
+            Err(_) => return (bytes, true),
+        }
+    }
+}
+
+/// The status line's code and the body of raw answer bytes.
+fn split_answer(bytes: &[u8]) -> (u16, String, Vec<u8>) {
+    let text = String::from_utf8_lossy(bytes).into_owned();
+    let end = text.find("\r\n\r\n").map_or(bytes.len(), |at| at + 4);
+    let status = text
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    (status, text[..end].to_owned(), bytes[end..].to_vec())
+}
+
+/// A desktop's poll on a connection of the test's own.
+fn raw_poll(node: &TestNode, customer: &str) -> TcpStream {
+    let mut desk = TcpStream::connect(node.addr).unwrap();
+    let poll = format!(
+        "POST /agent/3001 HTTP/1.1\r\nHost: t\r\nX-IWP-ProductUnivId: {customer}\r\nContent-Length: 0\r\n\r\n"
+    );
+    desk.write_all(poll.as_bytes()).unwrap();
+    thread::sleep(Duration::from_millis(300));
+    desk
+}
+
+/// A relayed body that stops coming (its sender sends 10 of 1,000 bytes and waits) fails on
+/// both sides after `relay.stall_timeout`: the sender hears `408`, the receiver's answer is cut
+/// off. Either way round.
+fn a_stalled_body_fails_both_sides(backend: Backend) {
+    let mut env = FAST.to_vec();
+    env.push(("RELAYBOX__RELAY__STALL_TIMEOUT", "1"));
+    let node = TestNode::start_with(backend, &env);
+    let limit = Duration::from_secs(15);
+
+    // The app stalls: the desktop's poll answer is cut off, the app gets 408.
+    let mut desk = raw_poll(&node, "7301");
+    let mut app = TcpStream::connect(node.addr).unwrap();
+    app.write_all(b"POST /client/3001 HTTP/1.1\r\nHost: t\r\nX-IWP-ProductUnivId: 7301\r\nContent-Length: 1000\r\n\r\n0123456789").unwrap();
+    let (got, closed) = read_until_closed(&mut desk, limit);
+    let (status, _, body) = split_answer(&got);
+    assert!(
+        closed && status == 200 && body.len() < 1000,
+        "desktop: {status}, {} bytes",
+        body.len()
+    );
+    let (got, _) = read_until_closed(&mut app, limit);
+    let (status, head, _) = split_answer(&got);
+    assert_eq!(status, 408, "app: {head}");
+    assert!(head.contains("no byte"), "{head}");
+
+    // The desktop stalls its reply: the app's answer is cut off, the desktop gets 408.
+    let desk = desktop(&node, "7302");
+    thread::sleep(Duration::from_millis(300));
+    let mut app = TcpStream::connect(node.addr).unwrap();
+    app.write_all(b"POST /client/3001 HTTP/1.1\r\nHost: t\r\nX-IWP-ProductUnivId: 7302\r\nContent-Length: 2\r\n\r\nhi").unwrap();
+    let (id, request) = desk.join().unwrap();
+    drop(request.bytes().unwrap());
+    let mut replying = TcpStream::connect(node.addr).unwrap();
+    let head = format!(
+        "POST /agentreply/3001 HTTP/1.1\r\nHost: t\r\nX-IWP-ProductUnivId: 7302\r\nX-IWP-RequestId: {id}\r\nContent-Length: 1000\r\n\r\n0123456789"
+    );
+    replying.write_all(head.as_bytes()).unwrap();
+    let (got, closed) = read_until_closed(&mut app, limit);
+    let (status, _, body) = split_answer(&got);
+    assert!(
+        closed && status == 200 && body.len() < 1000,
+        "app: {status}, {} bytes",
+        body.len()
+    );
+    let (got, _) = read_until_closed(&mut replying, limit);
+    let (status, head, _) = split_answer(&got);
+    assert_eq!(status, 408, "desktop: {head}");
+}
+
+/// `X-iwp-responsecode`s that cannot carry a reply (not final, no body, not HTTP's) get the
+/// desktop `400` and the app `502`.
+fn codes_that_cannot_carry_a_reply_are_refused(backend: Backend) {
+    let node = TestNode::start_with(backend, &FAST);
+    for code in ["100", "101", "199", "204", "304", "599"] {
+        let (id, app_answer) = paired(&node, "7401");
+        let r = reply(&node, "7401", &id, code, b"body".to_vec());
+        assert_eq!(r.status(), 400, "{code}");
+        assert_eq!(app_answer.join().unwrap().status, 502, "{code}");
+    }
+}
+
+/// A complete transfer of zero bytes is a success, both ways.
+fn empty_bodies_relay_both_ways(backend: Backend) {
+    let node = TestNode::start_with(backend, &FAST);
+    let desk = desktop(&node, "7501");
+    let app_answer = app(&node, "7501", Vec::new());
+    let (id, request) = desk.join().unwrap();
+    assert!(request.bytes().unwrap().is_empty());
+    let r = reply(&node, "7501", &id, "200", b"ok".to_vec());
+    assert_eq!(r.status(), 200);
+    let answer = app_answer.join().unwrap();
+    assert_eq!((answer.status, answer.text()), (200, "ok".to_owned()));
+
+    let (id, app_answer) = paired(&node, "7501");
+    let r = reply(&node, "7501", &id, "200", Vec::new());
+    assert_eq!(r.status(), 200, "{:?}", header(&r, "x-iwp-reason"));
+    let answer = app_answer.join().unwrap();
+    assert_eq!((answer.status, answer.body.len()), (200, 0));
+}
+
+/// Headers that `Connection` names are hop-by-hop (RFC 9110 §7.6.1): they stay behind, both
+/// ways.
+fn headers_named_in_connection_stay_behind(backend: Backend) {
+    let node = TestNode::start_with(backend, &FAST);
+    let desk = desktop(&node, "7601");
+    thread::sleep(Duration::from_millis(300));
+    thread::scope(|scope| {
+        let app = scope.spawn(|| {
+            node.raw(b"POST /client/3001 HTTP/1.1\r\nHost: t\r\nX-IWP-ProductUnivId: 7601\r\nConnection: close, X-Hop-Test\r\nX-Hop-Test: one hop\r\nX-Kept: yes\r\nContent-Length: 2\r\n\r\nhi")
+        });
+        let (id, request) = desk.join().unwrap();
+        assert_eq!(header(&request, "x-hop-test"), None);
+        assert_eq!(header(&request, "x-kept").as_deref(), Some("yes"));
+        drop(request.bytes().unwrap());
+        let replied = node.raw(format!("POST /agentreply/3001 HTTP/1.1\r\nHost: t\r\nX-IWP-ProductUnivId: 7601\r\nX-IWP-RequestId: {id}\r\nConnection: close, X-Hop-Back\r\nX-Hop-Back: 1\r\nX-Back-Kept: 1\r\nContent-Length: 2\r\n\r\nok").as_bytes());
+        assert_eq!(replied.status, 200);
+        let answer = app.join().unwrap();
+        assert_eq!((answer.status, answer.body.as_str()), (200, "ok"));
+        assert_eq!(answer.header("x-hop-back"), None, "{}", answer.head);
+        assert_eq!(answer.header("x-back-kept"), Some("1"), "{}", answer.head);
+    });
 }
 
 /// Two nodes over one Redis: an app asking node B for a desktop on node A is redirected there,
@@ -335,4 +490,8 @@ crate::both_backends!(
     app_disconnect_gives_the_desktop_502,
     chunked_bodies_relay_both_ways,
     a_32_mib_body_each_way_streams_through,
+    a_stalled_body_fails_both_sides,
+    codes_that_cannot_carry_a_reply_are_refused,
+    empty_bodies_relay_both_ways,
+    headers_named_in_connection_stay_behind,
 );

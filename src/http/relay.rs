@@ -177,12 +177,23 @@ async fn client(
     let length = content_length(req.headers());
     let (sender, receiver) = body::channel();
     let outcome = relay.client(&customer, message(req, status, receiver));
-    let pumping = body::pump(payload, sender, relay.chunk_size(length));
+    let stall = relay.timeouts().stall;
+    let pumping = body::pump(payload, sender, relay.chunk_size(length), stall);
     tokio::pin!(outcome, pumping);
     let outcome = tokio::select! {
         outcome = &mut outcome => outcome,
-        // Whether or not the body got through, the session has the last word.
-        _ = &mut pumping => outcome.await,
+        pumped = &mut pumping => match pumped {
+            // The desktop's poll is aborted (the body is not marked complete) and its session
+            // hears of it; the app, still there, hears why.
+            Err(e @ PumpError::SourceStalled(_)) => {
+                return failed(StatusCode::REQUEST_TIMEOUT, &format!("HTTP 408: Request Timeout ({e})"));
+            }
+            Err(PumpError::DestinationStalled(_)) => {
+                return unavailable("the desktop took no byte of the request for a stall timeout");
+            }
+            // Whether or not the body got through, the session has the last word.
+            _ => outcome.await,
+        },
     };
     match outcome {
         ClientOutcome::NoAgent => no_partner(),
@@ -222,7 +233,8 @@ async fn agent_reply(
             "HTTP 502: Bad Gateway (the app's connection closed)",
         )
     };
-    match body::pump(payload, sender, relay.chunk_size(length)).await {
+    let stall = relay.timeouts().stall;
+    match body::pump(payload, sender, relay.chunk_size(length), stall).await {
         // The app's side may close the channel as soon as it has the promised length, before
         // the end mark: what counts is whether it got everything.
         Ok(_) | Err(PumpError::Destination) => match delivered.await {
@@ -230,5 +242,13 @@ async fn agent_reply(
             _ => app_gone(),
         },
         Err(e @ PumpError::Source(_)) => failed(StatusCode::BAD_REQUEST, &e.to_string()),
+        Err(e @ PumpError::SourceStalled(_)) => failed(
+            StatusCode::REQUEST_TIMEOUT,
+            &format!("HTTP 408: Request Timeout ({e})"),
+        ),
+        Err(e @ PumpError::DestinationStalled(_)) => failed(
+            StatusCode::BAD_GATEWAY,
+            &format!("HTTP 502: Bad Gateway (the app's connection stalled: {e})"),
+        ),
     }
 }

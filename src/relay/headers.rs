@@ -4,7 +4,7 @@
 //! capitalised (`X-Iwp-Requestid`), as the original service wrote them.
 
 use actix_web::http::StatusCode;
-use actix_web::http::header::{HeaderMap, HeaderName, HeaderValue};
+use actix_web::http::header::{CONNECTION, HeaderMap, HeaderName, HeaderValue};
 
 pub const PRODUCT_UNIV_ID: &str = "x-iwp-productunivid";
 pub const REQUEST_ID: &str = "x-iwp-requestid";
@@ -41,11 +41,21 @@ fn hop_by_hop(name: &HeaderName) -> bool {
 }
 
 /// The headers of one side's request that the other side receives: the end-to-end ones, less
-/// any `X-IWP-RequestId` (ids are the relay's to give, never a client's).
+/// any `X-IWP-RequestId` (ids are the relay's to give, never a client's). Headers that
+/// `Connection` names are hop-by-hop too (RFC 9110 §7.6.1).
 pub fn relayed(headers: &HeaderMap) -> Vec<(HeaderName, HeaderValue)> {
+    let named: Vec<String> = (headers.get_all(CONNECTION))
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(|token| token.trim().to_ascii_lowercase())
+        .collect();
     headers
         .iter()
-        .filter(|(name, _)| !hop_by_hop(name) && name.as_str() != REQUEST_ID)
+        .filter(|(name, _)| {
+            !hop_by_hop(name)
+                && name.as_str() != REQUEST_ID
+                && !named.iter().any(|n| n == name.as_str())
+        })
         .map(|(name, value)| (name.clone(), value.clone()))
         .collect()
 }
@@ -58,8 +68,11 @@ pub fn text(headers: &HeaderMap, name: &str) -> Option<String> {
         .map(|v| v.trim().to_owned())
 }
 
-/// The status named by `X-iwp-responsecode` (200 when absent). Anything but a known HTTP
-/// status (100–599) is refused with a message for the sender.
+/// The status named by `X-iwp-responsecode` (200 when absent). Only a final status that HTTP
+/// defines and that may carry the relayed body will do: a `1xx` is not an answer (an app given
+/// `100` waits for the real one), and `204`, `205` and `304` have no body, so the body's bytes
+/// would be read as the start of the next answer. Anything else is refused with a message for
+/// the sender.
 pub fn response_code(headers: &HeaderMap) -> Result<StatusCode, String> {
     let Some(value) = headers.get(RESPONSE_CODE) else {
         return Ok(StatusCode::OK);
@@ -67,8 +80,12 @@ pub fn response_code(headers: &HeaderMap) -> Result<StatusCode, String> {
     let text = value.to_str().unwrap_or("").trim();
     text.parse::<u16>()
         .ok()
-        .filter(|code| (100..600).contains(code))
         .and_then(|code| StatusCode::from_u16(code).ok())
+        .filter(|code| {
+            code.as_u16() >= 200
+                && code.canonical_reason().is_some()
+                && ![204, 205, 304].contains(&code.as_u16())
+        })
         .ok_or_else(|| format!("Unknown status code '{text}' in 'X-iwp-responsecode'"))
 }
 
@@ -80,7 +97,8 @@ mod tests {
     fn hop_by_hop_headers_and_request_ids_stay_behind() {
         let mut headers = HeaderMap::new();
         for (name, value) in [
-            ("connection", "keep-alive"),
+            ("connection", "keep-alive, X-Hop-Test"),
+            ("x-hop-test", "one hop only"),
             ("transfer-encoding", "chunked"),
             ("proxy-authorization", "x"),
             ("content-length", "5"),
@@ -110,7 +128,16 @@ mod tests {
             HeaderValue::from_static("404"),
         );
         assert_eq!(response_code(&headers), Ok(StatusCode::NOT_FOUND));
-        for bad in ["abc", "99", "600", "-1"] {
+        for good in ["201", "302", "418", "429", "503"] {
+            headers.insert(
+                HeaderName::from_static(RESPONSE_CODE),
+                HeaderValue::from_static(good),
+            );
+            assert_eq!(response_code(&headers).unwrap().as_str(), good);
+        }
+        for bad in [
+            "abc", "99", "600", "-1", "100", "101", "199", "204", "205", "304", "599",
+        ] {
             headers.insert(
                 HeaderName::from_static(RESPONSE_CODE),
                 HeaderValue::from_static(bad),

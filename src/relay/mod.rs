@@ -50,13 +50,14 @@ pub struct Relayed {
     pub body: BodyReceiver,
 }
 
-/// The protocol's four timeouts.
+/// The protocol's four timeouts, and how long a relayed body may stall.
 #[derive(Debug, Clone, Copy)]
 pub struct Timeouts {
     pub agent: Duration,
     pub cache: Duration,
     pub client: Duration,
     pub no_reply: Duration,
+    pub stall: Duration,
 }
 
 #[derive(Clone)]
@@ -93,6 +94,7 @@ impl Relay {
             cache: secs(settings.timeout_cache),
             client: secs(settings.timeout_client),
             no_reply: secs(settings.timeout_no_reply),
+            stall: secs(settings.stall_timeout),
         };
         Relay {
             inner: Arc::new(Inner {
