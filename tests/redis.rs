@@ -445,6 +445,40 @@ fn an_outage_answers_503_naming_the_shard_and_heals() {
     assert_eq!(waiter.join().unwrap().transactions, [id]);
 }
 
+/// A server restarting from its data answers `LOADING` until it has read it all: pushes then
+/// answer `503`, as every other route does, never `500`.
+#[test]
+fn pushes_answer_503_while_redis_loads_its_data() {
+    if skip_redis() {
+        return;
+    }
+    let mut redis = RedisServer::start();
+    // Enough data that loading it takes a while.
+    let fill = "for i = 1, 500000 do \
+        redis.call('SET', 'filler:' .. ARGV[1] .. ':' .. i, string.rep('x', 64)) end";
+    for batch in ["1", "2", "3", "4"] {
+        redis.cli(&["EVAL", fill, "0", batch]);
+    }
+    assert_eq!(redis.cli(&["SAVE"]), "OK");
+    let node = TestNode::on_redis(&[&redis], &[]);
+    let push = json!({"payload": "p", "priority": "H", "queue": [{"id": "q"}]});
+    redis.restart_loading();
+    let (mut unavailable, started) = (0, Instant::now());
+    loop {
+        let (status, reply) = node.post("/trans", &push);
+        match status {
+            200 => break,
+            503 => unavailable += 1,
+            other => panic!("{other} while Redis loads: {reply}"),
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "Redis never came back"
+        );
+    }
+    assert!(unavailable > 0, "no push met the loading server");
+}
+
 #[test]
 fn waiters_hold_no_redis_connections() {
     if skip_redis() {

@@ -93,17 +93,7 @@ impl RedisServer {
 
     /// Starts the process on this server's port; false when it did not come up.
     fn launch(&mut self) -> bool {
-        let child = Command::new("redis-server")
-            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1", "--save", ""])
-            .args(if self.durable { ["--appendonly", "yes", "--appendfsync", "always"] } else { ["--appendonly", "no", "--appendfsync", "no"] })
-            .arg("--dir")
-            .arg(self.dir.path())
-            .stdout(Stdio::null())
-            .spawn()
-            .unwrap_or_else(|e| {
-                panic!("redis-server is needed for the Redis tests ({e}); run tools/test, which installs it, or set RELAYBOX_SKIP_REDIS=1")
-            });
-        self.child = Some(child);
+        self.child = Some(self.spawn());
         let deadline = Instant::now() + Duration::from_secs(5);
         while Instant::now() < deadline {
             if self.ping() {
@@ -117,15 +107,32 @@ impl RedisServer {
         false
     }
 
+    /// The process on this server's port, not waited for.
+    fn spawn(&self) -> Child {
+        Command::new("redis-server")
+            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1", "--save", ""])
+            .args(if self.durable { ["--appendonly", "yes", "--appendfsync", "always"] } else { ["--appendonly", "no", "--appendfsync", "no"] })
+            .arg("--dir")
+            .arg(self.dir.path())
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| {
+                panic!("redis-server is needed for the Redis tests ({e}); run tools/test, which installs it, or set RELAYBOX_SKIP_REDIS=1")
+            })
+    }
+
     fn ping(&self) -> bool {
-        let Ok(mut stream) = TcpStream::connect(("127.0.0.1", self.port)) else {
-            return false;
-        };
+        self.answer(b"PING\r\n").as_deref() == Some("+PONG\r\n")
+    }
+
+    /// The first line the server answers to `command`, if it answers.
+    fn answer(&self, command: &[u8]) -> Option<String> {
+        let mut stream = TcpStream::connect(("127.0.0.1", self.port)).ok()?;
         let _ = stream.set_read_timeout(Some(Duration::from_millis(200)));
-        let mut answer = [0u8; 7];
-        stream.write_all(b"PING\r\n").is_ok()
-            && stream.read_exact(&mut answer).is_ok()
-            && &answer == b"+PONG\r\n"
+        stream.write_all(command).ok()?;
+        let mut line = String::new();
+        BufReader::new(stream).read_line(&mut line).ok()?;
+        Some(line)
     }
 
     /// Kills the server (like a crash: nothing is saved).
@@ -144,6 +151,24 @@ impl RedisServer {
             "redis-server came back on port {}",
             self.port
         );
+    }
+
+    /// Starts it again on the same port with what it saved last (`SAVE`), and returns while it
+    /// is still loading that: it takes connections, and answers `LOADING` to every command.
+    pub fn restart_loading(&mut self) {
+        self.kill();
+        self.child = Some(self.spawn());
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while self
+            .answer(b"PING\r\n")
+            .is_none_or(|a| !a.starts_with("-LOADING"))
+        {
+            assert!(
+                Instant::now() < deadline,
+                "redis-server never answered LOADING"
+            );
+            std::thread::sleep(Duration::from_millis(2));
+        }
     }
 
     /// Runs a redis-cli command against this server and returns its output.

@@ -25,7 +25,9 @@ use std::time::Duration;
 
 use ::redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use ::redis::io::tcp::TcpSettings;
-use ::redis::{AsyncCommands, Client, IntoConnectionInfo, RedisError, RetryMethod};
+use ::redis::{
+    AsyncCommands, Client, IntoConnectionInfo, RedisError, RetryMethod, ServerErrorKind,
+};
 use async_trait::async_trait;
 use tracing::{error, warn};
 
@@ -113,11 +115,22 @@ impl Server {
         let (shard, reason) = (self.name.to_string(), e.to_string());
         // A server that answers `LOADING` (restarting from its AOF), `MASTERDOWN` or `TRYAGAIN`
         // is not there yet either: an operation cut off by its restart must go on retrying.
+        // Inside a pipeline those answers come one per command, the first not always among them.
+        let in_pipeline = (e.clone().into_server_errors()).is_some_and(|errors| {
+            errors.iter().any(|(_, error)| {
+                use ServerErrorKind::*;
+                matches!(
+                    error.kind(),
+                    Some(BusyLoading | TryAgain | MasterDown | ClusterDown)
+                )
+            })
+        });
         if e.is_io_error()
             || e.is_timeout()
             || e.is_connection_dropped()
             || e.is_connection_refusal()
             || matches!(e.retry_method(), RetryMethod::WaitAndRetry)
+            || in_pipeline
         {
             StoreError::Unavailable { shard, reason }
         } else {
