@@ -210,9 +210,11 @@ struct PutBack {
 }
 
 /// Push a transaction into queues of this shard; with `create`, store the transaction first
-/// (one message and, where the backend allows, one store round trip for both).
+/// (one message and, where the backend allows, one store round trip for both). Answers the id
+/// of the transaction pushed: `tx.id`, or the one an earlier provisioning with the same
+/// idempotency key made (see [`Store::provision`]).
 #[derive(Message)]
-#[rtype(result = "StoreResult<()>")]
+#[rtype(result = "StoreResult<TxId>")]
 pub struct Push {
     pub tx: Arc<NewTransaction>,
     pub queues: Vec<QueueName>,
@@ -811,7 +813,7 @@ impl Handler<PutBack> for ShardActor {
 }
 
 impl Handler<Push> for ShardActor {
-    type Result = ResponseFuture<StoreResult<()>>;
+    type Result = ResponseFuture<StoreResult<TxId>>;
 
     /// Stores the push, then drains its queues, even when the store failed: a push whose answer
     /// was lost may have landed, and this node ignores its own announcement of it. Queues with a
@@ -844,9 +846,11 @@ impl Handler<Push> for ShardActor {
             let result = if create {
                 store.provision(shard, &tx, &queues).await
             } else {
-                store
-                    .push(shard, &queues, &tx.id, tx.priority, tx.expires_at)
-                    .await
+                let once = tx.once.as_deref();
+                (store
+                    .push(shard, &queues, &tx.id, tx.priority, tx.expires_at, once)
+                    .await)
+                    .map(|()| tx.id.clone())
             };
             (queues, result)
         };
@@ -894,13 +898,13 @@ impl Handler<Push> for ShardActor {
 /// the push's answer: one round trip fewer between a push and its delivery.
 struct PushThenTake {
     /// The push; resolves to its queues and how it went.
-    push: LocalBoxFuture<'static, (Vec<QueueName>, StoreResult<()>)>,
+    push: LocalBoxFuture<'static, (Vec<QueueName>, StoreResult<TxId>)>,
     /// Drained after the first poll (then empty).
     waited: Vec<QueueName>,
 }
 
 impl ActorFuture<ShardActor> for PushThenTake {
-    type Output = (Vec<QueueName>, StoreResult<()>);
+    type Output = (Vec<QueueName>, StoreResult<TxId>);
 
     fn poll(
         self: std::pin::Pin<&mut Self>,
@@ -991,6 +995,7 @@ mod tests {
                 queues: vec!["q".into()],
                 meta: Meta::from([("payload".to_owned(), payload.to_string())]),
                 expires_at: unix_now() + 60,
+                once: None,
             };
             let id = tx.id.clone();
             let push = Push {
@@ -1196,6 +1201,7 @@ mod tests {
                 queues: vec![queue.id().to_owned()],
                 meta: Meta::from([("payload".to_owned(), payload.to_string())]),
                 expires_at: unix_now() + 60,
+                once: None,
             };
             store
                 .provision(0, &tx, std::slice::from_ref(queue))
@@ -1283,6 +1289,7 @@ mod tests {
             queues: vec![queue.id().to_owned()],
             meta: Meta::new(),
             expires_at: unix_now() + 60,
+            once: None,
         };
         let push = Push {
             tx: Arc::new(tx),

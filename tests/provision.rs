@@ -284,7 +284,103 @@ fn a_body_that_never_arrives_times_out(backend: Backend) {
     assert!(started.elapsed() < std::time::Duration::from_secs(5));
 }
 
+/// `POST /trans` with `Idempotency-Key: key` and `body`: the status and the answer.
+fn push_once(node: &TestNode, key: &str, body: &Value, query: &str) -> (u16, Value) {
+    let r = node
+        .client()
+        .post(node.url(&format!("/trans{query}")))
+        .header("Idempotency-Key", key)
+        .json(body)
+        .send()
+        .unwrap();
+    let status = r.status().as_u16();
+    (status, r.json().unwrap())
+}
+
+/// A retry with the same `Idempotency-Key` stores nothing new and answers the first id, across
+/// queues of every shard; another key, listener or tenant is another request.
+fn an_idempotency_key_makes_a_retry_safe(backend: Backend) {
+    let node = TestNode::start(backend);
+    // Queue ids that land on many shards.
+    let queues: Vec<String> = (0..20).map(|i| format!("once{i}")).collect();
+    let body = json!({
+        "payload": "p", "priority": "H",
+        "queue": queues.iter().map(|q| json!({"id": q})).collect::<Vec<_>>(),
+    });
+    let (status, first) = push_once(&node, "k-1", &body, "");
+    assert_eq!(status, 200, "{first}");
+    for _ in 0..3 {
+        assert_eq!(push_once(&node, "k-1", &body, ""), (200, first.clone()));
+    }
+    for queue in &queues {
+        assert_eq!(
+            node.peek(queue, "").transactions,
+            [first["data"].as_str().unwrap()],
+            "{queue}"
+        );
+    }
+    let (_, other) = push_once(&node, "k-2", &body, "");
+    assert_ne!(other["data"], first["data"]);
+    let r = node
+        .client()
+        .post(node.url("/org/acme/trans"))
+        .header("Idempotency-Key", "k-1")
+        .json(&body)
+        .send()
+        .unwrap();
+    let in_org: Value = r.json().unwrap();
+    assert_ne!(
+        in_org["data"], first["data"],
+        "another tenant's key is another key"
+    );
+
+    // A held push too.
+    let (_, later) = push_once(
+        &node,
+        "k-3",
+        &json!({"payload": "l", "priority": "H", "queue": [{"id": "once-later"}]}),
+        "?delay=1",
+    );
+    let (_, again) = push_once(
+        &node,
+        "k-3",
+        &json!({"payload": "l", "priority": "H", "queue": [{"id": "once-later"}]}),
+        "?delay=1",
+    );
+    assert_eq!(later, again);
+    let popped = node.pop("once-later", "timeout=5&max=10");
+    assert_eq!(popped.transactions, [later["data"].as_str().unwrap()]);
+    assert!(
+        node.pop("once-later", "timeout=2&max=10")
+            .transactions
+            .is_empty(),
+        "pushed once"
+    );
+}
+
+fn bad_idempotency_keys_are_refused(backend: Backend) {
+    let node = TestNode::start(backend);
+    let body = json!({"payload": "p", "priority": "H", "queue": [{"id": "badkey"}]});
+    for key in ["", &"k".repeat(256), "with space"] {
+        let (status, reply) = push_once(&node, key, &body, "");
+        assert_eq!(status, 400, "{key:?}: {reply}");
+        assert!(
+            reply["errors"][0]
+                .as_str()
+                .unwrap()
+                .contains("Idempotency-Key"),
+            "{reply}"
+        );
+    }
+    assert!(
+        node.peek("badkey", "").transactions.is_empty(),
+        "nothing stored"
+    );
+}
+
 crate::both_backends!(
+    an_idempotency_key_makes_a_retry_safe,
+    bad_idempotency_keys_are_refused,
     a_message_goes_into_every_queue_it_names,
     an_empty_queue_list_is_valid,
     every_validation_error_is_named,

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use common::link::FaultyLink;
 use common::{RedisServer, TestNode, skip_redis};
-use serde_json::json;
+use serde_json::{Value, json};
 
 #[test]
 fn a_push_on_one_node_wakes_a_pop_waiting_on_another() {
@@ -477,6 +477,56 @@ fn pushes_answer_503_while_redis_loads_its_data() {
         );
     }
     assert!(unavailable > 0, "no push met the loading server");
+}
+
+/// A push whose answer is lost with its connection may have been stored: a retry with the same
+/// `Idempotency-Key` answers its id and stores nothing new. Once with everything on one server,
+/// once with the transactions on a server of their own (the lost answer is then the
+/// transaction's, and the retry makes the push that never came).
+#[test]
+fn a_retried_push_with_an_idempotency_key_is_stored_once() {
+    if skip_redis() {
+        return;
+    }
+    let (first, second) = (RedisServer::start(), RedisServer::start());
+    let faulty = FaultyLink::start(first.port);
+    let fast = [
+        ("RELAYBOX__STORE__REDIS_TIMEOUT_MS", "200"),
+        ("RELAYBOX__STORE__REDIS_RECOVERY", "1"),
+    ];
+    let mut apart = fast.to_vec();
+    let faulty_url = faulty.url();
+    apart.push(("RELAYBOX__STORE__REDIS_TRANSACTIONS", faulty_url.as_str()));
+    let layouts = [
+        (TestNode::on_redis_urls(&[faulty.url()], &fast), "together"),
+        (TestNode::on_redis_urls(&[second.url()], &apart), "apart"),
+    ];
+    for (node, layout) in &layouts {
+        let queue = format!("retried-{layout}");
+        let body = json!({"payload": "once", "priority": "H", "queue": [{"id": queue}]});
+        let push = || {
+            let r = (node.client().post(node.url("/trans")))
+                .header("Idempotency-Key", format!("retry-{layout}"))
+                .json(&body)
+                .send()
+                .unwrap();
+            (r.status().as_u16(), r.json::<Value>().unwrap())
+        };
+        faulty.cut_answers(true);
+        let (status, reply) = push();
+        assert_eq!(status, 503, "{layout}: {reply}");
+        faulty.cut_answers(false);
+        std::thread::sleep(Duration::from_millis(300));
+        let (status, reply) = push();
+        assert_eq!(status, 200, "{layout}: {reply}");
+        let popped = node.pop(&queue, "timeout=1&max=10");
+        assert_eq!(
+            popped.transactions,
+            [reply["data"].as_str().unwrap()],
+            "{layout}"
+        );
+        assert_eq!(popped.payloads(), ["once"], "{layout}");
+    }
 }
 
 #[test]

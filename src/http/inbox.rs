@@ -13,7 +13,7 @@ use super::request::{Body, Params, content_type};
 use super::response::{ApiError, Reply, json, json_answering, json_sized};
 use crate::inbox::groups::group_names;
 use crate::inbox::params::{ParamValue, ack_timeout, delay, max_messages, pop_timeout};
-use crate::inbox::provision::{validate_new, validate_update};
+use crate::inbox::provision::{once_key, validate_new, validate_update};
 use crate::inbox::secure::basic_credential;
 use crate::inbox::{
     Access, DeliveryState, Inbox, Mark, Message, Namespace, QueueName, StateFilter, TxId,
@@ -160,8 +160,9 @@ pub async fn provision(inbox: &Inbox, req: &HttpRequest, body: Body, org: Option
     let ns = namespace(inbox, req, org, &params)?;
     let fields = expanded.as_ref().unwrap_or(params.body());
     let delay = delay(params.get("delay"))?;
-    let tx = validate_new(fields, inbox.settings(), unix_now())
+    let mut tx = validate_new(fields, inbox.settings(), unix_now())
         .map_err(|errors| ApiError::new(StatusCode::BAD_REQUEST, errors))?;
+    tx.once = idempotency_key(req, &ns)?;
     let reply = |id| json!({ "ok": true, "data": id });
     match delay {
         Some(delay) => Ok(json(&reply(inbox.provision_later(&ns, tx, delay).await?))),
@@ -172,6 +173,16 @@ pub async fn provision(inbox: &Inbox, req: &HttpRequest, body: Body, org: Option
             Ok(json_answering(&reply(id), answering))
         }
     }
+}
+
+/// The request's `Idempotency-Key`, as the store keeps it: a retry with the same key stores
+/// nothing new and answers what the first request made.
+fn idempotency_key(req: &HttpRequest, ns: &Namespace) -> Result<Option<String>, ApiError> {
+    let Some(value) = req.headers().get("idempotency-key") else {
+        return Ok(None);
+    };
+    let key = value.to_str().unwrap_or_default();
+    once_key(ns, key).map(Some).map_err(ApiError::bad_request)
 }
 
 /// The body with the members of its `groups` appended to `queue` (created if absent), or

@@ -94,9 +94,13 @@ impl Inbox {
         Ok(shard.send(Run::new(op)).await??)
     }
 
-    /// Stores a transaction and pushes it into its queues. If any push fails the transaction is
-    /// deleted again, so a producer told "error" does not find it half-delivered later. Waiters
-    /// on this node get the message once `answered` opens: after the producer has its answer.
+    /// Stores a transaction and pushes it into its queues; returns its id. Waiters on this node
+    /// get the message once `answered` opens: after the producer has its answer.
+    ///
+    /// If any push fails, the transaction is deleted again, so a producer told "error" does not
+    /// find it half-delivered later; unless the request has an idempotency key (`tx.once`).
+    /// Then a retry with the key finishes the job: it stores nothing new, pushes the
+    /// transaction wherever it did not get yet, and answers its id.
     pub async fn provision(
         &self,
         ns: &Namespace,
@@ -106,12 +110,12 @@ impl Inbox {
         let tx = Arc::new(tx);
         let groups: Vec<(usize, Vec<QueueName>)> =
             self.by_shard(ns, &tx.queues).into_iter().collect();
-        if let Err(e) = self.push_to_shards(&tx, groups, Some(answered)).await {
+        let pushed = self.push_to_shards(&tx, groups, Some(answered)).await;
+        if pushed.is_err() && tx.once.is_none() {
             // Best effort: the error the producer sees is the push failure either way.
             let _ = self.delete_transaction(&tx.id).await;
-            return Err(e);
         }
-        Ok(tx.id.clone())
+        pushed
     }
 
     /// Stores a transaction now and pushes it into its queues once `delay` has passed. The
@@ -125,12 +129,11 @@ impl Inbox {
         let queues: Vec<QueueName> = tx.queues.iter().map(|q| ns.queue(q)).collect();
         let push = DelayedPush::new(tx.id.clone(), tx.priority, tx.expires_at, &queues);
         let due = unix_now_ms().saturating_add(delay.as_millis().min(i64::MAX as u128) as i64);
-        let id = tx.id.clone();
-        self.run(self.tx_shard(&id), move |store, _| async move {
+        let shard = self.tx_shard(&tx.id);
+        self.run(shard, move |store, _| async move {
             store.schedule(&tx, &push, due).await
         })
-        .await?;
-        Ok(id)
+        .await
     }
 
     /// Does the held pushes that are due (see [`provision_later`](Self::provision_later));
@@ -152,6 +155,7 @@ impl Inbox {
                 queues: Vec::new(),
                 meta: Meta::new(),
                 expires_at: push.expires_at,
+                once: None,
             });
             let mut groups: HashMap<usize, Vec<QueueName>> = HashMap::new();
             for queue in push.queue_names() {
@@ -172,22 +176,23 @@ impl Inbox {
         Ok(count)
     }
 
-    /// Pushes `tx` into `groups` of queues, one shard message each. A new transaction comes with
-    /// the gate its producer's answer opens: the first shard also stores it (only `tx.id`,
-    /// `priority` and `expires_at` matter otherwise). An expired transaction is stored but
-    /// pushed nowhere.
+    /// Pushes `tx` into `groups` of queues, one shard message each; returns the id of the
+    /// transaction pushed. A new transaction comes with the gate its producer's answer opens:
+    /// the first shard also stores it (only `tx.id`, `priority`, `expires_at` and `once` matter
+    /// otherwise), and may answer that an earlier request with the same idempotency key made
+    /// one already, which the other shards then push instead. An expired transaction is stored
+    /// but pushed nowhere.
     async fn push_to_shards(
         &self,
         tx: &Arc<NewTransaction>,
         mut groups: Vec<(usize, Vec<QueueName>)>,
         answered: Option<Answered>,
-    ) -> Result<(), InboxError> {
+    ) -> Result<TxId, InboxError> {
         if tx.expires_at <= unix_now() {
             // Already expired: it could only ever be delivered as a null.
             groups.clear();
         }
-        let create = answered.is_some();
-        let push = |shard: usize, queues, create| {
+        let push = |shard: usize, tx: &Arc<NewTransaction>, queues, create| {
             self.shards[shard].send(Push {
                 tx: Arc::clone(tx),
                 queues,
@@ -195,20 +200,30 @@ impl Inbox {
                 answered: answered.clone(),
             })
         };
-        if create {
+        let mut tx = Arc::clone(tx);
+        if answered.is_some() {
             // One shard stores the transaction along with its own pushes; the others only push.
             let (first, first_queues) = groups
                 .pop()
                 .unwrap_or_else(|| (self.shard_index(tx.id.as_str()), Vec::new()));
-            flatten(push(first, first_queues, true).await)?;
+            let id = flatten(push(first, &tx, first_queues, true).await)?;
+            if id != tx.id {
+                tx = Arc::new(NewTransaction {
+                    id,
+                    ..NewTransaction::clone(&tx)
+                });
+            }
         }
         let rest = join_all(
             groups
                 .into_iter()
-                .map(|(shard, queues)| push(shard, queues, false)),
+                .map(|(shard, queues)| push(shard, &tx, queues, false)),
         )
         .await;
-        rest.into_iter().try_for_each(flatten)
+        for pushed in rest {
+            flatten(pushed)?;
+        }
+        Ok(tx.id.clone())
     }
 
     pub async fn transaction(&self, id: &TxId) -> Result<Option<Meta>, InboxError> {
@@ -447,6 +462,6 @@ impl Inbox {
 }
 
 /// An actor's answer to a store operation, as one result.
-fn flatten(answer: Result<StoreResult<()>, actix::MailboxError>) -> Result<(), InboxError> {
+fn flatten<T>(answer: Result<StoreResult<T>, actix::MailboxError>) -> Result<T, InboxError> {
     Ok(answer??)
 }

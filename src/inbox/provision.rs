@@ -4,9 +4,10 @@
 //! payload, expiration.
 
 use serde_json::{Map, Value};
+use sha2::Digest;
 
 use super::js::{js_length, to_js_string, truthy};
-use super::model::{Meta, Priority, TxId};
+use super::model::{Meta, Namespace, Priority, TxId};
 use crate::config::InboxSettings;
 
 /// The largest `expirationDate` PopBox accepts (a signed 32-bit Unix time).
@@ -22,6 +23,25 @@ pub struct NewTransaction {
     /// Every top-level field except `queue`, stringified; includes `expirationDate`.
     pub meta: Meta,
     pub expires_at: i64,
+    /// The request's `Idempotency-Key`, as the store keeps it ([`once_key`]): a provisioning
+    /// with the same one while its transaction lives stores nothing new.
+    pub once: Option<String>,
+}
+
+/// The longest `Idempotency-Key` accepted.
+const ONCE_KEY_MAX: usize = 255;
+
+/// The store's name for an `Idempotency-Key` sent in namespace `ns`: a digest of both, so that
+/// keys of different listeners or tenants never meet and no key, whatever it holds, names
+/// another key in the store.
+pub fn once_key(ns: &Namespace, key: &str) -> Result<String, String> {
+    if key.is_empty() || key.len() > ONCE_KEY_MAX || !key.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err(format!(
+            "Idempotency-Key must be 1 to {ONCE_KEY_MAX} visible ASCII characters"
+        ));
+    }
+    let digest = sha2::Sha256::digest([&ns.prefix(), key].join("\n"));
+    Ok(format!("{digest:x}"))
 }
 
 /// A validated change to an existing transaction.
@@ -98,6 +118,7 @@ pub fn validate_new(
                 queues,
                 meta,
                 expires_at,
+                once: None,
             })
         }
         _ => Err(errors),

@@ -43,6 +43,16 @@ pub struct MemoryStore {
     ranges: Mutex<RangeBook>,
     /// Held pushes, by when they are due (or their claim runs out).
     delayed: Mutex<HashMap<TxId, (i64, DelayedPush)>>,
+    /// Idempotency keys in use, each with what its provisioning did.
+    once: Mutex<HashMap<String, OnceRecord>>,
+}
+
+/// What a provisioning with an idempotency key did: the transaction it made, and the shards
+/// whose queues got it.
+struct OnceRecord {
+    id: TxId,
+    until: i64,
+    pushed: BTreeSet<ShardId>,
 }
 
 /// How many queues a sweep visits, and transactions it looks up, before it lets its thread do
@@ -174,6 +184,7 @@ impl MemoryStore {
             members: Mutex::default(),
             ranges: Mutex::default(),
             delayed: Mutex::default(),
+            once: Mutex::default(),
         }
     }
 
@@ -211,6 +222,27 @@ impl MemoryStore {
         }
     }
 
+    /// Appends a reference to `tx` at the tail of each queue (all on `shard`).
+    fn push_now(
+        &self,
+        shard: ShardId,
+        queues: &[QueueName],
+        tx: &TxId,
+        priority: Priority,
+        expires_at: i64,
+    ) {
+        let mut map = self.queues(shard);
+        for queue in queues {
+            map.entry(queue.clone())
+                .or_default()
+                .list(priority)
+                .push_back(Entry {
+                    tx: tx.clone(),
+                    until: expires_at,
+                });
+        }
+    }
+
     fn queues(&self, shard: ShardId) -> MutexGuard<'_, HashMap<QueueName, QueueData>> {
         lock(&self.queues[shard])
     }
@@ -236,7 +268,26 @@ impl Store for MemoryStore {
         shard: ShardId,
         tx: &NewTransaction,
         queues: &[QueueName],
-    ) -> StoreResult<()> {
+    ) -> StoreResult<TxId> {
+        // Kept while the transaction is stored, so that a retry racing this one finds it.
+        let mut _claimed = None;
+        if let Some(key) = &tx.once {
+            let mut once = lock(&self.once);
+            if let Some(held) = once.get_mut(key).filter(|r| r.until > unix_now()) {
+                let id = held.id.clone();
+                if held.pushed.insert(shard) {
+                    self.push_now(shard, queues, &id, tx.priority, tx.expires_at);
+                }
+                return Ok(id);
+            }
+            let record = OnceRecord {
+                id: tx.id.clone(),
+                until: tx.expires_at,
+                pushed: BTreeSet::from([shard]),
+            };
+            once.insert(key.clone(), record);
+            _claimed = Some(once);
+        }
         let mut record = TxRecord {
             meta: tx.meta.clone(),
             states: BTreeMap::new(),
@@ -247,8 +298,8 @@ impl Store for MemoryStore {
             record.set_state(queue, DeliveryState::Pending);
         }
         self.transactions_of(&tx.id).insert(tx.id.clone(), record);
-        self.push(shard, queues, &tx.id, tx.priority, tx.expires_at)
-            .await
+        self.push_now(shard, queues, &tx.id, tx.priority, tx.expires_at);
+        Ok(tx.id.clone())
     }
 
     async fn schedule(
@@ -256,10 +307,12 @@ impl Store for MemoryStore {
         tx: &NewTransaction,
         push: &DelayedPush,
         due_ms: i64,
-    ) -> StoreResult<()> {
-        self.provision(0, tx, &[]).await?;
-        lock(&self.delayed).insert(tx.id.clone(), (due_ms, push.clone()));
-        Ok(())
+    ) -> StoreResult<TxId> {
+        let id = self.provision(0, tx, &[]).await?;
+        if id == tx.id {
+            lock(&self.delayed).insert(tx.id.clone(), (due_ms, push.clone()));
+        }
+        Ok(id)
     }
 
     async fn claim_due(
@@ -336,16 +389,14 @@ impl Store for MemoryStore {
         tx: &TxId,
         priority: Priority,
         expires_at: i64,
+        once: Option<&str>,
     ) -> StoreResult<()> {
-        let mut map = self.queues(shard);
-        for queue in queues {
-            map.entry(queue.clone())
-                .or_default()
-                .list(priority)
-                .push_back(Entry {
-                    tx: tx.clone(),
-                    until: expires_at,
-                });
+        let first = once.is_none_or(|key| {
+            let mut held = lock(&self.once);
+            (held.get_mut(key)).is_none_or(|record| record.pushed.insert(shard))
+        });
+        if first {
+            self.push_now(shard, queues, tx, priority, expires_at);
         }
         Ok(())
     }
@@ -714,6 +765,9 @@ impl Store for MemoryStore {
 
     async fn purge_expired(&self, shard: ShardId, now: i64) -> StoreResult<usize> {
         let mut purged = 0;
+        if shard == 0 {
+            lock(&self.once).retain(|_, record| record.until > now);
+        }
         {
             let mut txs = lock(&self.transactions[shard]);
             let before = txs.len();
@@ -755,6 +809,7 @@ mod tests {
             queues: queues.iter().map(|q| q.to_string()).collect(),
             meta: Meta::from([("payload".to_owned(), "p".to_owned())]),
             expires_at,
+            once: None,
         }
     }
 
@@ -782,7 +837,7 @@ mod tests {
             ] {
                 store.provision(0, t, &[]).await.unwrap();
                 store
-                    .push(0, std::slice::from_ref(&q), &t.id, p, i64::MAX)
+                    .push(0, std::slice::from_ref(&q), &t.id, p, i64::MAX, None)
                     .await
                     .unwrap();
             }
@@ -822,7 +877,14 @@ mod tests {
             let old = tx(&["q"], unix_now() - 1);
             store.provision(0, &old, &[]).await.unwrap();
             store
-                .push(0, std::slice::from_ref(&q), &old.id, Priority::High, 0)
+                .push(
+                    0,
+                    std::slice::from_ref(&q),
+                    &old.id,
+                    Priority::High,
+                    0,
+                    None,
+                )
                 .await
                 .unwrap();
             assert_eq!(store.transaction(&old.id).await.unwrap(), None);
@@ -878,7 +940,14 @@ mod tests {
             let t = tx(&["q"], now + 5);
             store.provision(0, &t, &[]).await.unwrap();
             store
-                .push(0, std::slice::from_ref(&q), &t.id, Priority::Low, now + 5)
+                .push(
+                    0,
+                    std::slice::from_ref(&q),
+                    &t.id,
+                    Priority::Low,
+                    now + 5,
+                    None,
+                )
                 .await
                 .unwrap();
             let later = Some(now + 1000);
@@ -904,7 +973,14 @@ mod tests {
             let t = tx(&["q"], now + 100);
             store.provision(0, &t, &[]).await.unwrap();
             store
-                .push(0, std::slice::from_ref(&q), &t.id, Priority::Low, now + 100)
+                .push(
+                    0,
+                    std::slice::from_ref(&q),
+                    &t.id,
+                    Priority::Low,
+                    now + 100,
+                    None,
+                )
                 .await
                 .unwrap();
             store.delete_transaction(&t.id).await.unwrap();

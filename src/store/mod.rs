@@ -120,22 +120,28 @@ pub trait Store: Send + Sync + 'static {
 
     /// Stores a new transaction, with state `Pending` for each of its queues, and pushes it into
     /// `queues` (those of its queues that are on `shard`) as [`push`](Store::push) does. It
-    /// expires, with its states, at `tx.expires_at`.
+    /// expires, with its states, at `tx.expires_at`. Returns the id of the transaction the
+    /// request made: `tx.id`, unless
+    ///
+    /// - `tx.once` (an idempotency key) names a provisioning still alive: then nothing new is
+    ///   stored, the transaction that one made goes into `queues` unless a push with the key
+    ///   reached this shard already, and its id is returned.
     async fn provision(
         &self,
         shard: ShardId,
         tx: &NewTransaction,
         queues: &[QueueName],
-    ) -> StoreResult<()>;
+    ) -> StoreResult<TxId>;
 
-    /// Stores a new transaction as [`provision`](Store::provision) does, but holds its push
-    /// back, durably, until `due_ms` (Unix ms): see [`claim_due`](Store::claim_due).
+    /// Stores a new transaction as [`provision`](Store::provision) does (`tx.once` included),
+    /// but holds its push back, durably, until `due_ms` (Unix ms): see
+    /// [`claim_due`](Store::claim_due).
     async fn schedule(
         &self,
         tx: &NewTransaction,
         push: &DelayedPush,
         due_ms: i64,
-    ) -> StoreResult<()>;
+    ) -> StoreResult<TxId>;
 
     /// Up to `max` held pushes due by `now_ms`, each claimed until `lease_until_ms`: a claim
     /// not [`settle`](Store::settle_due)d by then (its node died) is due again. Each push is
@@ -173,7 +179,9 @@ pub trait Store: Send + Sync + 'static {
     async fn delete_transaction(&self, id: &TxId) -> StoreResult<()>;
 
     /// Appends a reference to `tx` at the tail of each queue (all on `shard`) and announces the
-    /// queues to every node. `expires_at` is when the transaction expires.
+    /// queues to every node. `expires_at` is when the transaction expires. With `once` (the
+    /// idempotency key of its provisioning), nothing happens if a push with that key reached
+    /// this shard already.
     async fn push(
         &self,
         shard: ShardId,
@@ -181,6 +189,7 @@ pub trait Store: Send + Sync + 'static {
         tx: &TxId,
         priority: crate::inbox::Priority,
         expires_at: i64,
+        once: Option<&str>,
     ) -> StoreResult<()>;
 
     /// A transaction in these queues now lives until `expires_at`: keep what holds them alive.

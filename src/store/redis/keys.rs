@@ -18,6 +18,9 @@
 //!   expiring with its transaction; `PB:D|due`: sorted set of their ids by due time (Unix ms);
 //! - `RB:L|<customer id>` (transactions server): where a desktop is attached (JSON
 //!   `{"host","port"}`), expiring unless its polls refresh it;
+//! - `PB:I|<digest>` (transactions server): the transaction a provisioning with that
+//!   `Idempotency-Key` made; `PB:I|<digest>:pushed:<shard>` (the shard's server): that its
+//!   queues got it. Both expire with the transaction;
 //! - `PB:G|<name>` (transactions server): set of a group's queue ids. PopBox used the bare name,
 //!   which let a group name address any key; the prefix keeps groups to themselves.
 //!
@@ -110,6 +113,18 @@ pub fn group(name: &str) -> String {
     format!("PB:G|{name}")
 }
 
+/// What a provisioning with idempotency key `once` (a hex digest: see
+/// [`once_key`](crate::inbox::provision::once_key)) made, on the transactions server: the
+/// transaction's id, expiring with it.
+pub fn once(once: &str) -> String {
+    ["PB:I|", once].concat()
+}
+
+/// That a push with idempotency key `once` reached shard `shard`, on that shard's server.
+pub fn once_pushed(once: &str, shard: usize) -> String {
+    format!("PB:I|{once}:pushed:{shard}")
+}
+
 /// A fresh key under which an idempotent operation records that it ran.
 pub fn token() -> String {
     format!("PB:K|{}", uuid::Uuid::new_v4())
@@ -179,6 +194,18 @@ mod tests {
             let id = TxId::from(name.as_str());
             for key in [meta(&id), state(&id), history(&id), delayed(&id)] {
                 claim(key, format!("transaction {name:?}"));
+            }
+        }
+        for name in &names {
+            // Idempotency keys reach the store as digests (`once_key`).
+            use sha2::Digest;
+            let digest = format!("{:x}", sha2::Sha256::digest(name));
+            claim(once(&digest), format!("idempotency key {name:?}"));
+            for shard in 0..3 {
+                claim(
+                    once_pushed(&digest, shard),
+                    format!("idempotency key {name:?} {shard}"),
+                );
             }
         }
         for fixed in [

@@ -367,15 +367,35 @@ impl Store for RedisStore {
         shard: ShardId,
         tx: &NewTransaction,
         queues: &[QueueName],
-    ) -> StoreResult<()> {
-        let server = self.shard(shard);
-        if server.name == self.transactions.name {
-            return self.run_provision(server, tx, Some(tx), queues).await;
+    ) -> StoreResult<TxId> {
+        let (server, once) = (self.shard(shard), tx.once.as_deref());
+        // Stored on the transactions server, and pushed in the same step when the queues are
+        // there too.
+        let together = server.name == self.transactions.name;
+        let (here, marks) = if together {
+            let keys = |once: &str| vec![keys::once(once), keys::once_pushed(once, shard)];
+            (queues, Marks::of(once, keys, &tx.id, tx.expires_at))
+        } else {
+            let keys = |once: &str| vec![keys::once(once)];
+            (&[][..], Marks::of(once, keys, &tx.id, tx.expires_at))
+        };
+        let held = (self.run_provision(&self.transactions, tx, Some(tx), here, marks)).await?;
+        if together && held.is_none() {
+            return Ok(tx.id.clone());
         }
-        // Transactions live elsewhere: store it there first, then push here.
-        self.run_provision(&self.transactions, tx, Some(tx), &[])
+        // The queues are elsewhere, or an earlier request with the key made the transaction
+        // (pushing it wherever its own first shard was): push it here, once.
+        let id = held.unwrap_or_else(|| tx.id.clone());
+        let target = PushTarget {
+            id: &id,
+            priority: tx.priority,
+            expires_at: tx.expires_at,
+        };
+        let keys = |once: &str| vec![keys::once_pushed(once, shard)];
+        let marks = Marks::of(once, keys, &id, tx.expires_at);
+        self.run_provision(server, target, None, queues, marks)
             .await?;
-        self.run_provision(server, tx, None, queues).await
+        Ok(id)
     }
 
     async fn schedule(
@@ -383,20 +403,22 @@ impl Store for RedisStore {
         tx: &NewTransaction,
         push: &DelayedPush,
         due_ms: i64,
-    ) -> StoreResult<()> {
+    ) -> StoreResult<TxId> {
         let server = &self.transactions;
-        self.run_provision(server, tx, Some(tx), &[]).await?;
+        let mut pipe = ::redis::pipe();
+        pipe.atomic();
+        self.provision_commands(&mut pipe, tx.into(), Some(tx), &[]);
         let record = serde_json::to_string(push).expect("held pushes serialise");
         let lifetime = (tx.expires_at - unix_now()).max(1) as u64;
-        ::redis::pipe()
-            .atomic()
-            .set_ex(keys::delayed(&tx.id), record, lifetime)
-            .ignore()
-            .zadd(keys::DELAYED_DUE, tx.id.as_str(), due_ms)
-            .ignore()
-            .query_async::<()>(&mut server.conn())
-            .await
-            .map_err(|e| server.error(e))
+        pipe.set_ex(keys::delayed(&tx.id), record, lifetime).zadd(
+            keys::DELAYED_DUE,
+            tx.id.as_str(),
+            due_ms,
+        );
+        let keys = |once: &str| vec![keys::once(once)];
+        let marks = Marks::of(tx.once.as_deref(), keys, &tx.id, tx.expires_at);
+        let held = self.send(server, pipe, marks).await?;
+        Ok(held.map_or_else(|| tx.id.clone(), TxId::from))
     }
 
     async fn claim_due(
@@ -509,14 +531,18 @@ impl Store for RedisStore {
         tx: &TxId,
         priority: Priority,
         expires_at: i64,
+        once: Option<&str>,
     ) -> StoreResult<()> {
         let target = PushTarget {
             id: tx,
             priority,
             expires_at,
         };
-        self.run_provision(self.shard(shard), target, None, queues)
+        let keys = |once: &str| vec![keys::once_pushed(once, shard)];
+        let marks = Marks::of(once, keys, tx, expires_at);
+        self.run_provision(self.shard(shard), target, None, queues, marks)
             .await
+            .map(drop)
     }
 
     async fn take(
@@ -1094,6 +1120,31 @@ impl Store for RedisStore {
 }
 
 /// What a push needs to know of its transaction.
+/// Markers that make a step run once per idempotency key (see [`Store::provision`]): the step
+/// runs only if the first is not set yet, and then sets them all to `value` (the transaction's
+/// id), expiring with the transaction at `until`.
+struct Marks {
+    keys: Vec<String>,
+    value: String,
+    until: i64,
+}
+
+impl Marks {
+    /// The marks for `keys` of an idempotency key, when the request has one.
+    fn of(
+        once: Option<&str>,
+        keys: impl FnOnce(&str) -> Vec<String>,
+        id: &TxId,
+        until: i64,
+    ) -> Option<Self> {
+        once.map(|once| Marks {
+            keys: keys(once),
+            value: id.to_string(),
+            until,
+        })
+    }
+}
+
 #[derive(Clone, Copy)]
 struct PushTarget<'a> {
     id: &'a TxId,
@@ -1114,25 +1165,40 @@ impl<'a> From<&'a NewTransaction> for PushTarget<'a> {
 impl RedisStore {
     /// Stores `create` (when given) and pushes the transaction into `queues` on `server`, as
     /// one MULTI/EXEC: one round trip, and no Lua, which costs Redis about a third more CPU
-    /// for the same commands. Each list is kept alive at least as long as its newest message
-    /// (PopBox's "garbage collector": `EXPIRE NX` gives a new list its lifetime, `EXPIRE GT`
-    /// lengthens an older one's); the queues are announced on the channel.
+    /// for the same commands. With `marks`, only if the first is not set yet (see [`Marks`]):
+    /// then returns the transaction it names instead.
     async fn run_provision<'a>(
         &self,
         server: &Server,
         target: impl Into<PushTarget<'a>>,
         create: Option<&NewTransaction>,
         queues: &[QueueName],
-    ) -> StoreResult<()> {
-        let target = target.into();
+        marks: Option<Marks>,
+    ) -> StoreResult<Option<TxId>> {
+        let mut pipe = ::redis::pipe();
+        pipe.atomic();
+        self.provision_commands(&mut pipe, target.into(), create, queues);
+        let held = self.send(server, pipe, marks).await?;
+        Ok(held.map(TxId::from))
+    }
+
+    /// Adds to `pipe` what storing `create` (when given) and pushing the transaction into
+    /// `queues` takes. Each list is kept alive at least as long as its newest message (PopBox's
+    /// "garbage collector": `EXPIRE NX` gives a new list its lifetime, `EXPIRE GT` lengthens an
+    /// older one's); the queues are announced on the channel.
+    fn provision_commands(
+        &self,
+        pipe: &mut ::redis::Pipeline,
+        target: PushTarget<'_>,
+        create: Option<&NewTransaction>,
+        queues: &[QueueName],
+    ) {
         let ttl = target.expires_at - unix_now();
         // An expired message is never pushed: a list's lifetime of 0 would delete the list,
         // and every other message in it.
         let queues = if ttl > 0 { queues } else { &[] };
-        let mut pipe = ::redis::pipe();
-        pipe.atomic();
         if let Some(tx) = create.filter(|tx| !tx.meta.is_empty()) {
-            store_transaction(&mut pipe, tx);
+            store_transaction(pipe, tx);
         }
         let (reference, ttl) = (keys::reference(target.id), ttl.to_string());
         for queue in queues {
@@ -1148,10 +1214,46 @@ impl RedisStore {
             let args = [channel.as_bytes(), self.origin.as_bytes()];
             pipe.add_command(command("PUBLISH", args));
         }
-        if pipe.is_empty() {
-            return Ok(());
+    }
+
+    /// Runs `pipe` (an atomic one, read as `()`) on `server`. With `marks`, runs its commands
+    /// in the [`scripts::ONCE`] script instead, and returns what the first mark held if it was
+    /// set already (the commands then did not run).
+    async fn send(
+        &self,
+        server: &Server,
+        pipe: ::redis::Pipeline,
+        marks: Option<Marks>,
+    ) -> StoreResult<Option<String>> {
+        let Some(marks) = marks else {
+            if pipe.is_empty() {
+                return Ok(None);
+            }
+            return pipe
+                .query_async::<()>(&mut server.conn())
+                .await
+                .map(|()| None)
+                .map_err(|e| server.error(e));
+        };
+        let mut invocation = scripts::ONCE.prepare_invoke();
+        for key in &marks.keys {
+            invocation.key(key);
         }
-        pipe.query_async::<()>(&mut server.conn())
+        invocation.arg(marks.value).arg(marks.until);
+        for cmd in pipe.cmd_iter() {
+            let args: Vec<&[u8]> = (cmd.args_iter())
+                .filter_map(|arg| match arg {
+                    ::redis::Arg::Simple(bytes) => Some(bytes),
+                    _ => None,
+                })
+                .collect();
+            invocation.arg(args.len());
+            for arg in args {
+                invocation.arg(arg);
+            }
+        }
+        invocation
+            .invoke_async(&mut server.conn())
             .await
             .map_err(|e| server.error(e))
     }

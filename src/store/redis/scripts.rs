@@ -457,3 +457,24 @@ pub static CLAIM_DUE: LazyLock<Script> = LazyLock::new(|| {
         "#,
     )
 });
+
+/// Runs a list of commands once per marker: if KEYS[1] is set, returns its value and does
+/// nothing; else sets every key of KEYS to ARGV[1] (expiring at Unix time ARGV[2]) and runs the
+/// commands, which follow in ARGV as their argument count, then name and arguments. Returns
+/// false when it ran them. Idempotent provisioning wraps its MULTI's commands in it.
+pub static ONCE: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r#"
+        local held = redis.call('GET', KEYS[1])
+        if held then return held end
+        for _, key in ipairs(KEYS) do redis.call('SET', key, ARGV[1], 'EXAT', ARGV[2]) end
+        local i = 3
+        while i <= #ARGV do
+            local n = tonumber(ARGV[i])
+            redis.call(unpack(ARGV, i + 1, i + n))
+            i = i + n + 1
+        end
+        return false
+    "#,
+    )
+});
