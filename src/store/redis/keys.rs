@@ -5,7 +5,12 @@
 //! - `PB:Q|H:<prefix><queue>`, `PB:Q|L:…` (the queue's shard): lists of `PB:T|<id>` references,
 //!   where `<prefix>` is `[<org>:]UNSEC:` or `[<org>:]SEC:` with the org spelled by
 //!   [`org_in_keys`](crate::inbox::org_in_keys), so that no name reaches another's keys;
-//! - `PB:Q|<prefix><queue>:userInfo` (the queue's shard): hash `blocked`, `lastPopDate`;
+//! - `PB:Q|<prefix><queue>:userInfo` (the queue's shard): hash `lastPopDate` and, per node with
+//!   consumers waiting there, `blocked:<node>` (PopBox kept one shared `blocked` count, which a
+//!   node that died left counting its waiters for good);
+//! - `RB:N|<node>` (every shard's server): that the node is alive, refreshed every second and
+//!   expiring a few seconds after it stops; `RB:W|<node>`: set of the `userInfo` hashes where it
+//!   counts waiters;
 //! - `<prefix><queue>`, e.g. `SEC:q1` (the queue's shard): a secure queue's credential (an
 //!   Argon2id hash; PopBox stored an unsalted SHA-1 there);
 //! - `PB:K|<token>` (the queue's shard): what a take or put-back did, for its retries (kept a
@@ -92,6 +97,25 @@ pub fn state(id: &TxId) -> String {
 
 pub fn location(customer: &str) -> String {
     format!("RB:L|{customer}")
+}
+
+/// That node `node` (its [`RedisStore`](super::RedisStore) origin) is alive, on each of its
+/// shards' servers: it counts its waiters in `userInfo` (`blocked:<node>`) only as long as this
+/// lasts, so that a node that dies leaves no queue counted `blocked`.
+pub fn node_alive(node: &str) -> String {
+    ["RB:N|", node].concat()
+}
+
+/// The `userInfo` hashes where node `node` counts waiters, on each server (a set, expiring
+/// with [`node_alive`]): after an outage the node drops those counts and counts anew.
+pub fn node_waits(node: &str) -> String {
+    ["RB:W|", node].concat()
+}
+
+/// The field of a queue's `userInfo` hash where node `node` counts the consumers it has
+/// waiting there.
+pub fn waiting_field(node: &str) -> String {
+    ["blocked:", node].concat()
 }
 
 /// The customer-ID pool (hash: from, to).
@@ -207,6 +231,10 @@ mod tests {
                     format!("idempotency key {name:?} {shard}"),
                 );
             }
+        }
+        for name in &names {
+            claim(node_alive(name), format!("node {name:?} alive"));
+            claim(node_waits(name), format!("node {name:?} waits"));
         }
         for fixed in [
             UNACKED,

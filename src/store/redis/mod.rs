@@ -192,8 +192,13 @@ pub struct RedisStore {
     recovery: Duration,
     /// How long the record of a take or put-back is kept (seconds): past its last retry.
     token_lifetime: u64,
-    /// Names this node in its announcements of pushes, so that it can ignore its own.
+    /// Names this node in its announcements of pushes, so that it can ignore its own, and in
+    /// its counts of waiters (see [`keys::node_alive`]).
     origin: Arc<str>,
+    /// Where this node counts its waiters in a queue's `userInfo` hash, and its set of those
+    /// hashes.
+    waiting_field: Arc<str>,
+    waits: Arc<str>,
     /// How many put-backs of lost takes run in the background (see `return_taken_later`).
     returning: Arc<tokio::sync::watch::Sender<usize>>,
 }
@@ -220,12 +225,21 @@ impl RedisStore {
             Some(same) => same.clone(),
             None => Server::connect(transactions_url, timeout).await?,
         };
+        let origin: Arc<str> = uuid::Uuid::new_v4().simple().to_string().into();
+        // Alive before its first waiter counts: a count whose node is not is dropped when read.
+        for server in &shards {
+            subscriber::say_alive(&mut server.conn(), &origin)
+                .await
+                .map_err(|e| server.error(e))?;
+        }
         Ok(RedisStore {
             shards,
             transactions,
             recovery: Duration::from_secs(settings.redis_recovery),
             token_lifetime: settings.redis_recovery + TOKEN_MARGIN.as_secs(),
-            origin: uuid::Uuid::new_v4().simple().to_string().into(),
+            waiting_field: keys::waiting_field(&origin).into(),
+            waits: keys::node_waits(&origin).into(),
+            origin,
             returning: Arc::new(tokio::sync::watch::Sender::new(0)),
         })
     }
@@ -575,6 +589,7 @@ impl Store for RedisStore {
                     .key(&token)
                     .key(keys::user_info(queue))
                     .key(keys::UNACKED)
+                    .key(&*self.waits)
                     .arg(max)
                     .arg(self.token_lifetime)
                     .arg(if together { queue.id() } else { "" })
@@ -586,7 +601,8 @@ impl Store for RedisStore {
                     .arg(queue.key())
                     .arg(queue.id())
                     .arg(&line)
-                    .arg(if retry { "1" } else { "" });
+                    .arg(if retry { "1" } else { "" })
+                    .arg(&*self.waiting_field);
                 retry = true;
                 let mut conn = server.conn();
                 async move { invocation.invoke_async(&mut conn).await }
@@ -778,25 +794,19 @@ impl Store for RedisStore {
         cap: usize,
     ) -> StoreResult<QueueInfo> {
         let server = self.shard(shard);
-        let last = cap as isize - 1;
-        let (high, low, (last_pop, blocked)): (
-            Vec<String>,
-            Vec<String>,
-            (Option<i64>, Option<i64>),
-        ) = ::redis::pipe()
-            .lrange(keys::list(queue, Priority::High), 0, last)
-            .lrange(keys::list(queue, Priority::Low), 0, last)
-            .cmd("HMGET")
-            .arg(keys::user_info(queue))
-            .arg("lastPopDate")
-            .arg("blocked")
-            .query_async(&mut server.conn())
-            .await
-            .map_err(|e| server.error(e))?;
+        let (high, low, last_pop, blocked): (Vec<String>, Vec<String>, Option<i64>, i64) =
+            scripts::QUEUE_INFO
+                .key(keys::list(queue, Priority::High))
+                .key(keys::list(queue, Priority::Low))
+                .key(keys::user_info(queue))
+                .arg(cap as isize - 1)
+                .invoke_async(&mut server.conn())
+                .await
+                .map_err(|e| server.error(e))?;
         Ok(QueueInfo {
             high: high.iter().map(|r| keys::from_reference(r)).collect(),
             low: low.iter().map(|r| keys::from_reference(r)).collect(),
-            blocked: blocked.unwrap_or(0) > 0,
+            blocked: blocked > 0,
             last_pop,
         })
     }
@@ -1119,7 +1129,6 @@ impl Store for RedisStore {
     }
 }
 
-/// What a push needs to know of its transaction.
 /// Markers that make a step run once per idempotency key (see [`Store::provision`]): the step
 /// runs only if the first is not set yet, and then sets them all to `value` (the transaction's
 /// id), expiring with the transaction at `until`.
@@ -1145,6 +1154,7 @@ impl Marks {
     }
 }
 
+/// What a push needs to know of its transaction.
 #[derive(Clone, Copy)]
 struct PushTarget<'a> {
     id: &'a TxId,
@@ -1258,12 +1268,18 @@ impl RedisStore {
             .map_err(|e| server.error(e))
     }
 
-    /// Moves the queue's `blocked` count by `by`.
+    /// Moves this node's count of the consumers waiting on `queue` by `by`. Not retried: one
+    /// that fails with the server gone is made good when the node's counts there start afresh
+    /// once it is back (see `subscriber`), and a retry landing after that would count out a
+    /// waiter counted anew.
     async fn count_waiter(&self, shard: ShardId, queue: &QueueName, by: i64) -> StoreResult<()> {
         let server = self.shard(shard);
-        server
-            .conn()
-            .hincr::<_, _, _, ()>(keys::user_info(queue), "blocked", by)
+        scripts::COUNT_WAITING
+            .key(keys::user_info(queue))
+            .key(&*self.waits)
+            .arg(&*self.waiting_field)
+            .arg(by)
+            .invoke_async(&mut server.conn())
             .await
             .map_err(|e| server.error(e))
     }
@@ -1328,6 +1344,7 @@ impl RedisStore {
             .key(token)
             .key(keys::UNACKED)
             .key(keys::user_info(queue))
+            .key(&*self.waits)
             .arg(keys::pushed_channel(queue.key()))
             // From nobody: the node's own waiters must hear of it too, and no shard actor
             // awaits this task to drain the queue for them.
@@ -1340,7 +1357,8 @@ impl RedisStore {
                 queue.id(),
                 DeliveryState::Pending,
                 unix_now_ms(),
-            ));
+            ))
+            .arg(&*self.waiting_field);
         let (server, queue) = (server.clone(), queue.clone());
         let lifetime = Duration::from_secs(self.token_lifetime);
         let returning = Returning::start(&self.returning);

@@ -10,6 +10,10 @@ use crate::store::HISTORY_LIMIT;
 /// - `unacked_member`: a member of the set of unacknowledged deliveries, naming the queue (full
 ///   key and bare id) and the transaction;
 /// - `put_back`: a reference back at the head of a list, no longer awaiting an acknowledgement;
+/// - `count_waiting`: moves one node's count of the consumers waiting on a queue (field
+///   `blocked:<node>` of its `userInfo` hash) by `by`, never below nothing: a count that would
+///   fall to 0 or under goes (a late decrement after the server lost its data must not hide the
+///   next waiter). The node's set `waits` (`RB:W|<node>`) lists the hashes where it counts;
 /// - `record_state`: appends a state change to a transaction's history (`PB:T|<id>:history`),
 ///   keeps the last `HISTORY_LIMIT`, and gives a new history the transaction's lifetime. The
 ///   node writes the change's JSON line (with its time): building it here would cost Redis,
@@ -20,6 +24,15 @@ const PRELUDE: &str = r#"
     local function put_back(list, ref, unacked, key, id)
         redis.call('LPUSH', list, ref)
         redis.call('ZREM', unacked, unacked_member(key, id, string.sub(ref, 6)))
+    end
+
+    local function count_waiting(info, field, by, waits)
+        if redis.call('HINCRBY', info, field, by) <= 0 then
+            redis.call('HDEL', info, field)
+            redis.call('SREM', waits, info)
+        elseif by > 0 then
+            redis.call('SADD', waits, info)
+        end
     end
 
     local function record_state(ref, line)
@@ -44,8 +57,9 @@ fn with_prelude(body: &str) -> Script {
 /// (after a lost reply) it returns the same references instead of taking more. When ARGV[3] is a
 /// queue id, it also sets each live transaction's state there to ARGV[4] and returns its metadata
 /// (only possible when transactions live on this server). When ARGV[5] is a time, it is recorded
-/// as the queue's `lastPopDate` in KEYS[4]. The `blocked` count there goes up by ARGV[6] when
-/// nothing was taken, and down by one when something was and ARGV[7] is set; a replay of a
+/// as the queue's `lastPopDate` in KEYS[4]. This node's count of waiters there (field ARGV[13];
+/// the node's set of such hashes is KEYS[6]) goes up by ARGV[6] when nothing was taken, and
+/// down by one when something was and ARGV[7] is set; a replay of a
 /// recorded take changes nothing (so an empty counting take is recorded too). The record is
 /// `[high, low, change of blocked]`, for `RETURN_TAKEN` to undo. When ARGV[8] is a
 /// time (Unix ms), what is taken is due back then unless acknowledged: it joins the set KEYS[5]
@@ -72,7 +86,7 @@ pub static TAKE: LazyLock<Script> = LazyLock::new(|| {
             elseif count > 0 and ARGV[7] ~= '' then
                 counted = -1
             end
-            if counted ~= 0 then redis.call('HINCRBY', KEYS[4], 'blocked', counted) end
+            if counted ~= 0 then count_waiting(KEYS[4], ARGV[13], counted, KEYS[6]) end
             if count > 0 or newcomers > 0 then
                 redis.call('SET', KEYS[3], cjson.encode({high, low, counted}), 'EX', ARGV[2])
             end
@@ -150,8 +164,9 @@ pub static REQUEUE: LazyLock<Script> = LazyLock::new(|| {
 /// Undoes a take whose answer never reached its node (its retries outlasted `redis_recovery`):
 /// the references recorded under its token KEYS[3] go back to the head of their lists (KEYS[1]
 /// high, KEYS[2] low) in their original order, and no longer await an acknowledgement (set
-/// KEYS[4]); the change the take made to the queue's `blocked` (in KEYS[5]) is undone, since
-/// its node never learnt of it. When ARGV[6] is the queue id (the transactions live on this
+/// KEYS[4]); the change the take made to this node's count of waiters (field ARGV[8] of KEYS[5];
+/// its set of such hashes KEYS[6]) is undone, since the node never learnt of it. When ARGV[6] is the queue id (the transactions
+/// live on this
 /// server, so the take marked them), their states there go back to `Pending` (history line
 /// ARGV[7]). The token is left recording an empty take: running this again, or a late retry of
 /// the take, moves nothing. ARGV[1..5]: the queue's channel, the node announcing, token
@@ -164,7 +179,7 @@ pub static RETURN_TAKEN: LazyLock<Script> = LazyLock::new(|| {
         if not recorded then return 0 end
         local taken, count = cjson.decode(recorded), 0
         local counted = tonumber(taken[3]) or 0
-        if counted ~= 0 then redis.call('HINCRBY', KEYS[5], 'blocked', -counted) end
+        if counted ~= 0 then count_waiting(KEYS[5], ARGV[8], -counted, KEYS[6]) end
         for p, list in ipairs({KEYS[1], KEYS[2]}) do
             local refs = taken[p]
             for i = #refs, 1, -1 do
@@ -179,6 +194,55 @@ pub static RETURN_TAKEN: LazyLock<Script> = LazyLock::new(|| {
         end
         if count > 0 then redis.call('PUBLISH', ARGV[1], ARGV[2]) end
         return count
+        "#,
+    )
+});
+
+/// Moves this node's count of waiters on a queue (field ARGV[1] of its `userInfo` hash KEYS[1])
+/// by ARGV[2]; KEYS[2] is the node's set of such hashes.
+pub static COUNT_WAITING: LazyLock<Script> =
+    LazyLock::new(|| with_prelude("count_waiting(KEYS[1], ARGV[1], tonumber(ARGV[2]), KEYS[2])"));
+
+/// Drops every count of waiters a node keeps on this server (field ARGV[1] of each hash in its
+/// set KEYS[1]): after an outage, when it has answered all its waiters and counts anew.
+pub static FORGET_WAITING: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r#"
+        for _, info in ipairs(redis.call('SMEMBERS', KEYS[1])) do
+            redis.call('HDEL', info, ARGV[1])
+        end
+        redis.call('DEL', KEYS[1])
+        "#,
+    )
+});
+
+/// A queue's state: up to ARGV[1] references of each list (KEYS[1] high, KEYS[2] low), its
+/// `lastPopDate` and whether anyone waits on it (from its `userInfo` hash KEYS[3]). Each node
+/// counts its own waiters there (`blocked:<node>`); a count whose node no longer says it is
+/// alive (`RB:N|<node>` has expired: the node died) is dropped. PopBox's own `blocked` counts
+/// too. Returns `{high, low, lastPopDate or false, 0 or 1}`.
+pub static QUEUE_INFO: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r#"
+        local high = redis.call('LRANGE', KEYS[1], 0, ARGV[1])
+        local low = redis.call('LRANGE', KEYS[2], 0, ARGV[1])
+        local fields = redis.call('HGETALL', KEYS[3])
+        local last, blocked = false, 0
+        for i = 1, #fields, 2 do
+            local name, count = fields[i], tonumber(fields[i + 1]) or 0
+            if name == 'lastPopDate' then
+                last = fields[i + 1]
+            elseif name == 'blocked' then
+                if count > 0 then blocked = 1 end
+            elseif string.sub(name, 1, 8) == 'blocked:' then
+                if redis.call('EXISTS', 'RB:N|' .. string.sub(name, 9)) == 1 then
+                    if count > 0 then blocked = 1 end
+                else
+                    redis.call('HDEL', KEYS[3], name)
+                end
+            end
+        end
+        return {high, low, last, blocked}
         "#,
     )
 });

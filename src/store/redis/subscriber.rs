@@ -29,7 +29,7 @@ use futures_util::StreamExt;
 use tokio::sync::mpsc;
 use tracing::{info, warn};
 
-use super::keys;
+use super::{keys, scripts};
 use crate::inbox::Priority;
 use crate::store::{Interest, Notifications, ShardEvent};
 
@@ -42,6 +42,31 @@ const LINGER: Duration = Duration::from_secs(30);
 /// The most channels one SUBSCRIBE or UNSUBSCRIBE names: a burst of thousands of first waiters
 /// makes several moderate commands rather than one huge one.
 const BATCH: usize = 1000;
+
+/// How often a node says it is alive on each of its servers (`keys::node_alive`), and how long
+/// that lasts: a node that dies stops counting as a waiter within [`ALIVE_FOR`].
+const ALIVE_EVERY: Duration = Duration::from_secs(1);
+const ALIVE_FOR: Duration = Duration::from_secs(6);
+
+/// Says on the server behind `conn` that node `node` is alive, for [`ALIVE_FOR`]; its set of
+/// the hashes where it counts waiters lasts as long.
+pub async fn say_alive(conn: &mut ConnectionManager, node: &str) -> ::redis::RedisResult<()> {
+    let secs = ALIVE_FOR.as_secs();
+    ::redis::pipe()
+        .set_ex(keys::node_alive(node), 1, secs)
+        .expire(keys::node_waits(node), secs as i64)
+        .query_async(conn)
+        .await
+}
+
+/// Drops every count of waiters node `node` keeps on the server behind `conn`.
+async fn forget_waiting(conn: &mut ConnectionManager, node: &str) -> ::redis::RedisResult<()> {
+    scripts::FORGET_WAITING
+        .key(keys::node_waits(node))
+        .arg(keys::waiting_field(node))
+        .invoke_async(conn)
+        .await
+}
 
 /// Starts listening; stops by itself when the shard drops its [`Notifications`]. `commands` is
 /// the shard's command connection: it is woken up whenever the server is back, so that the
@@ -99,9 +124,15 @@ impl Listener {
                 continue;
             };
             if connected_once {
-                let _: Result<String, _> = ::redis::cmd("PING")
-                    .query_async(&mut self.commands.clone())
-                    .await;
+                // The shard answered its waiters when the connection broke, and counting them
+                // out may have failed: this node's counts on the server start afresh (which
+                // also wakes the shard's command connection). Until that is done it waits for
+                // no one.
+                if let Err(e) = forget_waiting(&mut self.commands, &self.from).await {
+                    warn!(server = %self.name, error = %e, "cannot reset this node's waiters; retrying");
+                    tokio::time::sleep(RETRY_DELAY).await;
+                    continue;
+                }
                 info!(server = %self.name, "notifications resumed");
             }
             connected_once = true;
@@ -144,8 +175,14 @@ impl Listener {
     /// Relays announcements and follows the shard's interest until the connection breaks.
     async fn serve(&mut self, mut sink: PubSubSink, mut stream: PubSubStream) -> Ended {
         let mut tick = tokio::time::interval(LINGER / 2);
+        let mut alive = tokio::time::interval(ALIVE_EVERY);
         loop {
             tokio::select! {
+                _ = alive.tick() => {
+                    if let Err(e) = say_alive(&mut self.commands, &self.from).await {
+                        warn!(server = %self.name, error = %e, "cannot say this node is alive");
+                    }
+                }
                 msg = stream.next() => match msg {
                     Some(msg) => {
                         let Some(queue) = foreign_queue(&msg, &self.from) else {
