@@ -52,6 +52,9 @@ pub struct NodeSettings {
     /// Where the embedded store keeps what must survive a restart (the customer-ID pool and
     /// blocks); created when missing.
     pub data_dir: PathBuf,
+    /// Open-file descriptors kept from client connections (for Redis connections, files and
+    /// accepting): past the limit less this many, requests that would wait get `503`.
+    pub connection_reserve: usize,
 }
 
 impl Default for NodeSettings {
@@ -63,6 +66,7 @@ impl Default for NodeSettings {
             server: "localhost:3001".to_owned(),
             port: "3001".to_owned(),
             data_dir: PathBuf::from("data"),
+            connection_reserve: 500,
         }
     }
 }
@@ -414,6 +418,11 @@ impl Settings {
             store.sweep_interval >= 1,
             "store.sweep_interval",
             "must be at least 1 second",
+        )?;
+        check(
+            self.node.connection_reserve <= 1 << 20,
+            "node.connection_reserve",
+            "must be at most 1048576 descriptors",
         )?;
         check(
             self.node.workers <= 256,

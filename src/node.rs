@@ -19,7 +19,7 @@ use tracing::{debug, error, info, warn};
 use crate::callbacks::Callbacks;
 use crate::cluster::Cluster;
 use crate::config::{Settings, TlsSettings};
-use crate::http::{self, AppState};
+use crate::http::{self, AppState, Connections};
 use crate::inbox::Inbox;
 use crate::range::Ranges;
 use crate::relay::{Location, Relay};
@@ -72,12 +72,14 @@ pub async fn run(settings: Settings) -> io::Result<()> {
         Arc::clone(&store),
         cluster.clone(),
     );
+    let connections = Connections::new(settings.node.connection_reserve);
     let state = web::Data::new(AppState {
         inbox: inbox.clone(),
         relay,
         ranges,
         backend: settings.store.backend.name(),
         started: Instant::now(),
+        connections: Arc::clone(&connections),
     });
 
     // The log filter is fixed at start-up: an access log it would drop is not built at all
@@ -97,6 +99,10 @@ pub async fn run(settings: Settings) -> io::Result<()> {
             .configure(http::configure(state.clone()))
     })
     .workers(threads)
+    // Each connection counts for as long as it lives (its extensions go with it).
+    .on_connect(move |_, extensions| {
+        extensions.insert(connections.opened());
+    })
     .disable_signals()
     // Streamed answers (relayed bodies, subscriptions) go out a piece at a time: Nagle's
     // algorithm would hold each small piece back for the peer's delayed ACK, some 40 ms.

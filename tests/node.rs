@@ -313,3 +313,81 @@ crate::both_backends!(
     json_logs_on_request,
     sigterm_answers_waiting_pops_and_exits_cleanly,
 );
+
+/// Whether `stream` has bytes to read now.
+fn answered(stream: &TcpStream) -> bool {
+    stream.set_nonblocking(true).unwrap();
+    let ready = matches!(stream.peek(&mut [0u8; 1]), Ok(n) if n > 0);
+    stream.set_nonblocking(false).unwrap();
+    ready
+}
+
+/// A node near its open-file limit keeps a reserve: waits past it get a prompt `503` naming
+/// the reason, and every other request is still answered, instead of all new clients hanging in
+/// the accept backlog once descriptors run out.
+#[test]
+fn a_node_out_of_descriptors_sheds_waits_and_answers_the_rest() {
+    // 256 descriptors, 56 kept back: the node holds about 200 connections.
+    let node = TestNode::start_limited(256, &[("RELAYBOX__NODE__CONNECTION_RESERVE", "56")]);
+    let waits: Vec<TcpStream> = (0..260)
+        .map(|i| {
+            let mut stream = TcpStream::connect(node.addr).unwrap();
+            let pop = format!(
+                "POST /queue/full{i}/pop?timeout=60 HTTP/1.1\r\nHost: t\r\nContent-Length: 0\r\n\r\n"
+            );
+            stream.write_all(pop.as_bytes()).unwrap();
+            stream
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(1500));
+    let (shed, held): (Vec<TcpStream>, Vec<TcpStream>) =
+        waits.into_iter().partition(|stream| answered(stream));
+    assert!(
+        (150..=215).contains(&held.len()),
+        "{} held, {} shed",
+        held.len(),
+        shed.len()
+    );
+    for mut stream in shed {
+        let mut answer = String::new();
+        stream.read_to_string(&mut answer).unwrap();
+        assert!(answer.starts_with("HTTP/1.1 503"), "{answer}");
+        assert!(answer.contains("open-file limit"), "{answer}");
+        assert!(
+            answer.to_ascii_lowercase().contains("retry-after: 1"),
+            "{answer}"
+        );
+    }
+    // A desktop's poll is shed the relay's way.
+    let poll = node.raw(
+        b"POST /agent/3001 HTTP/1.1\r\nHost: t\r\nX-IWP-ProductUnivId: 1\r\nContent-Length: 0\r\n\r\n",
+    );
+    assert_eq!(poll.status, 503);
+    assert!(
+        poll.header("x-iwp-reason")
+            .unwrap()
+            .contains("open-file limit")
+    );
+    // Everything else is answered, promptly, every time.
+    let body = r#"{"payload":"p","priority":"H","queue":[{"id":"busy"}]}"#;
+    for _ in 0..50 {
+        let started = Instant::now();
+        let push = format!(
+            "POST /trans HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        );
+        let answer = node.raw(push.as_bytes());
+        assert_eq!(answer.status, 200, "{}", answer.body);
+        assert!(
+            started.elapsed() < Duration::from_secs(2),
+            "{:?}",
+            started.elapsed()
+        );
+    }
+    // With the connections gone, waits are held again.
+    drop(held);
+    std::thread::sleep(Duration::from_millis(500));
+    let waiting = node.hold_pop("again");
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(!answered(&waiting), "held, not shed");
+}

@@ -5,6 +5,7 @@
 //! literal segments case-insensitively while keeping parameters' case.
 
 mod cluster;
+pub mod connections;
 mod groups;
 pub mod headers;
 mod inbox;
@@ -21,6 +22,11 @@ use actix_web::{HttpRequest, HttpResponse, web};
 use futures_util::future::LocalBoxFuture;
 use serde_json::json;
 
+use actix_web::ResponseError;
+use actix_web::http::header::{self, HeaderValue};
+use actix_web::http::{ConnectionType, StatusCode};
+
+pub use self::connections::Connections;
 use self::request::{Body, read_body};
 use self::response::{ApiError, Reply, json, not_found};
 use self::routes::{RelayRoute, Route};
@@ -33,6 +39,7 @@ pub struct AppState {
     pub ranges: crate::range::Ranges,
     pub backend: &'static str,
     pub started: Instant,
+    pub connections: std::sync::Arc<Connections>,
 }
 
 /// Mounts the node's routes on an actix-web app.
@@ -54,6 +61,43 @@ async fn dispatch(
             return actix_web::ResponseError::error_response(&ApiError::bad_request(e.to_string()));
         }
     };
+    let Some(crowded) = state.connections.crowded() else {
+        return serve(route, req, payload, state).await;
+    };
+    // Out of descriptors soon: nothing new is held, and every connection closes once answered.
+    let mut response = if route.holds() {
+        shed(&route, &crowded)
+    } else {
+        serve(route, req, payload, state).await
+    };
+    response
+        .head_mut()
+        .set_connection_type(ConnectionType::Close);
+    response
+}
+
+/// The answer to a request that would be held when the node cannot hold more.
+fn shed(route: &Route, reason: &str) -> HttpResponse {
+    let mut response = match route {
+        Route::Relay(_) => relay::failed(
+            StatusCode::SERVICE_UNAVAILABLE,
+            &format!("HTTP 503: Service Unavailable ({reason})"),
+        ),
+        _ => {
+            ApiError::new(StatusCode::SERVICE_UNAVAILABLE, vec![reason.to_owned()]).error_response()
+        }
+    };
+    let retry = HeaderValue::from_static("1");
+    response.headers_mut().insert(header::RETRY_AFTER, retry);
+    response
+}
+
+async fn serve(
+    route: Route,
+    req: HttpRequest,
+    payload: web::Payload,
+    state: web::Data<AppState>,
+) -> HttpResponse {
     // Each handler runs in a box of its own. Awaited inline, every request's future would be as
     // large as the largest handler's (1.3 KiB), and a held pop or long-poll keeps it for minutes.
     match route {

@@ -156,6 +156,21 @@ fn with_suffix(path: &str, prefix: &str) -> bool {
 pub struct BadSegment(pub String);
 
 impl Route {
+    /// Whether a request on this route may be held open, waiting for something to happen (a
+    /// message, a desktop's poll, an app's request): what a node out of descriptors refuses.
+    pub fn holds(&self) -> bool {
+        matches!(
+            self,
+            Route::Pop { .. }
+                | Route::PopReliable { .. }
+                | Route::Subscribe { .. }
+                | Route::SubscribeReliable { .. }
+                | Route::Events { .. }
+                | Route::WebSocket { .. }
+                | Route::Relay(RelayRoute::Agent | RelayRoute::Client)
+        )
+    }
+
     /// `Ok(None)` when no route matches (the caller answers 404).
     pub fn parse(method: &Method, path: &str) -> Result<Option<Route>, BadSegment> {
         if let Some(relay) = RelayRoute::parse(method, path) {

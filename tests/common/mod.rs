@@ -341,8 +341,23 @@ impl TestNode {
         Self::launch(&all)
     }
 
+    /// Starts a node on the embedded store whose process may open at most `open_files`
+    /// descriptors (its `RLIMIT_NOFILE`, set by the shell that starts it).
+    pub fn start_limited(open_files: u32, env: &[(&str, &str)]) -> Self {
+        let mut cmd = Command::new("sh");
+        cmd.arg("-c")
+            .arg(format!("ulimit -n {open_files} && exec \"$0\" \"$@\""))
+            .arg(env!("CARGO_BIN_EXE_relaybox"));
+        Self::launch_command(cmd, env)
+    }
+
     fn launch(env: &[(&str, &str)]) -> Self {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_relaybox"));
+        Self::launch_command(Command::new(env!("CARGO_BIN_EXE_relaybox")), env)
+    }
+
+    /// Runs `cmd` (the node's binary, or what starts it) with the shipped configuration and
+    /// `env`, and waits for it to say where it listens.
+    fn launch_command(mut cmd: Command, env: &[(&str, &str)]) -> Self {
         cmd.arg("--config")
             .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/cluster.toml"))
             .env("RELAYBOX__NODE__LISTEN", "127.0.0.1:0")
