@@ -340,8 +340,7 @@ fn a_node_out_of_descriptors_sheds_waits_and_answers_the_rest() {
         })
         .collect();
     std::thread::sleep(Duration::from_millis(1500));
-    let (shed, held): (Vec<TcpStream>, Vec<TcpStream>) =
-        waits.into_iter().partition(|stream| answered(stream));
+    let (shed, held): (Vec<TcpStream>, Vec<TcpStream>) = waits.into_iter().partition(answered);
     assert!(
         (150..=215).contains(&held.len()),
         "{} held, {} shed",
