@@ -1,22 +1,107 @@
 //! Log output: a `RUST_LOG`-style filter (the variable wins over `log.level`), text or JSON
 //! lines on standard output. Records from libraries that use the `log` crate (actix-web's access
 //! log among them) are carried over.
+//!
+//! A connection that fails on the client's side (a malformed request, answered `400`; a reset
+//! mid-answer) makes actix-http log an error, one line each: a client could flood the log that
+//! way. Those lines are counted instead, and summed up in one warning at most every
+//! [`SUMMARY_EVERY`].
 
-use tracing_subscriber::EnvFilter;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use tracing::field::{Field, Visit};
+use tracing::{Event, Level, Metadata, Subscriber, warn};
+use tracing_subscriber::filter::{EnvFilter, filter_fn};
+use tracing_subscriber::layer::{Context, Layer, SubscriberExt};
 use tracing_subscriber::util::SubscriberInitExt;
 
 use crate::config::{LogFormat, LogSettings};
+
+/// The longest a failed client connection goes unreported, and the shortest time between two
+/// reports.
+const SUMMARY_EVERY: Duration = Duration::from_secs(60);
+
+/// Where the HTTP library reports connections that failed.
+const CONNECTION_ERRORS: &str = "actix_http::h1::dispatcher";
 
 pub fn init(settings: &LogSettings) {
     let filter =
         EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(&settings.level));
     let colours = std::io::IsTerminal::is_terminal(&std::io::stdout());
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_ansi(colours);
-    // Only fails when a subscriber is already set, which then keeps logging.
-    let _ = match settings.format {
-        LogFormat::Text => builder.finish().try_init(),
-        LogFormat::Json => builder.json().finish().try_init(),
+    let lines = tracing_subscriber::fmt::layer().with_ansi(colours);
+    let lines = match settings.format {
+        LogFormat::Text => lines.boxed(),
+        LogFormat::Json => lines.json().boxed(),
     };
+    let registry = tracing_subscriber::registry()
+        .with(filter)
+        .with(lines.with_filter(filter_fn(|meta| !connection_error(meta))))
+        .with(FailedConnections);
+    // Only fails when a subscriber is already set, which then keeps logging.
+    if registry.try_init().is_ok() {
+        std::thread::Builder::new()
+            .name("log-summary".to_owned())
+            .spawn(summarise_failed_connections)
+            .expect("a thread can be started");
+    }
+}
+
+fn connection_error(meta: &Metadata<'_>) -> bool {
+    *meta.level() == Level::ERROR && meta.target() == CONNECTION_ERRORS
+}
+
+/// Client connections that failed since the last report, and what the last one said.
+static FAILED: AtomicU64 = AtomicU64::new(0);
+static LAST_FAILURE: Mutex<String> = Mutex::new(String::new());
+
+/// Counts the failed connections (see the module's documentation).
+struct FailedConnections;
+
+impl<S: Subscriber> Layer<S> for FailedConnections {
+    fn on_event(&self, event: &Event<'_>, _ctx: Context<'_, S>) {
+        if !connection_error(event.metadata()) {
+            return;
+        }
+        let mut message = Message(String::new());
+        event.record(&mut message);
+        *LAST_FAILURE.lock().unwrap_or_else(|p| p.into_inner()) = message.0;
+        FAILED.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// An event's `message` field.
+struct Message(String);
+
+impl Visit for Message {
+    fn record_debug(&mut self, field: &Field, value: &dyn std::fmt::Debug) {
+        if field.name() == "message" {
+            self.0 = format!("{value:?}");
+        }
+    }
+}
+
+/// Reports failed client connections: the first within a second, then at most one line every
+/// [`SUMMARY_EVERY`], for the life of the process.
+fn summarise_failed_connections() {
+    let mut reported: Option<Instant> = None;
+    loop {
+        std::thread::sleep(Duration::from_secs(1));
+        if reported.is_some_and(|at| at.elapsed() < SUMMARY_EVERY) {
+            continue;
+        }
+        let failed = FAILED.swap(0, Ordering::Relaxed);
+        if failed == 0 {
+            continue;
+        }
+        let last = std::mem::take(&mut *LAST_FAILURE.lock().unwrap_or_else(|p| p.into_inner()));
+        warn!(
+            failed,
+            last = %last,
+            "client connections failed (malformed requests answered 400, or cut off); at most \
+             one such line a minute"
+        );
+        reported = Some(Instant::now());
+    }
 }

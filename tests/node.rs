@@ -390,3 +390,29 @@ fn a_node_out_of_descriptors_sheds_waits_and_answers_the_rest() {
     std::thread::sleep(Duration::from_millis(500));
     assert!(!answered(&waiting), "held, not shed");
 }
+
+/// Malformed requests are answered `400` without a log line each (a client could flood the log
+/// so): they are counted, and reported in one line at most a minute.
+#[test]
+fn malformed_requests_do_not_flood_the_log() {
+    let node = TestNode::start(Backend::Memory);
+    let garbage: [&[u8]; 3] = [
+        b"GARBAGE\r\n\r\n",
+        b"POST /trans HTTP/1.1\r\nContent-Length: abc\r\n\r\n",
+        b"\x16\x03\x01\x00\xa5\x01\x00\r\n\r\n",
+    ];
+    for _ in 0..30 {
+        for request in garbage {
+            assert_eq!(node.raw(request).status, 400);
+        }
+    }
+    std::thread::sleep(Duration::from_millis(2500));
+    let log = node.log();
+    let errors: Vec<&String> = log.iter().filter(|l| l.contains("ERROR")).collect();
+    assert!(errors.is_empty(), "{errors:#?}");
+    let reports = log
+        .iter()
+        .filter(|l| l.contains("client connections failed"))
+        .count();
+    assert_eq!(reports, 1, "one line for 90 malformed requests");
+}
