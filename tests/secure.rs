@@ -122,19 +122,25 @@ fn credentials_guard_every_queue_route(backend: Backend) {
         ("GET", "/queue/box/events"),
         ("GET", "/queue/box/ws"),
     ];
-    for (method, path) in routes {
-        for credential in [None, Some(("alice", "wrong")), Some(("mallory", "pw"))] {
-            let mut request = s.request(method, path);
-            if let Some((user, password)) = credential {
-                request = request.basic_auth(user, Some(password));
+    // All at once: a wrong guess is answered only after a second.
+    std::thread::scope(|scope| {
+        for (method, path) in routes {
+            for credential in [None, Some(("alice", "wrong")), Some(("mallory", "pw"))] {
+                let s = &s;
+                scope.spawn(move || {
+                    let mut request = s.request(method, path);
+                    if let Some((user, password)) = credential {
+                        request = request.basic_auth(user, Some(password));
+                    }
+                    let (status, content_type, challenge, text) = raw(request);
+                    assert_eq!(status, 401, "{method} {path} {credential:?}");
+                    assert!(content_type.starts_with("text/plain"), "{content_type}");
+                    assert_eq!(challenge, r#"Basic realm="PopBox""#);
+                    assert_eq!(text, "Unauthorized");
+                });
             }
-            let (status, content_type, challenge, text) = raw(request);
-            assert_eq!(status, 401, "{method} {path} {credential:?}");
-            assert!(content_type.starts_with("text/plain"), "{content_type}");
-            assert_eq!(challenge, r#"Basic realm="PopBox""#);
-            assert_eq!(text, "Unauthorized");
         }
-    }
+    });
     // Another scheme carrying the right credential is not Basic.
     let token = "YWxpY2U6cHc="; // alice:pw
     let (status, ..) = raw(s

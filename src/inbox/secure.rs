@@ -7,9 +7,15 @@
 //!
 //! Checking a slow hash on every request would cost tens of milliseconds each; a credential
 //! verified once is remembered (as a SHA-256 of it, tied to the stored hash) for a minute.
+//!
+//! Wrong guesses must not cost others their turn at the slow hash. A queue where a guess failed
+//! lately has its credentials checked one at a time, on a lane of its own: a flood of guesses
+//! there can take no more than that, and every other queue keeps the general lanes. A wrong
+//! guess is answered only after [`WRONG_GUESS_DELAY`] (holding no lane meanwhile), so each
+//! guessing connection makes at most about one guess a second.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use argon2::Argon2;
@@ -26,6 +32,10 @@ const REMEMBER_FOR: Duration = Duration::from_secs(60);
 const REMEMBER_AT_MOST: usize = 10_000;
 /// Slow hashes computed at once; more wait (each takes tens of MiB and milliseconds).
 const CONCURRENT_HASHES: usize = 2;
+/// How long a queue whose credential was guessed wrong has its checks on the suspects' lane.
+const SUSPECT_FOR: Duration = Duration::from_secs(60);
+/// How long a wrong guess waits for its answer.
+const WRONG_GUESS_DELAY: Duration = Duration::from_secs(1);
 
 /// The answer to a request for a secure queue.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -56,7 +66,10 @@ pub struct Guard {
     /// The admin's `user:password`, when there is one.
     admin: Option<Secret>,
     remembered: Mutex<HashMap<Slot, (String, Instant)>>,
-    hashing: Arc<Semaphore>,
+    hashing: Semaphore,
+    /// The lane of the queues where a guess failed lately, and when it last did for each.
+    suspects: Semaphore,
+    failed: Mutex<HashMap<String, Instant>>,
 }
 
 impl Guard {
@@ -64,13 +77,15 @@ impl Guard {
         Guard {
             admin: admin.map(|(user, password)| Secret::new(&format!("{user}:{password}"))),
             remembered: Mutex::default(),
-            hashing: Arc::new(Semaphore::new(CONCURRENT_HASHES)),
+            hashing: Semaphore::new(CONCURRENT_HASHES),
+            suspects: Semaphore::new(1),
+            failed: Mutex::default(),
         }
     }
 
     /// The stored form of a new queue's `user:password`: a salted Argon2id hash.
     pub async fn hash(&self, credential: String) -> String {
-        self.slow(move || {
+        self.slow(&self.hashing, move || {
             // 122 random bits from the UUID generator (a CSPRNG), as the salt.
             let salt = SaltString::encode_b64(uuid::Uuid::new_v4().as_bytes())
                 .expect("16 bytes make a valid salt");
@@ -109,16 +124,21 @@ impl Guard {
             return Access::Granted;
         }
         let hash = stored.clone();
-        let valid = self
-            .slow(move || {
-                PasswordHash::new(&hash).is_ok_and(|parsed| {
-                    Argon2::default()
-                        .verify_password(credential.as_bytes(), &parsed)
-                        .is_ok()
-                })
+        let verify = move || {
+            PasswordHash::new(&hash).is_ok_and(|parsed| {
+                Argon2::default()
+                    .verify_password(credential.as_bytes(), &parsed)
+                    .is_ok()
             })
-            .await;
-        if !valid {
+        };
+        let lane = if self.suspect(key) {
+            &self.suspects
+        } else {
+            &self.hashing
+        };
+        if !self.slow(lane, verify).await {
+            self.guessed_wrong(key);
+            tokio::time::sleep(WRONG_GUESS_DELAY).await;
             return Access::Denied;
         }
         let mut remembered = self.remembered.lock().unwrap_or_else(|p| p.into_inner());
@@ -129,6 +149,24 @@ impl Guard {
         Access::Granted
     }
 
+    /// Whether a guess failed on queue `key` lately.
+    fn suspect(&self, key: &str) -> bool {
+        let failed = self.failed.lock().unwrap_or_else(|p| p.into_inner());
+        failed.get(key).is_some_and(|at| at.elapsed() < SUSPECT_FOR)
+    }
+
+    fn guessed_wrong(&self, key: &str) {
+        let mut failed = self.failed.lock().unwrap_or_else(|p| p.into_inner());
+        if failed.len() >= REMEMBER_AT_MOST {
+            failed.retain(|_, at| at.elapsed() < SUSPECT_FOR);
+            if failed.len() >= REMEMBER_AT_MOST {
+                // Guesses on that many queues at once: forget, rather than grow without end.
+                failed.clear();
+            }
+        }
+        failed.insert(key.to_owned(), Instant::now());
+    }
+
     fn remembers(&self, slot: &Slot, stored: &str) -> bool {
         let remembered = self.remembered.lock().unwrap_or_else(|p| p.into_inner());
         remembered
@@ -136,13 +174,13 @@ impl Guard {
             .is_some_and(|(hash, at)| hash == stored && at.elapsed() < REMEMBER_FOR)
     }
 
-    /// Runs slow hashing off the async threads, a few at a time.
-    async fn slow<R: Send + 'static>(&self, work: impl FnOnce() -> R + Send + 'static) -> R {
-        let _turn = self
-            .hashing
-            .acquire()
-            .await
-            .expect("the semaphore is never closed");
+    /// Runs slow hashing off the async threads, as many at a time as `lane` lets through.
+    async fn slow<R: Send + 'static>(
+        &self,
+        lane: &Semaphore,
+        work: impl FnOnce() -> R + Send + 'static,
+    ) -> R {
+        let _turn = lane.acquire().await.expect("the semaphore is never closed");
         tokio::task::spawn_blocking(work)
             .await
             .expect("hashing does not panic")
@@ -204,6 +242,34 @@ mod tests {
                 .await,
             Access::Denied
         );
+    }
+
+    #[tokio::test]
+    async fn wrong_guesses_wait_and_take_only_the_suspects_lane() {
+        let guard = Guard::new(None);
+        let stored = guard.hash("alice:secret".to_owned()).await;
+        let check = |key: &'static str, credential: &str| {
+            guard.check(key, Some(stored.clone()), Some(credential.to_owned()))
+        };
+        let started = Instant::now();
+        assert_eq!(check("SEC:vault", "alice:guess").await, Access::Denied);
+        assert!(started.elapsed() >= WRONG_GUESS_DELAY, "answered at once");
+        // A flood of guesses on the vault holds its lane...
+        let flood = guard.suspects.acquire().await.unwrap();
+        let waiting = tokio::time::timeout(
+            Duration::from_millis(300),
+            check("SEC:vault", "alice:secret"),
+        );
+        assert!(
+            waiting.await.is_err(),
+            "the vault's checks queue behind the guesses"
+        );
+        // ...and no other queue's.
+        let other =
+            tokio::time::timeout(Duration::from_secs(5), check("SEC:other", "alice:secret"));
+        assert_eq!(other.await, Ok(Access::Granted));
+        drop(flood);
+        assert_eq!(check("SEC:vault", "alice:secret").await, Access::Granted);
     }
 
     #[tokio::test]
