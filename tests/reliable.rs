@@ -206,8 +206,16 @@ fn a_take_never_crosses_delivery_modes(backend: Backend) {
             }
         }
     }
-    // Past every `timeoutACK` and the sweep that follows it.
-    sleep(Duration::from_millis(2500));
+    // Past every `timeoutACK` and the sweep that follows it (however slow the machine).
+    let started = Instant::now();
+    while started.elapsed() < Duration::from_secs(10)
+        && reliable
+            .iter()
+            .any(|(queue, id)| node.state(id, queue) != "Pending")
+    {
+        sleep(Duration::from_millis(200));
+    }
+    sleep(Duration::from_millis(1500));
     let came_back: Vec<&String> = (plain.iter())
         .filter(|(queue, id)| {
             node.state(id, queue) != "Delivered" || !node.peek(queue, "").data.is_empty()
