@@ -975,6 +975,18 @@ mod tests {
         }
     }
 
+    /// A new high-priority message with `payload` for `queue`, living a minute.
+    fn message_in(queue: &QueueName, payload: &str) -> NewTransaction {
+        NewTransaction {
+            id: TxId::generate(),
+            priority: Priority::High,
+            queues: vec![queue.id().to_owned()],
+            meta: Meta::from([("payload".to_owned(), payload.to_owned())]),
+            expires_at: unix_now() + 60,
+            once: None,
+        }
+    }
+
     async fn setup(
         messages: &[&str],
     ) -> (Arc<MemoryStore>, Addr<ShardActor>, QueueName, Vec<TxId>) {
@@ -989,14 +1001,7 @@ mod tests {
         let queue = Namespace::default().queue("q");
         let mut ids = Vec::new();
         for payload in messages {
-            let tx = NewTransaction {
-                id: TxId::generate(),
-                priority: Priority::High,
-                queues: vec!["q".into()],
-                meta: Meta::from([("payload".to_owned(), payload.to_string())]),
-                expires_at: unix_now() + 60,
-                once: None,
-            };
+            let tx = message_in(&queue, payload);
             let id = tx.id.clone();
             let push = Push {
                 tx: Arc::new(tx),
@@ -1195,14 +1200,7 @@ mod tests {
     ) -> Vec<TxId> {
         let mut ids = Vec::new();
         for payload in payloads {
-            let tx = NewTransaction {
-                id: TxId::generate(),
-                priority: Priority::High,
-                queues: vec![queue.id().to_owned()],
-                meta: Meta::from([("payload".to_owned(), payload.to_string())]),
-                expires_at: unix_now() + 60,
-                once: None,
-            };
+            let tx = message_in(queue, payload);
             store
                 .provision(0, &tx, std::slice::from_ref(queue))
                 .await
@@ -1286,14 +1284,7 @@ mod tests {
 
     /// Pushes one message into `queue` with the gate its producer's answer would open.
     async fn push_answered(shard: &Addr<ShardActor>, queue: &QueueName, answered: Answered) {
-        let tx = NewTransaction {
-            id: TxId::generate(),
-            priority: Priority::High,
-            queues: vec![queue.id().to_owned()],
-            meta: Meta::new(),
-            expires_at: unix_now() + 60,
-            once: None,
-        };
+        let tx = message_in(queue, "answered");
         let push = Push {
             tx: Arc::new(tx),
             queues: vec![queue.clone()],

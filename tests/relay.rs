@@ -334,23 +334,13 @@ fn a_stalled_body_fails_both_sides(backend: Backend) {
     let mut env = FAST.to_vec();
     env.push(("RELAYBOX__RELAY__STALL_TIMEOUT", "1"));
     let node = TestNode::start_with(backend, &env);
-    let limit = Duration::from_secs(15);
 
     // The app stalls: the desktop's poll answer is cut off, the app gets 408.
     let mut desk = raw_poll(&node, "7301");
     let mut app = TcpStream::connect(node.addr).unwrap();
     app.write_all(b"POST /client/3001 HTTP/1.1\r\nHost: t\r\nX-IWP-ProductUnivId: 7301\r\nContent-Length: 1000\r\n\r\n0123456789").unwrap();
-    let (got, closed) = read_until_closed(&mut desk, limit);
-    let (status, _, body) = split_answer(&got);
-    assert!(
-        closed && status == 200 && body.len() < 1000,
-        "desktop: {status}, {} bytes",
-        body.len()
-    );
-    let (got, _) = read_until_closed(&mut app, limit);
-    let (status, head, _) = split_answer(&got);
-    assert_eq!(status, 408, "app: {head}");
-    assert!(head.contains("no byte"), "{head}");
+    assert_cut_off(&mut desk, "desktop");
+    assert_timed_out(&mut app, "app");
 
     // The desktop stalls its reply: the app's answer is cut off, the desktop gets 408.
     let desk = desktop(&node, "7302");
@@ -364,16 +354,30 @@ fn a_stalled_body_fails_both_sides(backend: Backend) {
         "POST /agentreply/3001 HTTP/1.1\r\nHost: t\r\nX-IWP-ProductUnivId: 7302\r\nX-IWP-RequestId: {id}\r\nContent-Length: 1000\r\n\r\n0123456789"
     );
     replying.write_all(head.as_bytes()).unwrap();
-    let (got, closed) = read_until_closed(&mut app, limit);
+    assert_cut_off(&mut app, "app");
+    assert_timed_out(&mut replying, "desktop");
+}
+
+/// How long a stalled transfer may take to fail, on any machine.
+const STALL_LIMIT: Duration = Duration::from_secs(15);
+
+/// `who`'s answer (a relayed message of 1,000 bytes) began, then broke off.
+fn assert_cut_off(stream: &mut TcpStream, who: &str) {
+    let (got, closed) = read_until_closed(stream, STALL_LIMIT);
     let (status, _, body) = split_answer(&got);
     assert!(
         closed && status == 200 && body.len() < 1000,
-        "app: {status}, {} bytes",
+        "{who}: {status}, {} bytes",
         body.len()
     );
-    let (got, _) = read_until_closed(&mut replying, limit);
+}
+
+/// `who`, whose body stalled, was told so with `408`.
+fn assert_timed_out(stream: &mut TcpStream, who: &str) {
+    let (got, _) = read_until_closed(stream, STALL_LIMIT);
     let (status, head, _) = split_answer(&got);
-    assert_eq!(status, 408, "desktop: {head}");
+    assert_eq!(status, 408, "{who}: {head}");
+    assert!(head.contains("no byte"), "{head}");
 }
 
 /// `X-iwp-responsecode`s that cannot carry a reply (not final, no body, not HTTP's) get the
