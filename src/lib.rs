@@ -1,20 +1,23 @@
 //! relaybox: one node of an inbox-notification and device-relay cloud.
 //!
 //! The node serves PopBox's inbox API and the My Notes relay protocol over plain HTTP. Its
-//! layers, outside in:
+//! layers, top down; each uses only those below it:
 //!
-//! - [`http`]: actix-web handlers, thin — parse, ask the inbox, render;
-//! - [`inbox`]: the domain (transactions, queues, validation) and the [`inbox::Inbox`] facade
-//!   that routes work to actors;
-//! - [`shard`] and [`session`]: the actors — one [`shard::ShardActor`] per store shard owning
-//!   its queues and their waiters, one [`session::PopSession`] per waiting client;
+//! - [`node`] starts and stops everything; [`http`]: actix-web handlers, thin — parse, ask a
+//!   domain, render;
+//! - the domains: [`inbox`] (validation and the [`inbox::Inbox`] facade that routes work to
+//!   the actors), [`relay`] (the device relay, one actor per customer), [`range`] (customer
+//!   IDs: the range master and every node's range client), [`cluster`] (other regions and the
+//!   calls between them);
+//! - the inbox's actors: [`session`] (one per waiting client) above [`shard`] (one per store
+//!   shard, owning its queues' waiters);
 //! - [`store`]: the [`store::Store`] trait and its backends;
-//! - [`callbacks`]: delivery callbacks, sent in the background;
-//! - [`relay`]: the device relay (My Notes protocol), one actor per customer;
-//! - [`cluster`]: other regions (nodes over other stores) and the calls between them;
-//! - [`range`]: customer IDs, the range master and every node's range client.
+//! - [`model`]: the nouns they all share; [`config`], [`callbacks`], [`secret`] and [`logging`]
+//!   beside it.
 //!
-//! [`config`] holds the typed settings, [`node`] starts and stops everything.
+//! Coming, and where they go: the statistics collector in `stats/` (a domain, fed by counters
+//! the others bump), replication roles and promotion in `replication/` (beside `store`, which
+//! it drives), and the operators' admin API as `http/admin/` over those.
 
 pub mod callbacks;
 pub mod cluster;
@@ -22,6 +25,7 @@ pub mod config;
 pub mod http;
 pub mod inbox;
 pub mod logging;
+pub mod model;
 pub mod node;
 pub mod range;
 pub mod relay;

@@ -25,7 +25,7 @@ use futures_util::future::{BoxFuture, LocalBoxFuture, join_all};
 use tracing::{debug, warn};
 
 use crate::callbacks::{Callbacks, DeliveredEvent};
-use crate::inbox::{
+use crate::model::{
     Answered, Mark, Message, NewTransaction, QueueName, QueuedRef, TxId, unix_now, unix_now_ms,
 };
 use crate::store::{
@@ -107,7 +107,7 @@ impl Delivery {
     }
 
     /// Resolves once the producers of these messages have had their answers (see
-    /// [`crate::inbox::answered`]), or after [`ANSWER_WAIT_LIMIT`]. A consumer on this node
+    /// [`crate::model::answered`]), or after [`ANSWER_WAIT_LIMIT`]. A consumer on this node
     /// awaits it before it writes them: pushed here, a message must not reach its consumer
     /// before the push's answer reaches the producer.
     pub fn answered(&self) -> impl Future<Output = ()> + use<> {
@@ -942,7 +942,7 @@ impl Handler<ReleaseAll> for ShardActor {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::inbox::{DeliveryState, Meta, Namespace, NewTransaction, Priority, TxId};
+    use crate::model::{DeliveryState, Meta, Namespace, NewTransaction, Priority, TxId};
     use crate::store::memory::MemoryStore;
 
     /// A waiter whose client vanished just as its messages arrived: it drops what it gets.
@@ -1322,7 +1322,7 @@ mod tests {
                 queue: queue.clone(),
                 waiter: waiter(id, 1, Forwarding(tx.clone()).start().recipient()),
             });
-            let (answering, answered) = crate::inbox::answer_pair();
+            let (answering, answered) = crate::model::answer_pair();
             push_answered(&shard, &queue, answered).await;
             let delivery = tokio::time::timeout(ample, rx.recv())
                 .await

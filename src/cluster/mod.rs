@@ -25,7 +25,7 @@ use tracing::{debug, info, warn};
 pub use peers::{CallError, Peers};
 
 use crate::config::ClusterSettings;
-use crate::relay::Location;
+use crate::model::Location;
 use crate::secret::Secret;
 use crate::store::{Store, StoreResult};
 

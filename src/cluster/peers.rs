@@ -6,9 +6,9 @@ use std::time::Duration;
 use reqwest::header::HeaderMap;
 use tokio::sync::Semaphore;
 
-use crate::range::IdRange;
-use crate::relay::Location;
-use crate::relay::headers::{
+use crate::model::IdRange;
+use crate::model::Location;
+use crate::model::iwp::{
     FORWARDED, HOST, HOSTS, PORT, PRODUCT_UNIV_ID, RANGE_FROM, RANGE_SIZE, RANGE_TO, REASON, SECRET,
 };
 

@@ -13,15 +13,14 @@ use crate::relay::{Location, Relay};
 
 pub async fn serve(state: &AppState, route: RelayRoute, req: &HttpRequest) -> HttpResponse {
     let relay = &state.relay;
-    if let Err(refusal) = admit(relay, req) {
-        return failed(StatusCode::FORBIDDEN, &refusal.to_string());
+    if let Some(refused) = refusal(relay, req) {
+        return refused;
     }
     let result = match route {
         RelayRoute::Hello => hello(relay, req).await,
         RelayRoute::Connected => connected(relay, req).await,
         RelayRoute::Find => find(relay, req).await,
-        RelayRoute::Range => Ok(super::ranges::block(&state.ranges, req).await),
-        _ => unreachable!("only node-to-node routes come here"),
+        _ => unreachable!("only /hello, /connected and /find come here"),
     };
     result.unwrap_or_else(|missing| failed(StatusCode::BAD_REQUEST, &format!("missing {missing}")))
 }
@@ -30,6 +29,11 @@ pub async fn serve(state: &AppState, route: RelayRoute, req: &HttpRequest) -> Ht
 pub(super) fn admit(relay: &Relay, req: &HttpRequest) -> Result<(), Refusal> {
     let given = headers::text(req.headers(), SECRET);
     relay.cluster().admit(given.as_deref())
+}
+
+/// The `403` a node-to-node call without the cluster secret gets, if it has none.
+pub(super) fn refusal(relay: &Relay, req: &HttpRequest) -> Option<HttpResponse> {
+    (admit(relay, req).err()).map(|refusal| failed(StatusCode::FORBIDDEN, &refusal.to_string()))
 }
 
 /// A header the call cannot do without (`shown`: its name as the protocol writes it, for the

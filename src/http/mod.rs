@@ -129,9 +129,10 @@ fn relay_handler<'a>(
 ) -> LocalBoxFuture<'a, HttpResponse> {
     match route {
         RelayRoute::GetUniversalId => Box::pin(ranges::universal_id(&state.ranges)),
-        RelayRoute::Hello | RelayRoute::Connected | RelayRoute::Find | RelayRoute::Range => {
+        RelayRoute::Hello | RelayRoute::Connected | RelayRoute::Find => {
             Box::pin(cluster::serve(state, route, req))
         }
+        RelayRoute::Range => Box::pin(ranges::block(state, req)),
         // Relay bodies are streamed through, never read here.
         _ => Box::pin(relay::serve(&state.relay, route, req, payload)),
     }

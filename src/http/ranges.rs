@@ -30,8 +30,12 @@ pub async fn universal_id(ranges: &Ranges) -> HttpResponse {
 }
 
 /// `POST /range[/<x>]`: a block of `X-IWP-Range-Size` IDs (default `ranges.range_size`) in
-/// `X-IWP-Range-From`/`X-IWP-Range-To`.
-pub async fn block(ranges: &Ranges, req: &HttpRequest) -> HttpResponse {
+/// `X-IWP-Range-From`/`X-IWP-Range-To`, for a node with the cluster secret.
+pub async fn block(state: &AppState, req: &HttpRequest) -> HttpResponse {
+    if let Some(refused) = super::cluster::refusal(&state.relay, req) {
+        return refused;
+    }
+    let ranges = &state.ranges;
     let size = match headers::text(req.headers(), RANGE_SIZE) {
         None => ranges.block_size(),
         Some(size) => match size.parse::<u64>() {

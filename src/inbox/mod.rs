@@ -7,11 +7,9 @@
 //!
 //! [`ShardActor`]: crate::shard::ShardActor
 
-pub mod answered;
 mod error;
 pub mod groups;
 pub mod js;
-mod model;
 pub mod params;
 pub mod provision;
 pub mod secure;
@@ -25,11 +23,11 @@ use actix::Addr;
 use futures_util::future::join_all;
 use tokio::sync::mpsc;
 
-pub use answered::{Answered, Answering, answer_pair};
+pub use crate::model::inbox::*;
+pub use crate::model::{Answered, Answering, answer_pair};
 pub use error::InboxError;
 pub use groups::{GroupChange, NewGroup, unknown_group};
-pub use model::*;
-pub use provision::{NewTransaction, TransactionUpdate};
+pub use provision::TransactionUpdate;
 pub use secure::Access;
 use secure::Guard;
 

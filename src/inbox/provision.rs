@@ -7,26 +7,11 @@ use serde_json::{Map, Value};
 use sha2::Digest;
 
 use super::js::{js_length, to_js_string, truthy};
-use super::model::{Meta, Namespace, Priority, TxId};
 use crate::config::InboxSettings;
+use crate::model::{Meta, Namespace, NewTransaction, Priority, TxId};
 
 /// The largest `expirationDate` PopBox accepts (a signed 32-bit Unix time).
 pub const MAX_TIMESTAMP: i64 = 2_147_483_647;
-
-/// A validated transaction, ready to be stored and pushed into its queues.
-#[derive(Debug, Clone)]
-pub struct NewTransaction {
-    pub id: TxId,
-    pub priority: Priority,
-    /// Queue ids as the client gave them (without namespace), in order, duplicates kept.
-    pub queues: Vec<String>,
-    /// Every top-level field except `queue`, stringified; includes `expirationDate`.
-    pub meta: Meta,
-    pub expires_at: i64,
-    /// The request's `Idempotency-Key`, as the store keeps it ([`once_key`]): a provisioning
-    /// with the same one while its transaction lives stores nothing new.
-    pub once: Option<String>,
-}
 
 /// The longest `Idempotency-Key` accepted.
 const ONCE_KEY_MAX: usize = 255;

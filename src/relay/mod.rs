@@ -18,9 +18,9 @@ use std::time::Duration;
 use actix::prelude::*;
 use actix_web::http::StatusCode;
 use actix_web::http::header::{HeaderName, HeaderValue};
-use serde::{Deserialize, Serialize};
 use tokio::sync::oneshot;
 
+pub use crate::model::Location;
 pub use body::BodyReceiver;
 pub use customer::{ClientOutcome, CustomerSession, PollOutcome, ReplyVerdict, Report};
 
@@ -31,13 +31,6 @@ use customer::{Client, Poll, Reply};
 
 /// Identifies one interaction (an app's request and the desktop's reply); unguessable.
 pub type RequestId = String;
-
-/// Where a desktop is attached: the node's public `host[:port]` and its instance id.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Location {
-    pub host: String,
-    pub port: String,
-}
 
 /// A request or a reply on its way to the other side: its status line, end-to-end headers and
 /// body.

@@ -14,10 +14,12 @@ use std::time::Duration;
 use actix::prelude::*;
 use tokio::sync::oneshot;
 
-use crate::inbox::{InboxError, Mark, QueueName, next_waiter_id};
+use crate::model::{Mark, QueueName, next_waiter_id};
 use crate::shard::{CancelWait, Delivery, ShardActor, Wait, Waiter, WaiterNotice};
+use crate::store::StoreError;
 
-pub type PopOutcome = Result<Delivery, InboxError>;
+/// What a pop gets: its messages (maybe none), or why the store could not serve it.
+pub type PopOutcome = Result<Delivery, StoreError>;
 
 pub struct PopSession {
     shard: Addr<ShardActor>,
@@ -105,7 +107,7 @@ impl Handler<WaiterNotice> for PopSession {
         let outcome = match notice {
             WaiterNotice::Deliver(delivery) => Ok(delivery),
             WaiterNotice::Release => Ok(Delivery::empty()),
-            WaiterNotice::Fail(e) => Err(e.into()),
+            WaiterNotice::Fail(e) => Err(e),
         };
         self.finish(outcome, ctx);
     }

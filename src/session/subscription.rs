@@ -15,7 +15,7 @@ use std::time::Duration;
 use actix::prelude::*;
 use tokio::sync::mpsc;
 
-use crate::inbox::{Mark, QueueName, next_waiter_id};
+use crate::model::{Mark, QueueName, next_waiter_id};
 use crate::shard::{CancelWait, Delivery, Hold, ShardActor, Wait, Waiter, WaiterNotice};
 
 /// How long a subscription waits after a store failure before it tries again.

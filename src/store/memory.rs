@@ -13,11 +13,11 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 
 use super::range_book::RangeBook;
-use crate::range::{IdRange, PoolCut};
-use crate::relay::Location;
+use crate::model::Location;
+use crate::model::{IdRange, PoolCut};
 
 use super::{HISTORY_LIMIT, ShardId, Store, StoreResult, TakenRef, WaitAccounting};
-use crate::inbox::{
+use crate::model::{
     DelayedPush, DeliveryState, Mark, Message, Meta, NewTransaction, Priority, QueueInfo,
     QueueName, QueuedRef, StateChange, TxId, shard_of, unix_now, unix_now_ms,
 };
@@ -800,7 +800,7 @@ impl Store for MemoryStore {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::inbox::Namespace;
+    use crate::model::Namespace;
 
     fn tx(queues: &[&str], expires_at: i64) -> NewTransaction {
         NewTransaction {

@@ -6,7 +6,7 @@
 //!   plus the `blocked` / `lastPop` bookkeeping; every queue lives on one shard.
 //!
 //! Queue operations name their shard explicitly: each shard is driven by exactly one
-//! [`ShardActor`](crate::shard::ShardActor), which is what keeps the number of backend
+//! `ShardActor` (one per shard, above the store), which is what keeps the number of backend
 //! connections proportional to the number of shards. Every method is one atomic step as seen by
 //! other callers.
 
@@ -22,12 +22,12 @@ use async_trait::async_trait;
 use tokio::sync::mpsc;
 
 use crate::config::{Backend, StoreSettings};
-use crate::inbox::{
+use crate::model::Location;
+use crate::model::{
     DelayedPush, DeliveryState, Mark, Message, Meta, NewTransaction, QueueInfo, QueueName,
     QueuedRef, StateChange, TxId,
 };
-use crate::range::{IdRange, PoolCut};
-use crate::relay::Location;
+use crate::model::{IdRange, PoolCut};
 
 /// The most state changes kept per transaction (the latest ones).
 pub const HISTORY_LIMIT: usize = 1000;
@@ -187,7 +187,7 @@ pub trait Store: Send + Sync + 'static {
         shard: ShardId,
         queues: &[QueueName],
         tx: &TxId,
-        priority: crate::inbox::Priority,
+        priority: crate::model::Priority,
         expires_at: i64,
         once: Option<&str>,
     ) -> StoreResult<()>;

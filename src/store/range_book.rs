@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use serde::{Deserialize, Serialize};
 
 use super::{StoreError, StoreResult};
-use crate::range::{IdRange, PoolCut};
+use crate::model::{IdRange, PoolCut};
 
 const FILE: &str = "ranges.json";
 

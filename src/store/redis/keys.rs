@@ -4,7 +4,7 @@
 //! - `PB:T|<id>:state` (transactions server): hash queue id → `Pending`/`Blocked`/`Delivered`;
 //! - `PB:Q|H:<prefix><queue>`, `PB:Q|L:…` (the queue's shard): lists of `PB:T|<id>` references,
 //!   where `<prefix>` is `[<org>:]UNSEC:` or `[<org>:]SEC:` with the org spelled by
-//!   [`org_in_keys`](crate::inbox::org_in_keys), so that no name reaches another's keys;
+//!   [`org_in_keys`](crate::model::org_in_keys), so that no name reaches another's keys;
 //! - `PB:Q|<prefix><queue>:userInfo` (the queue's shard): hash `lastPopDate` and, per node with
 //!   consumers waiting there, `blocked:<node>` (PopBox kept one shared `blocked` count, which a
 //!   node that died left counting its waiters for good);
@@ -32,7 +32,7 @@
 //! The keys a push makes are joined with `concat`, which allocates once: `format!` grows its
 //! buffer a piece at a time, and at six keys a push that was a few percent of the node's work.
 
-use crate::inbox::{Priority, QueueName, TxId};
+use crate::model::{Priority, QueueName, TxId};
 
 /// Where the pub/sub channels of queues start, on their shard's server: a push into a queue is
 /// announced on `relaybox:pushed:<queue key>`, with the name of the node that made it. A node
@@ -138,7 +138,7 @@ pub fn group(name: &str) -> String {
 }
 
 /// What a provisioning with idempotency key `once` (a hex digest: see
-/// [`once_key`](crate::inbox::provision::once_key)) made, on the transactions server: the
+/// [`once_key`](crate::model::provision::once_key)) made, on the transactions server: the
 /// transaction's id, expiring with it.
 pub fn once(once: &str) -> String {
     ["PB:I|", once].concat()
@@ -167,7 +167,7 @@ pub fn from_reference(entry: &str) -> TxId {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::inbox::Namespace;
+    use crate::model::Namespace;
 
     /// Names built from the pieces the layout is made of, up to two pieces long.
     fn tricky_names() -> Vec<String> {

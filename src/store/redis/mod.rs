@@ -35,12 +35,12 @@ use super::{
     HISTORY_LIMIT, Notifications, ShardId, Store, StoreError, StoreResult, TakenRef, WaitAccounting,
 };
 use crate::config::StoreSettings;
-use crate::inbox::{
+use crate::model::Location;
+use crate::model::{
     DelayedPush, DeliveryState, Mark, Message, Meta, NewTransaction, Priority, QueueInfo,
     QueueName, QueuedRef, StateChange, TxId, unix_now, unix_now_ms,
 };
-use crate::range::{IdRange, PoolCut};
-use crate::relay::Location;
+use crate::model::{IdRange, PoolCut};
 
 /// One Redis server and our command connection to it.
 #[derive(Clone)]

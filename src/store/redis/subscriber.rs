@@ -30,7 +30,7 @@ use tokio::sync::mpsc;
 use tracing::{info, warn};
 
 use super::{keys, scripts};
-use crate::inbox::Priority;
+use crate::model::Priority;
 use crate::store::{Interest, Notifications, ShardEvent};
 
 /// How long to wait between attempts to reach a server that is down.

@@ -368,6 +368,21 @@ pub fn next_waiter_id() -> u64 {
     NEXT.fetch_add(1, Ordering::Relaxed)
 }
 
+/// A validated transaction, ready to be stored and pushed into its queues.
+#[derive(Debug, Clone)]
+pub struct NewTransaction {
+    pub id: TxId,
+    pub priority: Priority,
+    /// Queue ids as the client gave them (without namespace), in order, duplicates kept.
+    pub queues: Vec<String>,
+    /// Every top-level field except `queue`, stringified; includes `expirationDate`.
+    pub meta: Meta,
+    pub expires_at: i64,
+    /// The request's `Idempotency-Key`, as the store keeps it ([`once_key`]): a provisioning
+    /// with the same one while its transaction lives stores nothing new.
+    pub once: Option<String>,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
