@@ -5,7 +5,7 @@
 //! A connection that fails on the client's side (a malformed request, answered `400`; a reset
 //! mid-answer) makes actix-http log an error, one line each: a client could flood the log that
 //! way. Those lines are counted instead, and summed up in one warning at most every
-//! [`SUMMARY_EVERY`].
+//! `SUMMARY_EVERY`.
 
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -83,7 +83,7 @@ impl Visit for Message {
 }
 
 /// Reports failed client connections: the first within a second, then at most one line every
-/// [`SUMMARY_EVERY`], for the life of the process.
+/// `SUMMARY_EVERY`, for the life of the process.
 fn summarise_failed_connections() {
     let mut reported: Option<Instant> = None;
     loop {

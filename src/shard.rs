@@ -107,7 +107,7 @@ impl Delivery {
     }
 
     /// Resolves once the producers of these messages have had their answers (see
-    /// [`crate::model::answered`]), or after [`ANSWER_WAIT_LIMIT`]. A consumer on this node
+    /// [`crate::model::answered`]), or after `ANSWER_WAIT_LIMIT`. A consumer on this node
     /// awaits it before it writes them: pushed here, a message must not reach its consumer
     /// before the push's answer reaches the producer.
     pub fn answered(&self) -> impl Future<Output = ()> + use<> {

@@ -31,7 +31,7 @@ pub fn json_sized(body: &impl Serialize, capacity: usize) -> HttpResponse {
 }
 
 /// [`json`], whose `answering` token is let go once the answer has been written to the
-/// client's socket (or the connection failed): see [`crate::inbox::answered`].
+/// client's socket (or the connection failed): see [`crate::model::answered`].
 pub fn json_answering(body: &impl Serialize, answering: Answering) -> HttpResponse {
     let bytes = serde_json::to_vec(body).expect("responses always serialise");
     HttpResponse::Ok()

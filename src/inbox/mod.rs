@@ -306,7 +306,7 @@ impl Inbox {
     }
 
     /// Waits up to `timeout` for messages on `queue` and takes up to `max` of them, then for
-    /// their producers to have their answers (see [`answered`]). The caller must
+    /// their producers to have their answers (see [`crate::model::answered`]). The caller must
     /// [`commit`](Delivery::commit) what it hands to its client; dropping the delivery, or this
     /// future, gives everything back.
     pub async fn pop(
@@ -324,7 +324,7 @@ impl Inbox {
     }
 
     /// Subscribes to `queue`: its messages, one at a time, until the receiver is dropped or
-    /// the node shuts down, each once its producer has had its answer (see [`answered`]). Each
+    /// the node shuts down, each once its producer has had its answer (see [`crate::model::answered`]). Each
     /// must be [`commit`](Delivery::commit)ted when written to the client; dropping it gives
     /// it back.
     pub fn subscribe(&self, queue: QueueName, mark: Mark) -> mpsc::Receiver<StreamItem> {

@@ -52,7 +52,7 @@ fn describe(value: ParamValue<'_>) -> String {
 const MAX_PER_CALL: u64 = u32::MAX as u64;
 
 /// How many messages one pop or peek takes: default `max_messages`, at least one; there is no
-/// upper bound beyond [`MAX_PER_CALL`], as PopBox had none.
+/// upper bound beyond `MAX_PER_CALL`, as PopBox had none.
 pub fn max_messages(
     value: Option<ParamValue<'_>>,
     settings: &InboxSettings,

@@ -11,7 +11,7 @@
 //! Wrong guesses must not cost others their turn at the slow hash. A queue where a guess failed
 //! lately has its credentials checked one at a time, on a lane of its own: a flood of guesses
 //! there can take no more than that, and every other queue keeps the general lanes. A wrong
-//! guess is answered only after [`WRONG_GUESS_DELAY`] (holding no lane meanwhile), so each
+//! guess is answered only after `WRONG_GUESS_DELAY` (holding no lane meanwhile), so each
 //! guessing connection makes at most about one guess a second.
 
 use std::collections::HashMap;

@@ -194,7 +194,7 @@ impl Namespace {
 const LAYOUT_WORDS: [&str; 4] = ["SEC", "UNSEC", "H", "L"];
 
 /// An org as queue keys spell it. A key reads `[<org>:]<listener>:<queue id>`: with no `:` or
-/// `|` in the org and the org none of the [`LAYOUT_WORDS`], a key names one (listener, org,
+/// `|` in the org and the org none of the `LAYOUT_WORDS`, a key names one (listener, org,
 /// queue) only, whatever the queue id holds, and no key of another kind (lists, `userInfo`,
 /// groups, transactions) either. Other orgs are percent-encoded: `:` as `%3A`, `|` as `%7C`,
 /// `%` as `%25`, and the first letter of a layout word (`SEC` is `%53EC`). Decoding gives the
@@ -378,7 +378,7 @@ pub struct NewTransaction {
     /// Every top-level field except `queue`, stringified; includes `expirationDate`.
     pub meta: Meta,
     pub expires_at: i64,
-    /// The request's `Idempotency-Key`, as the store keeps it ([`once_key`]): a provisioning
+    /// The request's `Idempotency-Key`, as the store keeps it (the inbox's `once_key`): a provisioning
     /// with the same one while its transaction lives stores nothing new.
     pub once: Option<String>,
 }
