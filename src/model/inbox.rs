@@ -378,8 +378,8 @@ pub struct NewTransaction {
     /// Every top-level field except `queue`, stringified; includes `expirationDate`.
     pub meta: Meta,
     pub expires_at: i64,
-    /// The request's `Idempotency-Key`, as the store keeps it (the inbox's `once_key`): a provisioning
-    /// with the same one while its transaction lives stores nothing new.
+    /// The request's `Idempotency-Key`, as the store keeps it (the inbox's `once_key`): a
+    /// provisioning with the same one while its transaction lives stores nothing new.
     pub once: Option<String>,
 }
 
