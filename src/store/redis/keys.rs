@@ -138,8 +138,7 @@ pub fn group(name: &str) -> String {
 }
 
 /// What a provisioning with idempotency key `once` (a hex digest: see the inbox's `once_key`)
-/// made, on the transactions server: the
-/// transaction's id, expiring with it.
+/// made, on the transactions server: the transaction's id, expiring with it.
 pub fn once(once: &str) -> String {
     ["PB:I|", once].concat()
 }
