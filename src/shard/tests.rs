@@ -3,6 +3,7 @@
 use super::delivery::ANSWER_WAIT_LIMIT;
 use super::*;
 use crate::model::{DeliveryState, Meta, Namespace, NewTransaction, Priority, TxId};
+use crate::store::Queues;
 use crate::store::memory::MemoryStore;
 
 /// A waiter whose client vanished just as its messages arrived: it drops what it gets.

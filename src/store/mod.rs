@@ -1,5 +1,10 @@
 //! Storage behind one trait, so the inbox domain and the actors never know which backend runs.
 //!
+//! [`Store`] is five traits, one per concern: [`Queues`] (queues and transactions),
+//! [`Directory`] (groups, secure queues' credentials), [`Locations`] (desktops, other regions),
+//! [`IdBooks`] (customer IDs) and [`Delays`] (held pushes). Each backend, [`memory`] and
+//! [`redis`], implements them in a file each, named so and in that order.
+//!
 //! A backend holds two kinds of data:
 //! - **transactions**: metadata and the per-queue delivery state, addressed by transaction id;
 //! - **queues**: ordered references to transactions, split into high and low priority lists,
@@ -11,7 +16,6 @@
 //! other callers.
 
 pub mod memory;
-mod range_book;
 pub mod redis;
 
 use std::collections::BTreeMap;
@@ -99,8 +103,16 @@ pub struct WaitAccounting {
     pub uncount_if_taken: bool,
 }
 
+/// Everything a node keeps: one value (`Arc<dyn Store>`) for five concerns, each a trait of its
+/// own that every backend implements in a file of its own, in this order.
+pub trait Store: Queues + Directory + Locations + IdBooks + Delays {}
+
+impl<T: Queues + Directory + Locations + IdBooks + Delays> Store for T {}
+
+/// Queues and transactions: storing and pushing messages, taking them for consumers, putting
+/// them back, and the state of each. Queue operations name their shard.
 #[async_trait]
-pub trait Store: Send + Sync + 'static {
+pub trait Queues: Send + Sync + 'static {
     /// How many queue shards this backend has.
     fn shards(&self) -> usize;
 
@@ -132,51 +144,6 @@ pub trait Store: Send + Sync + 'static {
         tx: &NewTransaction,
         queues: &[QueueName],
     ) -> StoreResult<TxId>;
-
-    /// Stores a new transaction as [`provision`](Store::provision) does (`tx.once` included),
-    /// but holds its push back, durably, until `due_ms` (Unix ms): see
-    /// [`claim_due`](Store::claim_due).
-    async fn schedule(
-        &self,
-        tx: &NewTransaction,
-        push: &DelayedPush,
-        due_ms: i64,
-    ) -> StoreResult<TxId>;
-
-    /// Up to `max` held pushes due by `now_ms`, each claimed until `lease_until_ms`: a claim
-    /// not [`settle`](Store::settle_due)d by then (its node died) is due again. Each push is
-    /// claimed by one caller at a time.
-    async fn claim_due(
-        &self,
-        now_ms: i64,
-        lease_until_ms: i64,
-        max: usize,
-    ) -> StoreResult<Vec<DelayedPush>>;
-
-    /// A claimed push was done: forget it.
-    async fn settle_due(&self, id: &TxId) -> StoreResult<()>;
-
-    /// The metadata of a live transaction.
-    async fn transaction(&self, id: &TxId) -> StoreResult<Option<Meta>>;
-
-    /// The delivery state of a live transaction in each of its queues (empty when unknown).
-    async fn states(&self, id: &TxId) -> StoreResult<BTreeMap<String, DeliveryState>>;
-
-    /// The state changes of a live transaction, oldest first (the last [`HISTORY_LIMIT`]).
-    async fn history(&self, id: &TxId) -> StoreResult<Vec<StateChange>>;
-
-    /// Merges `fields` into a live transaction's metadata and, when given, moves its expiry (a
-    /// time in the past deletes it). `false` when there is no such transaction.
-    async fn update_transaction(
-        &self,
-        id: &TxId,
-        fields: &Meta,
-        expires_at: Option<i64>,
-    ) -> StoreResult<bool>;
-
-    /// Deletes a transaction's metadata and states; references in queues stay and later read as
-    /// expired.
-    async fn delete_transaction(&self, id: &TxId) -> StoreResult<()>;
 
     /// Appends a reference to `tx` at the tail of each queue (all on `shard`) and announces the
     /// queues to every node. `expires_at` is when the transaction expires. With `once` (the
@@ -260,6 +227,54 @@ pub trait Store: Send + Sync + 'static {
     /// A consumer stopped waiting on `queue`.
     async fn wait_ended(&self, shard: ShardId, queue: &QueueName) -> StoreResult<()>;
 
+    /// Drops what has expired on `shard` (and the transactions that map to it); returns how
+    /// many entries went.
+    async fn purge_expired(&self, shard: ShardId, now: i64) -> StoreResult<usize>;
+
+    /// The metadata of a live transaction.
+    async fn transaction(&self, id: &TxId) -> StoreResult<Option<Meta>>;
+
+    /// The delivery state of a live transaction in each of its queues (empty when unknown).
+    async fn states(&self, id: &TxId) -> StoreResult<BTreeMap<String, DeliveryState>>;
+
+    /// The state changes of a live transaction, oldest first (the last [`HISTORY_LIMIT`]).
+    async fn history(&self, id: &TxId) -> StoreResult<Vec<StateChange>>;
+
+    /// Merges `fields` into a live transaction's metadata and, when given, moves its expiry (a
+    /// time in the past deletes it). `false` when there is no such transaction.
+    async fn update_transaction(
+        &self,
+        id: &TxId,
+        fields: &Meta,
+        expires_at: Option<i64>,
+    ) -> StoreResult<bool>;
+
+    /// Deletes a transaction's metadata and states; references in queues stay and later read as
+    /// expired.
+    async fn delete_transaction(&self, id: &TxId) -> StoreResult<()>;
+}
+
+/// Names kept for the inbox: groups of queues, and secure queues' stored credentials.
+#[async_trait]
+pub trait Directory: Send + Sync + 'static {
+    /// Adds `members` to group `name`, creating it.
+    async fn group_add(&self, name: &str, members: &[String]) -> StoreResult<()>;
+
+    /// The members of group `name` (empty when there is no such group).
+    async fn group_members(&self, name: &str) -> StoreResult<Vec<String>>;
+
+    /// Adds and removes members of an existing group, in one step; a group left empty is
+    /// deleted. `false` when there is no such group.
+    async fn group_change(
+        &self,
+        name: &str,
+        add: &[String],
+        remove: &[String],
+    ) -> StoreResult<bool>;
+
+    /// Deletes group `name` (nothing when there is none).
+    async fn group_delete(&self, name: &str) -> StoreResult<()>;
+
     /// Creates the secure queue `queue` with its stored `credential`, unless it exists;
     /// `false` when it already did.
     async fn create_secure_queue(
@@ -275,7 +290,11 @@ pub trait Store: Send + Sync + 'static {
         shard: ShardId,
         queue: &QueueName,
     ) -> StoreResult<Option<String>>;
+}
 
+/// Where each desktop is attached, and the other regions this one knows.
+#[async_trait]
+pub trait Locations: Send + Sync + 'static {
     /// Records that the desktop of `customer` is attached at `location`, for `ttl` (its polls
     /// keep refreshing it).
     async fn attach(&self, customer: &str, location: &Location, ttl: Duration) -> StoreResult<()>;
@@ -296,7 +315,11 @@ pub trait Store: Send + Sync + 'static {
 
     /// A call to `server` succeeded: its failures count from 0 again (if it is still known).
     async fn member_ok(&self, server: &str) -> StoreResult<()>;
+}
 
+/// Customer IDs: the pool left to hand out, the range master's lease, and every node's blocks.
+#[async_trait]
+pub trait IdBooks: Send + Sync + 'static {
     /// The customer-ID pool left to hand out; `None` when this store holds no pool (it lives
     /// in the range master's region only).
     async fn pool(&self) -> StoreResult<Option<IdRange>>;
@@ -325,28 +348,33 @@ pub trait Store: Send + Sync + 'static {
     /// Takes up to `max` IDs off the front of `node`'s blocks: the IDs and how many the node
     /// has left after them; `None` when it has none.
     async fn block_take(&self, node: &str, max: u64) -> StoreResult<Option<(IdRange, u64)>>;
+}
 
-    /// Adds `members` to group `name`, creating it.
-    async fn group_add(&self, name: &str, members: &[String]) -> StoreResult<()>;
-
-    /// The members of group `name` (empty when there is no such group).
-    async fn group_members(&self, name: &str) -> StoreResult<Vec<String>>;
-
-    /// Adds and removes members of an existing group, in one step; a group left empty is
-    /// deleted. `false` when there is no such group.
-    async fn group_change(
+/// Pushes held back by `delay`: kept with their due time, claimed by one node at a time.
+#[async_trait]
+pub trait Delays: Send + Sync + 'static {
+    /// Stores a new transaction as [`provision`](Store::provision) does (`tx.once` included),
+    /// but holds its push back, durably, until `due_ms` (Unix ms): see
+    /// [`claim_due`](Store::claim_due).
+    async fn schedule(
         &self,
-        name: &str,
-        add: &[String],
-        remove: &[String],
-    ) -> StoreResult<bool>;
+        tx: &NewTransaction,
+        push: &DelayedPush,
+        due_ms: i64,
+    ) -> StoreResult<TxId>;
 
-    /// Deletes group `name` (nothing when there is none).
-    async fn group_delete(&self, name: &str) -> StoreResult<()>;
+    /// Up to `max` held pushes due by `now_ms`, each claimed until `lease_until_ms`: a claim
+    /// not [`settle`](Store::settle_due)d by then (its node died) is due again. Each push is
+    /// claimed by one caller at a time.
+    async fn claim_due(
+        &self,
+        now_ms: i64,
+        lease_until_ms: i64,
+        max: usize,
+    ) -> StoreResult<Vec<DelayedPush>>;
 
-    /// Drops what has expired on `shard` (and the transactions that map to it); returns how
-    /// many entries went.
-    async fn purge_expired(&self, shard: ShardId, now: i64) -> StoreResult<usize>;
+    /// A claimed push was done: forget it.
+    async fn settle_due(&self, id: &TxId) -> StoreResult<()>;
 }
 
 /// Opens the backend the settings name; fails naming the server that cannot be reached.

@@ -10,8 +10,8 @@ use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
-use super::{StoreError, StoreResult};
 use crate::model::{IdRange, PoolCut};
+use crate::store::{StoreError, StoreResult};
 
 const FILE: &str = "ranges.json";
 
