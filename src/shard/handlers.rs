@@ -117,7 +117,7 @@ impl Handler<Push> for ShardActor {
 
     /// Stores the push, then drains its queues, even when the store failed: a push whose answer
     /// was lost may have landed, and this node ignores its own announcement of it. Queues with a
-    /// waiter and no take in flight are drained early as well (see [`PushThenTake`]); should
+    /// waiter and no take in flight are drained early as well (see `PushThenTake`); should
     /// such a take reach the store before the push anyway, the drain after the push looks again.
     fn handle(&mut self, msg: Push, ctx: &mut Self::Context) -> Self::Result {
         let store = Arc::clone(&self.store);

@@ -68,7 +68,7 @@ pub(super) struct PutBack {
 /// Push a transaction into queues of this shard; with `create`, store the transaction first
 /// (one message and, where the backend allows, one store round trip for both). Answers the id
 /// of the transaction pushed: `tx.id`, or the one an earlier provisioning with the same
-/// idempotency key made (see [`Store::provision`]).
+/// idempotency key made (see [`crate::store::Queues::provision`]).
 #[derive(Message)]
 #[rtype(result = "StoreResult<TxId>")]
 pub struct Push {

@@ -93,7 +93,7 @@ pub struct TakenRef {
 
 /// How a take keeps the queue's `blocked` count (consumers waiting on it), so that waiting
 /// costs no store operation of its own: consumers are counted in by the take that finds nothing
-/// for them, and out by the take that serves them (or by [`Store::wait_ended`] if they leave
+/// for them, and out by the take that serves them (or by [`Queues::wait_ended`] if they leave
 /// unserved).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct WaitAccounting {
@@ -131,7 +131,7 @@ pub trait Queues: Send + Sync + 'static {
     }
 
     /// Stores a new transaction, with state `Pending` for each of its queues, and pushes it into
-    /// `queues` (those of its queues that are on `shard`) as [`push`](Store::push) does. It
+    /// `queues` (those of its queues that are on `shard`) as [`push`](Queues::push) does. It
     /// expires, with its states, at `tx.expires_at`. Returns the id of the transaction the
     /// request made: `tx.id`, unless
     ///
@@ -353,9 +353,9 @@ pub trait IdBooks: Send + Sync + 'static {
 /// Pushes held back by `delay`: kept with their due time, claimed by one node at a time.
 #[async_trait]
 pub trait Delays: Send + Sync + 'static {
-    /// Stores a new transaction as [`provision`](Store::provision) does (`tx.once` included),
+    /// Stores a new transaction as [`provision`](Queues::provision) does (`tx.once` included),
     /// but holds its push back, durably, until `due_ms` (Unix ms): see
-    /// [`claim_due`](Store::claim_due).
+    /// [`claim_due`](Delays::claim_due).
     async fn schedule(
         &self,
         tx: &NewTransaction,
@@ -364,7 +364,7 @@ pub trait Delays: Send + Sync + 'static {
     ) -> StoreResult<TxId>;
 
     /// Up to `max` held pushes due by `now_ms`, each claimed until `lease_until_ms`: a claim
-    /// not [`settle`](Store::settle_due)d by then (its node died) is due again. Each push is
+    /// not [`settle`](Delays::settle_due)d by then (its node died) is due again. Each push is
     /// claimed by one caller at a time.
     async fn claim_due(
         &self,

@@ -372,7 +372,7 @@ fn refs(high: Vec<String>, low: Vec<String>) -> Vec<QueuedRef> {
     high.chain(low).collect()
 }
 
-/// Markers that make a step run once per idempotency key (see [`Store::provision`]): the step
+/// Markers that make a step run once per idempotency key (see [`Queues::provision`]): the step
 /// runs only if the first is not set yet, and then sets them all to `value` (the transaction's
 /// id), expiring with the transaction at `until`.
 struct Marks {
