@@ -1,0 +1,90 @@
+//! `[store]`: the embedded store or the Redis servers, and how they are used.
+
+use serde::{Deserialize, Serialize};
+
+use super::{ConfigError, check};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Backend {
+    /// Embedded, in this process's memory: no set-up, not durable, one node.
+    Memory,
+    /// Redis servers: durable, shared by every node, sharded.
+    Redis,
+}
+
+impl Backend {
+    pub fn name(self) -> &'static str {
+        match self {
+            Backend::Memory => "memory",
+            Backend::Redis => "redis",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StoreSettings {
+    pub backend: Backend,
+    /// Partitions of the embedded store, each served by its own shard actor.
+    pub shards: usize,
+    /// Seconds between sweeps that drop expired transactions and queue entries.
+    pub sweep_interval: u64,
+    /// Redis: the queue shards, in order (the order decides where each queue lives).
+    pub redis_servers: Vec<String>,
+    /// Redis: the server for transaction metadata; default the first shard.
+    pub redis_transactions: Option<String>,
+    /// Redis: how long to wait for a connection or an answer before a request fails with 503.
+    pub redis_timeout_ms: u64,
+    /// Redis: seconds a take or put-back cut off by an outage is retried (its outcome is
+    /// unknown until it runs again), so that no message is lost to a Redis restart.
+    pub redis_recovery: u64,
+}
+
+impl Default for StoreSettings {
+    fn default() -> Self {
+        StoreSettings {
+            backend: Backend::Memory,
+            shards: 16,
+            sweep_interval: 30,
+            redis_servers: vec!["redis://127.0.0.1:6379/0".to_owned()],
+            redis_transactions: None,
+            redis_timeout_ms: 1000,
+            redis_recovery: 30,
+        }
+    }
+}
+
+impl StoreSettings {
+    pub(super) fn validate(&self) -> Result<(), ConfigError> {
+        check(
+            (1..=1024).contains(&self.shards),
+            "store.shards",
+            format!("must be from 1 to 1024, not {}", self.shards),
+        )?;
+        for url in self.redis_servers.iter().chain(&self.redis_transactions) {
+            check(
+                ["redis://", "rediss://", "unix://", "redis+unix://"]
+                    .iter()
+                    .any(|s| url.starts_with(s)),
+                "store.redis_servers",
+                format!("entries must be redis:// URLs, not {url:?}"),
+            )?;
+        }
+        check(
+            self.backend != Backend::Redis || !self.redis_servers.is_empty(),
+            "store.redis_servers",
+            "must name at least one server when store.backend = \"redis\"",
+        )?;
+        check(
+            self.redis_timeout_ms >= 10,
+            "store.redis_timeout_ms",
+            "must be at least 10",
+        )?;
+        check(
+            self.sweep_interval >= 1,
+            "store.sweep_interval",
+            "must be at least 1 second",
+        )
+    }
+}
