@@ -10,8 +10,8 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use actix::{Actor, Arbiter};
-use actix_web::dev::Service;
+use actix::{Actor, Addr, Arbiter};
+use actix_web::dev::{Server, Service};
 use actix_web::middleware::{Condition, Logger};
 use actix_web::{App, HttpServer, web};
 use tracing::{debug, error, info, warn};
@@ -24,12 +24,12 @@ use crate::inbox::Inbox;
 use crate::range::Ranges;
 use crate::relay::{Location, Relay};
 use crate::shard::ShardActor;
-use crate::store;
+use crate::store::{self, Store};
 
-/// Runs a node until it is told to stop by a signal.
 /// How often the node looks for delayed messages that are due: they arrive at most this late.
 const DELAYED_LOOK: Duration = Duration::from_millis(250);
 
+/// Runs a node until it is told to stop by a signal.
 pub async fn run(settings: Settings) -> io::Result<()> {
     let threads = match settings.node.workers {
         0 => std::thread::available_parallelism()
@@ -40,48 +40,103 @@ pub async fn run(settings: Settings) -> io::Result<()> {
     let store = store::open(&settings.store, &settings.node.data_dir)
         .await
         .map_err(io::Error::other)?;
+    let arbiters: Vec<Arbiter> = (0..threads).map(|_| Arbiter::new()).collect();
+    let inbox = Inbox::new(
+        start_shards(&store, &settings, &arbiters),
+        settings.inbox.clone(),
+    );
+    let (state, cluster) = app_state(&settings, &store, inbox.clone()).await;
+    let server = listen(&settings, state, threads)?;
+    actix_web::rt::spawn(push_due_forever(inbox.clone()));
+    actix_web::rt::spawn(async move { cluster.greet_sites().await });
+    let handle = server.handle();
+    actix_web::rt::spawn(async move {
+        let signal = shutdown_signal().await;
+        info!("{signal} received: shutting down");
+        let stopped = handle.stop(true);
+        inbox.release_waiters().await;
+        stopped.await;
+    });
+    server.await?;
+    // Background put-backs run on the shard threads: let them finish before those stop.
+    let unfinished = store
+        .settle(Duration::from_secs(settings.node.shutdown_timeout))
+        .await;
+    if unfinished > 0 {
+        error!(
+            unfinished,
+            "stopping before the messages of lost takes were put back: they are out of their \
+             queues, recorded under PB:K|… until those records expire"
+        );
+    }
+    for arbiter in arbiters {
+        arbiter.stop();
+    }
+    info!("relaybox stopped");
+    Ok(())
+}
+
+/// One shard actor per store shard, spread over the arbiters' threads.
+fn start_shards(
+    store: &Arc<dyn Store>,
+    settings: &Settings,
+    arbiters: &[Arbiter],
+) -> Vec<Addr<ShardActor>> {
     let sweep = Duration::from_secs(settings.store.sweep_interval);
     let callbacks = Callbacks::start();
-    let arbiters: Vec<Arbiter> = (0..threads).map(|_| Arbiter::new()).collect();
-    let shards = (0..store.shards())
+    (0..store.shards())
         .map(|i| {
-            let store = Arc::clone(&store);
+            let store = Arc::clone(store);
             let callbacks = callbacks.clone();
-            ShardActor::start_in_arbiter(&arbiters[i % threads].handle(), move |_| {
+            let thread = arbiters[i % arbiters.len()].handle();
+            ShardActor::start_in_arbiter(&thread, move |_| {
                 ShardActor::new(i, store, sweep, callbacks)
             })
         })
-        .collect();
-    let inbox = Inbox::new(shards, settings.inbox.clone());
+        .collect()
+}
+
+/// What the handlers reach (the domains over the store), and the cluster, whose greetings the
+/// node sends once it listens.
+async fn app_state(
+    settings: &Settings,
+    store: &Arc<dyn Store>,
+    inbox: Inbox,
+) -> (web::Data<AppState>, Cluster) {
     let here = Location {
         host: settings.node.server.clone(),
         port: settings.node.port.clone(),
     };
-    let cluster = Cluster::new(here.clone(), &settings.cluster, Arc::clone(&store));
+    let cluster = Cluster::new(here.clone(), &settings.cluster, Arc::clone(store));
     let ranges = Ranges::start(
         &here,
         &settings.ranges,
         settings.cluster.master(),
-        Arc::clone(&store),
+        Arc::clone(store),
         cluster.clone(),
     )
     .await;
     let relay = Relay::new(
         here,
         settings.relay.clone(),
-        Arc::clone(&store),
+        Arc::clone(store),
         cluster.clone(),
     );
-    let connections = Connections::new(settings.node.connection_reserve);
     let state = web::Data::new(AppState {
-        inbox: inbox.clone(),
+        inbox,
         relay,
         ranges,
         backend: settings.store.backend.name(),
         started: Instant::now(),
-        connections: Arc::clone(&connections),
+        connections: Connections::new(settings.node.connection_reserve),
     });
+    (state, cluster)
+}
 
+/// The HTTP listener (and the HTTPS one, with `[tls]`), serving.
+fn listen(settings: &Settings, state: web::Data<AppState>, threads: usize) -> io::Result<Server> {
+    let connections = Arc::clone(&state.connections);
+    let shards = state.inbox.shard_count();
     // The log filter is fixed at start-up: an access log it would drop is not built at all
     // (actix-web's logger keeps its own copy of the format for as long as a request lives).
     let access_log = settings.log.access_log
@@ -131,39 +186,10 @@ pub async fn run(settings: Settings) -> io::Result<()> {
         };
         info!(
             backend = settings.store.backend.name(),
-            shards = inbox.shard_count(),
-            "relaybox listening on {scheme}://{addr}"
+            shards, "relaybox listening on {scheme}://{addr}"
         );
     }
-
-    actix_web::rt::spawn(push_due_forever(inbox.clone()));
-    actix_web::rt::spawn(async move { cluster.greet_sites().await });
-    let server = server.run();
-    let handle = server.handle();
-    actix_web::rt::spawn(async move {
-        let signal = shutdown_signal().await;
-        info!("{signal} received: shutting down");
-        let stopped = handle.stop(true);
-        inbox.release_waiters().await;
-        stopped.await;
-    });
-    server.await?;
-    // Background put-backs run on the shard threads: let them finish before those stop.
-    let unfinished = store
-        .settle(Duration::from_secs(settings.node.shutdown_timeout))
-        .await;
-    if unfinished > 0 {
-        error!(
-            unfinished,
-            "stopping before the messages of lost takes were put back: they are out of their \
-             queues, recorded under PB:K|… until those records expire"
-        );
-    }
-    for arbiter in arbiters {
-        arbiter.stop();
-    }
-    info!("relaybox stopped");
-    Ok(())
+    Ok(server.run())
 }
 
 /// The HTTPS listener's TLS settings, from the PEM files; fails naming the file at fault.

@@ -192,99 +192,111 @@ impl Route {
             [o, org, rest @ ..] if is(o, "org") && !rest.is_empty() => (Some(param(org)?), rest),
             _ => (None, segments.as_slice()),
         };
-        let m = method;
         let route = match rest {
-            [] if org.is_none() && m == Method::GET => Route::DeployInfo,
-            [a, r] if org.is_none() && is(a, "admin") && is(r, "ranges") && m == Method::GET => {
-                Route::AdminRanges
+            [] if org.is_none() && method == Method::GET => Some(Route::DeployInfo),
+            [a, r] if org.is_none() && is(a, "admin") && is(r, "ranges") => {
+                (method == Method::GET).then_some(Route::AdminRanges)
             }
-            [t] if is(t, "trans") && m == Method::POST => Route::Provision { org },
-            [t, id] if is(t, "trans") && m == Method::GET => Route::GetTransaction {
+            [t, rest @ ..] if is(t, "trans") => Route::transactions(method, org, rest)?,
+            [q, rest @ ..] if is(q, "queue") => Route::queues(method, org, rest)?,
+            [g, rest @ ..] if is(g, "group") => Route::groups(method, rest)?,
+            _ => None,
+        };
+        Ok(route)
+    }
+
+    /// `/trans[/…]`, org variants included where PopBox has them.
+    fn transactions(
+        m: &Method,
+        org: Option<String>,
+        rest: &[&str],
+    ) -> Result<Option<Route>, BadSegment> {
+        let own = org.is_none();
+        Ok(Some(match rest {
+            [] if m == Method::POST => Route::Provision { org },
+            [id] if m == Method::GET => Route::GetTransaction {
                 org,
                 id: param(id)?,
             },
-            [t, id] if is(t, "trans") && m == Method::PUT => Route::UpdateTransaction {
+            [id] if m == Method::PUT => Route::UpdateTransaction {
                 org,
                 id: param(id)?,
             },
-            [t, id] if is(t, "trans") && m == Method::DELETE && org.is_none() => {
-                Route::DeleteTransaction { id: param(id)? }
-            }
-            [t, id, s] if is(t, "trans") && is(s, "state") && m == Method::GET && org.is_none() => {
-                Route::TransactionState {
-                    id: param(id)?,
-                    state: None,
-                }
-            }
-            [t, id, h]
-                if is(t, "trans") && is(h, "history") && m == Method::GET && org.is_none() =>
-            {
+            [id] if m == Method::DELETE && own => Route::DeleteTransaction { id: param(id)? },
+            [id, s] if is(s, "state") && m == Method::GET && own => Route::TransactionState {
+                id: param(id)?,
+                state: None,
+            },
+            [id, h] if is(h, "history") && m == Method::GET && own => {
                 Route::TransactionHistory { id: param(id)? }
             }
-            [t, id, s, state]
-                if is(t, "trans") && is(s, "state") && m == Method::GET && org.is_none() =>
-            {
+            [id, s, state] if is(s, "state") && m == Method::GET && own => {
                 Route::TransactionState {
                     id: param(id)?,
                     state: Some(param(state)?),
                 }
             }
-            [q, id, p] if is(q, "queue") && is(p, "pop") && m == Method::POST => Route::Pop {
-                org,
-                queue: param(id)?,
-            },
-            [q, id, p]
-                if is(q, "queue") && is(p, "poprel") && m == Method::POST && org.is_none() =>
-            {
-                Route::PopReliable { queue: param(id)? }
+            _ => return Ok(None),
+        }))
+    }
+
+    /// `/queue[/…]`, org variants included where PopBox has them.
+    fn queues(m: &Method, org: Option<String>, rest: &[&str]) -> Result<Option<Route>, BadSegment> {
+        let own = org.is_none();
+        let (id, action) = match rest {
+            [] if m == Method::POST => return Ok(Some(Route::CreateSecureQueue { org })),
+            [id] if m == Method::GET => {
+                let queue = param(id)?;
+                return Ok(Some(Route::QueueState { org, queue }));
             }
-            [q, id, s] if is(q, "queue") && is(s, "subscribe") && m == Method::POST => {
-                Route::Subscribe {
-                    org,
-                    queue: param(id)?,
-                }
-            }
-            [q, id, s]
-                if is(q, "queue")
-                    && is(s, "subscriberel")
-                    && m == Method::POST
-                    && org.is_none() =>
-            {
-                Route::SubscribeReliable { queue: param(id)? }
-            }
-            [q, id, e] if is(q, "queue") && is(e, "events") && m == Method::GET => Route::Events {
-                org,
-                queue: param(id)?,
-            },
-            [q, id, w] if is(q, "queue") && is(w, "ws") && m == Method::GET => Route::WebSocket {
-                org,
-                queue: param(id)?,
-            },
-            [q, id, a] if is(q, "queue") && is(a, "ack") && m == Method::POST && org.is_none() => {
-                Route::Ack { queue: param(id)? }
-            }
-            [q, id, p] if is(q, "queue") && is(p, "peek") && m == Method::GET => Route::Peek {
-                org,
-                queue: param(id)?,
-            },
-            [q, id] if is(q, "queue") && m == Method::GET => Route::QueueState {
-                org,
-                queue: param(id)?,
-            },
-            [q] if is(q, "queue") && m == Method::POST => Route::CreateSecureQueue { org },
-            [g] if is(g, "group") && m == Method::POST => Route::CreateGroup,
-            [g, name] if is(g, "group") => {
-                let name = param(name)?;
-                match *m {
-                    Method::GET => Route::GetGroup { name },
-                    Method::PUT => Route::ChangeGroup { name },
-                    Method::DELETE => Route::DeleteGroup { name },
-                    _ => return Ok(None),
-                }
-            }
+            [id, action] => (*id, action.to_ascii_lowercase()),
             _ => return Ok(None),
         };
-        Ok(Some(route))
+        // The id is decoded only for a route that exists: anything else is a 404, not a 400.
+        let queue = || param(id);
+        Ok(Some(match (action.as_str(), m) {
+            ("pop", &Method::POST) => Route::Pop {
+                org,
+                queue: queue()?,
+            },
+            ("poprel", &Method::POST) if own => Route::PopReliable { queue: queue()? },
+            ("subscribe", &Method::POST) => Route::Subscribe {
+                org,
+                queue: queue()?,
+            },
+            ("subscriberel", &Method::POST) if own => Route::SubscribeReliable { queue: queue()? },
+            ("events", &Method::GET) => Route::Events {
+                org,
+                queue: queue()?,
+            },
+            ("ws", &Method::GET) => Route::WebSocket {
+                org,
+                queue: queue()?,
+            },
+            ("ack", &Method::POST) if own => Route::Ack { queue: queue()? },
+            ("peek", &Method::GET) => Route::Peek {
+                org,
+                queue: queue()?,
+            },
+            _ => return Ok(None),
+        }))
+    }
+
+    /// `/group[/<name>]` (the org variants ignore the org, as in PopBox).
+    fn groups(m: &Method, rest: &[&str]) -> Result<Option<Route>, BadSegment> {
+        Ok(match rest {
+            [] if m == Method::POST => Some(Route::CreateGroup),
+            [name] => {
+                let name = param(name)?;
+                match *m {
+                    Method::GET => Some(Route::GetGroup { name }),
+                    Method::PUT => Some(Route::ChangeGroup { name }),
+                    Method::DELETE => Some(Route::DeleteGroup { name }),
+                    _ => None,
+                }
+            }
+            _ => None,
+        })
     }
 }
 
