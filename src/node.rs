@@ -129,6 +129,7 @@ async fn app_state(
         backend: settings.store.backend.name(),
         started: Instant::now(),
         connections: Connections::new(settings.node.connection_reserve),
+        cluster: cluster.clone(),
     });
     (state, cluster)
 }

@@ -7,18 +7,18 @@ use actix_web::{HttpRequest, HttpResponse};
 use super::AppState;
 use super::relay::{answer, failed, finish, redirect, unavailable};
 use super::routes::RelayRoute;
-use crate::cluster::Refusal;
+use crate::cluster::{Cluster, Refusal};
 use crate::relay::headers::{self, HOST, HOSTS, PORT, PRODUCT_UNIV_ID, SECRET};
 use crate::relay::{Location, Relay};
 
 pub async fn serve(state: &AppState, route: RelayRoute, req: &HttpRequest) -> HttpResponse {
-    let relay = &state.relay;
-    if let Some(refused) = refusal(relay, req) {
+    if let Some(refused) = refusal(&state.cluster, req) {
         return refused;
     }
+    let relay = &state.relay;
     let result = match route {
-        RelayRoute::Hello => hello(relay, req).await,
-        RelayRoute::Connected => connected(relay, req).await,
+        RelayRoute::Hello => hello(&state.cluster, req).await,
+        RelayRoute::Connected => connected(state, req).await,
         RelayRoute::Find => find(relay, req).await,
         _ => unreachable!("only /hello, /connected and /find come here"),
     };
@@ -26,14 +26,14 @@ pub async fn serve(state: &AppState, route: RelayRoute, req: &HttpRequest) -> Ht
 }
 
 /// Whether the request carries the cluster secret.
-pub(super) fn admit(relay: &Relay, req: &HttpRequest) -> Result<(), Refusal> {
+pub(super) fn admit(cluster: &Cluster, req: &HttpRequest) -> Result<(), Refusal> {
     let given = headers::text(req.headers(), SECRET);
-    relay.cluster().admit(given.as_deref())
+    cluster.admit(given.as_deref())
 }
 
 /// The `403` a node-to-node call without the cluster secret gets, if it has none.
-pub(super) fn refusal(relay: &Relay, req: &HttpRequest) -> Option<HttpResponse> {
-    (admit(relay, req).err()).map(|refusal| failed(StatusCode::FORBIDDEN, &refusal.to_string()))
+pub(super) fn refusal(cluster: &Cluster, req: &HttpRequest) -> Option<HttpResponse> {
+    (admit(cluster, req).err()).map(|refusal| failed(StatusCode::FORBIDDEN, &refusal.to_string()))
 }
 
 /// A header the call cannot do without (`shown`: its name as the protocol writes it, for the
@@ -50,9 +50,9 @@ fn required(
 
 /// `/hello`: a node of another region (`X-IWP-Host`) greets; it hears the regions this one
 /// knows.
-async fn hello(relay: &Relay, req: &HttpRequest) -> Result<HttpResponse, &'static str> {
+async fn hello(cluster: &Cluster, req: &HttpRequest) -> Result<HttpResponse, &'static str> {
     let newcomer = required(req, HOST, "X-IWP-Host")?;
-    Ok(match relay.cluster().greeted_by(&newcomer).await {
+    Ok(match cluster.greeted_by(&newcomer).await {
         Ok(known) => {
             let mut builder = answer(StatusCode::OK);
             builder.insert_header((HOSTS, known.join(",")));
@@ -63,15 +63,15 @@ async fn hello(relay: &Relay, req: &HttpRequest) -> Result<HttpResponse, &'stati
 }
 
 /// `/connected`: a desktop is attached at `X-IWP-Host`/`X-IWP-Port`, in another region.
-async fn connected(relay: &Relay, req: &HttpRequest) -> Result<HttpResponse, &'static str> {
+async fn connected(state: &AppState, req: &HttpRequest) -> Result<HttpResponse, &'static str> {
     let customer = required(req, PRODUCT_UNIV_ID, "X-IWP-ProductUnivId")?;
     let holder = Location {
         host: required(req, HOST, "X-IWP-Host")?,
         port: required(req, PORT, "X-IWP-Port")?,
     };
     let recorded = async {
-        relay.remember(&customer, &holder).await?;
-        relay.cluster().learn(&holder.host).await
+        state.relay.remember(&customer, &holder).await?;
+        state.cluster.learn(&holder.host).await
     };
     Ok(match recorded.await {
         Ok(()) => finish(answer(StatusCode::OK)),

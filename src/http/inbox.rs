@@ -11,7 +11,6 @@ use serde_json::{Map, Value, json};
 
 use super::request::{Body, Params, content_type};
 use super::response::{ApiError, Reply, json, json_answering, json_sized};
-use crate::inbox::groups::group_names;
 use crate::inbox::params::{ParamValue, ack_timeout, delay, max_messages, pop_timeout};
 use crate::inbox::provision::{once_key, validate_new, validate_update};
 use crate::inbox::secure::basic_credential;
@@ -54,9 +53,22 @@ pub fn namespace(
     })
 }
 
+/// A `/queue/<id>/…` request: its parameters, and the queue it addresses (see [`queue_for`]).
+pub async fn queue_request(
+    inbox: &Inbox,
+    req: &HttpRequest,
+    body: Body,
+    org: Option<String>,
+    id: &str,
+) -> Result<(Params, QueueName), ApiError> {
+    let params = Params::new(req, body)?;
+    let queue = queue_for(inbox, req, org, &params, id).await?;
+    Ok((params, queue))
+}
+
 /// The queue a `/queue/<id>/…` request addresses. On the HTTPS listener the client must hold
 /// its credential (or the admin's), with PopBox's exact answers otherwise.
-pub async fn queue_for(
+async fn queue_for(
     inbox: &Inbox,
     req: &HttpRequest,
     org: Option<String>,
@@ -154,7 +166,7 @@ pub async fn provision(inbox: &Inbox, req: &HttpRequest, body: Body, org: Option
     let params = Params::new(req, body)?;
     // Only `/trans` expands groups; `/org/<org>/trans` does not (as in PopBox).
     let expanded = match org {
-        None => with_group_members(inbox, params.body()).await?,
+        None => inbox.with_group_members(params.body()).await?,
         Some(_) => None,
     };
     let ns = namespace(inbox, req, org, &params)?;
@@ -183,31 +195,6 @@ fn idempotency_key(req: &HttpRequest, ns: &Namespace) -> Result<Option<String>, 
     };
     let key = value.to_str().unwrap_or_default();
     once_key(ns, key).map(Some).map_err(ApiError::bad_request)
-}
-
-/// The body with the members of its `groups` appended to `queue` (created if absent), or
-/// `None` when it names no groups. A `queue` that is not an array is left for validation to
-/// report.
-async fn with_group_members(
-    inbox: &Inbox,
-    body: &Map<String, Value>,
-) -> Result<Option<Map<String, Value>>, ApiError> {
-    let names = group_names(body).map_err(ApiError::bad_request)?;
-    if names.is_empty() {
-        return Ok(None);
-    }
-    let members = inbox.members_of_groups(&names).await?;
-    let mut body = body.clone();
-    let queue = body
-        .entry("queue")
-        .or_insert_with(|| Value::Array(Vec::new()));
-    if queue.is_null() {
-        *queue = Value::Array(Vec::new());
-    }
-    if let Value::Array(queue) = queue {
-        queue.extend(members.into_iter().map(|id| json!({ "id": id })));
-    }
-    Ok(Some(body))
 }
 
 /// `GET /trans/<id>`: the metadata, with the queues' states when `queues` asks for them.
@@ -410,8 +397,7 @@ pub async fn pop(
     queue: String,
     reliable: bool,
 ) -> Reply {
-    let params = Params::new(req, body)?;
-    let queue = queue_for(inbox, req, org, &params, &queue).await?;
+    let (params, queue) = queue_request(inbox, req, body, org, &queue).await?;
     let max = max_messages(params.get("max"), inbox.settings())?;
     let timeout = pop_timeout(params.get("timeout"), inbox.settings())?;
     let mark = mark(&params, inbox, reliable)?;
@@ -425,8 +411,7 @@ pub async fn pop(
 /// `POST /queue/<id>/ack` `{"transactions":[id…]}`: confirms reliable deliveries. Answers one
 /// `{"err":null|"<id>/<queue> does not exist","data":"<id>"}` per id, in order.
 pub async fn ack(inbox: &Inbox, req: &HttpRequest, body: Body, id: String) -> Reply {
-    let params = Params::new(req, body)?;
-    let queue = queue_for(inbox, req, None, &params, &id).await?;
+    let (params, queue) = queue_request(inbox, req, body, None, &id).await?;
     let ids: Vec<TxId> = match params.get("transactions") {
         None => return Err(ApiError::bad_request("missing transaction")),
         Some(ParamValue::Json(Value::Array(items))) => items
@@ -464,8 +449,7 @@ pub async fn peek(
     org: Option<String>,
     queue: String,
 ) -> Reply {
-    let params = Params::new(req, body)?;
-    let queue = queue_for(inbox, req, org, &params, &queue).await?;
+    let (params, queue) = queue_request(inbox, req, body, org, &queue).await?;
     let max = max_messages(params.get("max"), inbox.settings())?;
     let messages = inbox.peek(queue, max).await?;
     Ok(messages_reply(&messages))
@@ -479,8 +463,7 @@ pub async fn queue_state(
     org: Option<String>,
     queue: String,
 ) -> Reply {
-    let params = Params::new(req, body)?;
-    let queue = queue_for(inbox, req, org, &params, &queue).await?;
+    let (_, queue) = queue_request(inbox, req, body, org, &queue).await?;
     let info = inbox.queue_info(queue).await?;
     let host = host(req);
     let entries = |ids: &[TxId]| -> Vec<Value> {

@@ -40,6 +40,8 @@ pub struct AppState {
     pub backend: &'static str,
     pub started: Instant,
     pub connections: std::sync::Arc<Connections>,
+    /// The other regions, and the secret their calls carry.
+    pub cluster: crate::cluster::Cluster,
 }
 
 /// Mounts the node's routes on an actix-web app.

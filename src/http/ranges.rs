@@ -32,7 +32,7 @@ pub async fn universal_id(ranges: &Ranges) -> HttpResponse {
 /// `POST /range[/<x>]`: a block of `X-IWP-Range-Size` IDs (default `ranges.range_size`) in
 /// `X-IWP-Range-From`/`X-IWP-Range-To`, for a node with the cluster secret.
 pub async fn block(state: &AppState, req: &HttpRequest) -> HttpResponse {
-    if let Some(refused) = super::cluster::refusal(&state.relay, req) {
+    if let Some(refused) = super::cluster::refusal(&state.cluster, req) {
         return refused;
     }
     let ranges = &state.ranges;
@@ -67,7 +67,7 @@ pub async fn block(state: &AppState, req: &HttpRequest) -> HttpResponse {
 /// secret when the node has one.
 pub async fn overview(state: &AppState, req: &HttpRequest) -> Result<HttpResponse, ApiError> {
     use crate::cluster::Refusal;
-    match super::cluster::admit(&state.relay, req) {
+    match super::cluster::admit(&state.cluster, req) {
         Ok(()) | Err(Refusal::NoSecret) => {}
         Err(refusal) => {
             return Err(ApiError::new(

@@ -18,8 +18,8 @@ use futures_util::Stream;
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
 
-use super::inbox::{mark, messages_json, queue_for};
-use super::request::{Body, Params};
+use super::inbox::{mark, messages_json, queue_request};
+use super::request::Body;
 use super::response::{ApiError, Reply};
 use crate::inbox::{Inbox, Mark};
 use crate::session::StreamItem;
@@ -61,8 +61,7 @@ pub async fn subscribe(
     queue: String,
     reliable: bool,
 ) -> Reply {
-    let params = Params::new(req, body)?;
-    let queue = queue_for(inbox, req, org, &params, &queue).await?;
+    let (params, queue) = queue_request(inbox, req, body, org, &queue).await?;
     let mark = mark(&params, inbox, reliable)?;
     let items = inbox.subscribe(queue, mark);
     let chunk = |doc: Value| Bytes::from(doc.to_string());
@@ -79,8 +78,7 @@ pub async fn events(
     org: Option<String>,
     queue: String,
 ) -> Reply {
-    let params = Params::new(req, body)?;
-    let queue = queue_for(inbox, req, org, &params, &queue).await?;
+    let (_, queue) = queue_request(inbox, req, body, org, &queue).await?;
     let items = inbox.subscribe(queue, Mark::Delivered);
     let event = |doc: Value| Bytes::from(format!("data: {doc}\n\n"));
     Ok(HttpResponse::Ok()
@@ -97,8 +95,7 @@ pub async fn websocket(
     org: Option<String>,
     queue: String,
 ) -> Reply {
-    let params = Params::new(req, Body::default())?;
-    let queue = queue_for(inbox, req, org, &params, &queue).await?;
+    let (_, queue) = queue_request(inbox, req, Body::default(), org, &queue).await?;
     let (response, mut session, mut incoming) = actix_ws::handle(req, payload)
         .map_err(|e| ApiError::bad_request(format!("not a WebSocket handshake: {e}")))?;
     let mut items = inbox.subscribe(queue, Mark::Delivered);

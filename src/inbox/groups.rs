@@ -104,6 +104,26 @@ fn member_list(body: &Map<String, Value>, field: &str) -> Result<Vec<String>, St
         .collect()
 }
 
+/// `body` with `members` appended to its `queue` (made an array if absent or null), as
+/// `{"id": …}` elements. A `queue` that is not an array is left for validation to report.
+pub fn with_queues(body: &Map<String, Value>, members: Vec<String>) -> Map<String, Value> {
+    let mut body = body.clone();
+    let queue = body
+        .entry("queue")
+        .or_insert_with(|| Value::Array(Vec::new()));
+    if queue.is_null() {
+        *queue = Value::Array(Vec::new());
+    }
+    if let Value::Array(queue) = queue {
+        queue.extend(
+            members
+                .into_iter()
+                .map(|id| serde_json::json!({ "id": id })),
+        );
+    }
+    body
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

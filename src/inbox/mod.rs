@@ -21,12 +21,14 @@ use std::time::Duration;
 
 use actix::Addr;
 use futures_util::future::join_all;
+use serde_json::{Map, Value};
 use tokio::sync::mpsc;
 
 pub use crate::model::inbox::*;
 pub use crate::model::{Answered, Answering, answer_pair};
 pub use error::InboxError;
 pub use groups::{GroupChange, NewGroup, unknown_group};
+use groups::{group_names, with_queues};
 pub use provision::TransactionUpdate;
 pub use secure::Access;
 use secure::Guard;
@@ -408,14 +410,22 @@ impl Inbox {
         .await
     }
 
-    /// Every member of the named groups, in order, duplicates kept (as PopBox expands `groups`).
-    pub async fn members_of_groups(&self, names: &[String]) -> Result<Vec<String>, InboxError> {
+    /// A `POST /trans` body with the members of the groups it names (`groups`) appended to its
+    /// queues, in order, duplicates kept (as PopBox expands them); `None` when it names none.
+    pub async fn with_group_members(
+        &self,
+        body: &Map<String, Value>,
+    ) -> Result<Option<Map<String, Value>>, InboxError> {
+        let names = group_names(body).map_err(|e| InboxError::Invalid(vec![e]))?;
+        if names.is_empty() {
+            return Ok(None);
+        }
         let lists = join_all(names.iter().map(|name| self.group_members(name))).await;
         let mut members = Vec::new();
         for list in lists {
             members.extend(list?);
         }
-        Ok(members)
+        Ok(Some(with_queues(body, members)))
     }
 
     /// Applies `change` to group `name`; the errors PopBox gives when it does not exist or the

@@ -107,10 +107,6 @@ impl Relay {
         &self.inner.here
     }
 
-    pub fn cluster(&self) -> &Cluster {
-        &self.inner.cluster
-    }
-
     pub fn timeouts(&self) -> &Timeouts {
         &self.inner.timeouts
     }
