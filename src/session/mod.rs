@@ -1,5 +1,7 @@
-//! **SessionActor**s: one per client session that waits for something — a held pop, a
-//! subscription stream; later desktop agents.
+//! **SessionActor**s of the inbox: one per client that waits for messages — a held pop
+//! ([`PopSession`]) or a subscription stream ([`SubscriptionSession`], behind the chunked,
+//! SSE and WebSocket routes). Each waits on its queue's shard. (A desktop's polls are the
+//! relay's: its `CustomerSession`.)
 //!
 //! A session ends when its client goes away, and on that path it gives back anything it had
 //! taken.
