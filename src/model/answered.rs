@@ -10,45 +10,56 @@
 //! wait costs the time it takes to write a reply, nothing more: no timer decides it.
 
 use std::future::Future;
-use std::pin::Pin;
-use std::task::{Context, Poll};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
-use futures_util::FutureExt;
-use futures_util::future::Shared;
-use tokio::sync::oneshot;
+use tokio::sync::Notify;
 
 /// A new pair: the token for the reply, the gate for the push.
 pub fn answer_pair() -> (Answering, Answered) {
-    let (tx, rx) = oneshot::channel();
-    (Answering { _open_on_drop: tx }, Answered(rx.shared()))
+    let gate = Arc::new(Gate::default());
+    (Answering(Arc::clone(&gate)), Answered(gate))
+}
+
+#[derive(Debug, Default)]
+struct Gate {
+    open: AtomicBool,
+    opened: Notify,
 }
 
 /// Held by a push's reply while it is being written; dropping it opens its [`Answered`] gate.
 #[derive(Debug)]
-pub struct Answering {
-    // Never sent on: dropping it is the signal.
-    _open_on_drop: oneshot::Sender<()>,
-}
+pub struct Answering(Arc<Gate>);
 
-/// Resolves once the push's reply has been written, or can no longer be. Cheap to clone: every
-/// shard the push goes to holds one.
-#[derive(Debug, Clone)]
-pub struct Answered(Shared<oneshot::Receiver<()>>);
-
-impl Answered {
-    /// Whether the reply is known to be written (a gate not polled since it opened still reads
-    /// closed, which only makes its waiter poll it once more).
-    pub fn is_open(&self) -> bool {
-        self.0.peek().is_some()
+impl Drop for Answering {
+    fn drop(&mut self) {
+        self.0.open.store(true, Ordering::Release);
+        self.0.opened.notify_waiters();
     }
 }
 
-impl Future for Answered {
-    type Output = ();
+/// Open once the push's reply has been written, or can no longer be. Cheap to clone: every
+/// shard the push goes to holds one. Whether it is open is one atomic read, so a shard can
+/// forget the open ones without waiting on any.
+#[derive(Debug, Clone)]
+pub struct Answered(Arc<Gate>);
 
-    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
-        // The token is never sent on, only dropped: either way the channel closes.
-        self.0.poll_unpin(cx).map(drop)
+impl Answered {
+    pub fn is_open(&self) -> bool {
+        self.0.open.load(Ordering::Acquire)
+    }
+
+    /// Resolves once the gate is open.
+    pub fn opened(&self) -> impl Future<Output = ()> + use<> {
+        let gate = Arc::clone(&self.0);
+        async move {
+            // Created before the look: a notification sent after it is not missed.
+            let opened = gate.opened.notified();
+            if gate.open.load(Ordering::Acquire) {
+                return;
+            }
+            opened.await;
+        }
     }
 }
 
@@ -59,8 +70,7 @@ mod tests {
     #[tokio::test]
     async fn the_gate_opens_when_the_token_goes() {
         let (token, gate) = answer_pair();
-        let copy = gate.clone();
-        let mut waiting = tokio::spawn(copy);
+        let mut waiting = tokio::spawn(gate.opened());
         tokio::task::yield_now().await;
         assert!(!gate.is_open());
         assert!(
@@ -72,6 +82,6 @@ mod tests {
         drop(token);
         waiting.await.unwrap();
         assert!(gate.is_open());
-        gate.await;
+        gate.opened().await;
     }
 }

@@ -93,7 +93,8 @@ impl Delivery {
             .collect();
         async move {
             if !gates.is_empty() {
-                let _ = tokio::time::timeout(ANSWER_WAIT_LIMIT, join_all(gates)).await;
+                let all = join_all(gates.iter().map(Answered::opened));
+                let _ = tokio::time::timeout(ANSWER_WAIT_LIMIT, all).await;
             }
         }
     }

@@ -129,10 +129,9 @@ impl Handler<Push> for ShardActor {
             answered,
         } = msg;
         // Registered before the push is sent, so that any take that can find it sees it.
-        let answering = answered.map(|gate| {
-            self.unanswered.insert(tx.id.clone(), gate.clone());
-            (tx.id.clone(), gate)
-        });
+        if let Some(gate) = answered {
+            self.remember_unanswered(tx.id.clone(), gate);
+        }
         let waited: Vec<QueueName> = queues
             .iter()
             .filter(|q| {
@@ -159,27 +158,12 @@ impl Handler<Push> for ShardActor {
             push: stored.boxed_local(),
             waited,
         };
-        let pushed = push.map(|(queues, result), act, ctx| {
+        ctx.spawn(push.map(|(queues, result), act, ctx| {
             for queue in queues {
                 act.drain(queue, ctx);
             }
             let _ = answer.send(result);
-        });
-        match answering {
-            None => {
-                ctx.spawn(pushed);
-            }
-            Some((id, gate)) => {
-                // Transaction ids are unique per push, so the entry is this push's own.
-                let forgotten =
-                    pushed
-                        .then(|(), act, _| gate.into_actor(act))
-                        .map(move |(), act, _| {
-                            act.unanswered.remove(&id);
-                        });
-                ctx.spawn(forgotten);
-            }
-        }
+        }));
         let name = self.store.shard_name(shard);
         Box::pin(async move {
             answered.await.unwrap_or_else(|_| {

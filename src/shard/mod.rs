@@ -41,6 +41,9 @@ pub use delivery::Delivery;
 use delivery::{Home, Taken};
 pub use messages::{CancelWait, Hold, Push, ReleaseAll, Run, Wait, Waiter, WaiterNotice};
 
+/// The fewest gates of pushes a shard keeps before it drops those whose push was answered.
+const UNANSWERED_AT_LEAST: usize = 64;
+
 /// How often a shard looks for reliable deliveries whose acknowledgement is overdue: such a
 /// message is back in its queue at most this long after its `timeoutACK`.
 const UNACKED_SWEEP: Duration = Duration::from_millis(500);
@@ -94,8 +97,11 @@ pub struct ShardActor {
     callbacks: Callbacks,
     /// Where to say which queues have waiters, for a store shared with other nodes.
     interest: Option<tokio::sync::mpsc::UnboundedSender<Interest>>,
-    /// Pushes made here whose producers do not have their answer yet, by transaction.
+    /// Pushes made here whose producers may not have their answer yet, by transaction (the
+    /// answered ones go now and then: see `remember_unanswered`).
     unanswered: HashMap<TxId, Answered>,
+    /// How many of those there may be before the answered ones are dropped.
+    unanswered_limit: usize,
 }
 
 impl ShardActor {
@@ -116,6 +122,7 @@ impl ShardActor {
             callbacks,
             interest: None,
             unanswered: HashMap::new(),
+            unanswered_limit: UNANSWERED_AT_LEAST,
         }
     }
 
@@ -264,6 +271,17 @@ impl ShardActor {
         if let (true, Some(interest)) = (entry.listening, &self.interest) {
             let _ = interest.send(Interest::Ignore(queue.key().to_owned()));
         }
+    }
+
+    /// Keeps the gate of a push's answer, to give to the deliveries of its message. Gates are
+    /// not waited on here (that would wake the shard once more per push): the open ones are
+    /// dropped whenever their count doubles, at a cost that stays constant per push.
+    fn remember_unanswered(&mut self, tx: TxId, gate: Answered) {
+        if self.unanswered.len() >= self.unanswered_limit {
+            self.unanswered.retain(|_, gate| !gate.is_open());
+            self.unanswered_limit = (self.unanswered.len() * 2).max(UNANSWERED_AT_LEAST);
+        }
+        self.unanswered.insert(tx, gate);
     }
 
     /// A waiter still in the registry.
