@@ -6,8 +6,9 @@
 //! The HTTP layer makes a pair per push: the [`Answering`] token travels with the push's reply
 //! and is dropped once the reply has been written (or could not be: the connection failed,
 //! the handler was dropped), which opens the [`Answered`] gate that travels with the push to the
-//! shard. A shard holds back a take that found such a push's message until its gate opens. The
-//! wait costs the time it takes to write a reply, nothing more: no timer decides it.
+//! shards. A take that finds such a push's message gives the gate to the delivery, and the
+//! consumer waits for it to open before it writes. The wait costs the time it takes to write a
+//! reply, nothing more: no timer decides it.
 
 use std::future::Future;
 use std::sync::Arc;
