@@ -197,7 +197,9 @@ async fn a_waiter_whose_session_is_gone_is_not_counted_as_blocked() {
     }
     impl Handler<WaiterNotice> for Gone {
         type Result = ();
-        fn handle(&mut self, _: WaiterNotice, _ctx: &mut Self::Context) {}
+        fn handle(&mut self, notice: WaiterNotice, _ctx: &mut Self::Context) {
+            drop(notice);
+        }
     }
     let (store, shard, queue, _ids) = setup(&[]).await;
     let gone = Gone.start();
