@@ -16,6 +16,8 @@ use serde::Serialize;
 use tokio::sync::{Semaphore, mpsc};
 use tracing::{debug, warn};
 
+use crate::stats::counters;
+
 /// How long one attempt may take.
 const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(5);
 /// Waits before the retries; one attempt more than there are entries.
@@ -116,11 +118,13 @@ async fn call(client: &reqwest::Client, event: &DeliveredEvent) {
         let problem = match attempt {
             Ok(r) if !r.status().is_server_error() => {
                 debug!(url = %event.callback, status = %r.status(), "callback delivered");
+                counters().callbacks_delivered.one();
                 return;
             }
             Ok(r) => format!("answered {}", r.status()),
             Err(e) if e.is_builder() => {
                 warn!(url = %event.callback, error = %e, tx = %event.transaction, "callback URL unusable; not called");
+                counters().callbacks_failed.one();
                 return;
             }
             Err(e) => e.to_string(),
@@ -132,6 +136,7 @@ async fn call(client: &reqwest::Client, event: &DeliveredEvent) {
             }
             None => {
                 warn!(url = %event.callback, %problem, tx = %event.transaction, queue = %event.queue, "callback failed; giving up");
+                counters().callbacks_failed.one();
                 return;
             }
         }

@@ -32,4 +32,5 @@ pub mod relay;
 pub mod secret;
 pub mod session;
 pub mod shard;
+pub mod stats;
 pub mod store;

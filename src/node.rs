@@ -24,6 +24,7 @@ use crate::inbox::Inbox;
 use crate::range::Ranges;
 use crate::relay::{Location, Relay};
 use crate::shard::ShardActor;
+use crate::stats::{Stats, StatsCollector};
 use crate::store::{self, Store};
 
 /// How often the node looks for delayed messages that are due: they arrive at most this late.
@@ -46,6 +47,10 @@ pub async fn run(settings: Settings) -> io::Result<()> {
         settings.inbox.clone(),
     );
     let (state, cluster) = app_state(&settings, &store, inbox.clone()).await;
+    if settings.stats.enabled {
+        let node = crate::range::node_name(&settings.node.server, &settings.node.port);
+        StatsCollector::new(node, &settings.stats, Arc::clone(&store)).start();
+    }
     let server = listen(&settings, state, threads)?;
     actix_web::rt::spawn(push_due_forever(inbox.clone()));
     actix_web::rt::spawn(async move { cluster.greet_sites().await });
@@ -130,6 +135,7 @@ async fn app_state(
         started: Instant::now(),
         connections: Connections::new(settings.node.connection_reserve),
         cluster: cluster.clone(),
+        stats: Stats::new(settings.stats.clone(), Arc::clone(store)),
     });
     (state, cluster)
 }

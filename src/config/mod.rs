@@ -11,6 +11,7 @@ mod log;
 mod node;
 mod ranges;
 mod relay;
+mod stats;
 mod store;
 
 use std::fmt;
@@ -24,6 +25,7 @@ pub use log::{LogFormat, LogSettings};
 pub use node::{NodeSettings, TlsSettings};
 pub use ranges::{MAX_CUSTOMER_ID, RangeSettings};
 pub use relay::RelaySettings;
+pub use stats::StatsSettings;
 pub use store::{Backend, StoreSettings};
 
 /// The file read when `--config` is not given, if it exists.
@@ -39,6 +41,7 @@ pub struct Settings {
     pub relay: RelaySettings,
     pub cluster: ClusterSettings,
     pub ranges: RangeSettings,
+    pub stats: StatsSettings,
     /// The HTTPS listener (on the plain listener's port + 1); none when absent.
     pub tls: Option<TlsSettings>,
 }
@@ -103,6 +106,7 @@ impl Settings {
         self.relay.validate()?;
         self.cluster.validate()?;
         self.ranges.validate()?;
+        self.stats.validate()?;
         if let Some(tls) = &self.tls {
             tls.validate()?;
         }

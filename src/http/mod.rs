@@ -4,6 +4,7 @@
 //! Routing is done by [`routes::Route`] rather than actix-web's router because PopBox matches
 //! literal segments case-insensitively while keeping parameters' case.
 
+mod admin;
 mod cluster;
 pub mod connections;
 mod groups;
@@ -31,6 +32,7 @@ use self::request::{Body, read_body};
 use self::response::{ApiError, Reply, json, not_found};
 use self::routes::{RelayRoute, Route};
 use crate::inbox::Inbox;
+use crate::stats::counters;
 
 /// What every handler can reach.
 pub struct AppState {
@@ -42,6 +44,8 @@ pub struct AppState {
     pub connections: std::sync::Arc<Connections>,
     /// The other regions, and the secret their calls carry.
     pub cluster: crate::cluster::Cluster,
+    /// The region's statistics.
+    pub stats: crate::stats::Stats,
 }
 
 /// Mounts the node's routes on an actix-web app.
@@ -52,6 +56,18 @@ pub fn configure(state: web::Data<AppState>) -> impl FnOnce(&mut web::ServiceCon
 }
 
 async fn dispatch(
+    req: HttpRequest,
+    payload: web::Payload,
+    state: web::Data<AppState>,
+) -> HttpResponse {
+    let response = route(req, payload, state).await;
+    counters().answered(response.status().as_u16());
+    response
+}
+
+/// The answer to a request: its route's, or the node's own when it matches none or the node
+/// is crowded.
+async fn route(
     req: HttpRequest,
     payload: web::Payload,
     state: web::Data<AppState>,
@@ -151,6 +167,7 @@ fn inbox_handler<'a>(
     match route {
         Route::DeployInfo => Box::pin(std::future::ready(Ok(deploy_info(state)))),
         Route::AdminRanges => Box::pin(ranges::overview(state, req)),
+        Route::AdminStats => Box::pin(admin::stats(state, req, body)),
         Route::Provision { org } => Box::pin(inbox::provision(inbox, req, body, org)),
         Route::GetTransaction { org: _, id } => {
             Box::pin(inbox::get_transaction(inbox, req, body, id))

@@ -66,16 +66,7 @@ pub async fn block(state: &AppState, req: &HttpRequest) -> HttpResponse {
 /// `GET /admin/ranges`: the pool, the range master and every node's blocks. Needs the cluster
 /// secret when the node has one.
 pub async fn overview(state: &AppState, req: &HttpRequest) -> Result<HttpResponse, ApiError> {
-    use crate::cluster::Refusal;
-    match super::cluster::admit(&state.cluster, req) {
-        Ok(()) | Err(Refusal::NoSecret) => {}
-        Err(refusal) => {
-            return Err(ApiError::new(
-                StatusCode::FORBIDDEN,
-                vec![refusal.to_string()],
-            ));
-        }
-    }
+    super::admin::admitted(&state.cluster, req)?;
     let overview = state
         .ranges
         .overview()

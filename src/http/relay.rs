@@ -11,6 +11,8 @@ use super::routes::RelayRoute;
 use crate::relay::body::{self, PumpError};
 use crate::relay::headers::{self, HOST, PORT, PRODUCT_UNIV_ID, REASON, REQUEST_ID, RESPONSE_TYPE};
 use crate::relay::{ClientOutcome, PollOutcome, Relay, Relayed, ReplyVerdict, Report};
+use crate::stats::counters;
+use crate::stats::counters::Count;
 
 pub async fn serve(
     relay: &Relay,
@@ -97,7 +99,12 @@ pub(super) fn unavailable(e: impl std::fmt::Display) -> HttpResponse {
 }
 
 /// A relayed message as the receiving side's response; `report` hears how its body went out.
-fn relayed(message: Relayed, request_id: &str, report: Report) -> HttpResponse {
+fn relayed(
+    message: Relayed,
+    request_id: &str,
+    report: Report,
+    counted: &'static Count,
+) -> HttpResponse {
     let Relayed {
         status,
         headers,
@@ -112,7 +119,7 @@ fn relayed(message: Relayed, request_id: &str, report: Report) -> HttpResponse {
     if let Some(length) = length {
         builder.no_chunking(length);
     }
-    let body = body.into_stream(length, move |complete| report.done(complete));
+    let body = body.into_stream(length, counted, move |complete| report.done(complete));
     let mut response = builder.streaming(body);
     response.head_mut().set_camel_case_headers(true);
     response
@@ -158,7 +165,7 @@ async fn agent(relay: &Relay, customer: String) -> HttpResponse {
             id,
             message,
             report,
-        }) => relayed(message, &id, report),
+        }) => relayed(message, &id, report, &counters().bytes_to_desktops),
         Err(e) => unavailable(e),
     }
 }
@@ -203,7 +210,7 @@ async fn client(
             id,
             message,
             report,
-        } => relayed(message, &id, report),
+        } => relayed(message, &id, report, &counters().bytes_to_apps),
         ClientOutcome::Failed { status, reason } => failed(status, &reason),
     }
 }

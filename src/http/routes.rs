@@ -13,6 +13,8 @@ pub enum Route {
     DeployInfo,
     /// `GET /admin/ranges`: the customer-ID pool and every node's blocks.
     AdminRanges,
+    /// `GET /admin/stats`: the region's archived statistics.
+    AdminStats,
     /// `POST /trans`, or `/org/<org>/trans`.
     Provision {
         org: Option<String>,
@@ -196,6 +198,9 @@ impl Route {
             [] if org.is_none() && method == Method::GET => Some(Route::DeployInfo),
             [a, r] if org.is_none() && is(a, "admin") && is(r, "ranges") => {
                 (method == Method::GET).then_some(Route::AdminRanges)
+            }
+            [a, s] if org.is_none() && is(a, "admin") && is(s, "stats") => {
+                (method == Method::GET).then_some(Route::AdminStats)
             }
             [t, rest @ ..] if is(t, "trans") => Route::transactions(method, org, rest)?,
             [q, rest @ ..] if is(q, "queue") => Route::queues(method, org, rest)?,

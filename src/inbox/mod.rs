@@ -36,6 +36,7 @@ use secure::Guard;
 use crate::config::InboxSettings;
 use crate::session::{PopSession, StreamItem, SubscriptionSession};
 use crate::shard::{Delivery, Push, ReleaseAll, Run, ShardActor};
+use crate::stats::counters;
 use crate::store::{ShardId, Store, StoreResult};
 
 /// How long a node has to finish a held push it claimed before another node may take it over.
@@ -111,9 +112,11 @@ impl Inbox {
         let groups: Vec<(usize, Vec<QueueName>)> =
             self.by_shard(ns, &tx.queues).into_iter().collect();
         let pushed = self.push_to_shards(&tx, groups, Some(answered)).await;
-        if pushed.is_err() && tx.once.is_none() {
+        match &pushed {
+            Ok(_) => counters().provisioned.one(),
             // Best effort: the error the producer sees is the push failure either way.
-            let _ = self.delete_transaction(&tx.id).await;
+            Err(_) if tx.once.is_none() => drop(self.delete_transaction(&tx.id).await),
+            Err(_) => {}
         }
         pushed
     }
@@ -130,10 +133,13 @@ impl Inbox {
         let push = DelayedPush::new(tx.id.clone(), tx.priority, tx.expires_at, &queues);
         let due = unix_now_ms().saturating_add(delay.as_millis().min(i64::MAX as u128) as i64);
         let shard = self.tx_shard(&tx.id);
-        self.run(shard, move |store, _| async move {
-            store.schedule(&tx, &push, due).await
-        })
-        .await
+        let id = self
+            .run(shard, move |store, _| async move {
+                store.schedule(&tx, &push, due).await
+            })
+            .await?;
+        counters().provisioned.one();
+        Ok(id)
     }
 
     /// Does the held pushes that are due (see [`provision_later`](Self::provision_later));
@@ -192,6 +198,7 @@ impl Inbox {
             // Already expired: it could only ever be delivered as a null.
             groups.clear();
         }
+        let queues: usize = groups.iter().map(|(_, queues)| queues.len()).sum();
         let push = |shard: usize, tx: &Arc<NewTransaction>, queues, create| {
             self.shards[shard].send(Push {
                 tx: Arc::clone(tx),
@@ -223,6 +230,7 @@ impl Inbox {
         for pushed in rest {
             flatten(pushed)?;
         }
+        counters().pushed.add(queues as u64);
         Ok(tx.id.clone())
     }
 
@@ -336,10 +344,15 @@ impl Inbox {
     /// Acknowledges reliable deliveries from `queue`; one flag per id, `false` for a
     /// transaction that does not exist there.
     pub async fn ack(&self, queue: QueueName, ids: Vec<TxId>) -> Result<Vec<bool>, InboxError> {
-        self.run(self.queue_shard(&queue), move |store, shard| async move {
-            store.ack(shard, &queue, &ids).await
-        })
-        .await
+        let acked = self
+            .run(self.queue_shard(&queue), move |store, shard| async move {
+                store.ack(shard, &queue, &ids).await
+            })
+            .await?;
+        counters()
+            .acked
+            .add(acked.iter().filter(|a| **a).count() as u64);
+        Ok(acked)
     }
 
     pub async fn peek(&self, queue: QueueName, max: usize) -> Result<Vec<Message>, InboxError> {

@@ -17,6 +17,8 @@ use futures_util::{Stream, StreamExt};
 use tokio::sync::mpsc;
 use tokio::time::{Instant, Sleep};
 
+use crate::stats::counters::Count;
+
 enum Piece {
     Data(Bytes),
     End,
@@ -161,17 +163,19 @@ impl Watchdog {
 pub struct BrokenOff;
 
 impl BodyReceiver {
-    /// The body (of `length` bytes, when known) as a response body stream. `finished` is
-    /// called once: `true` when the last chunk has been handed to the connection, `false` if the
+    /// The body (of `length` bytes, when known) as a response body stream, its bytes added to
+    /// `counted` as they go to the connection. `finished` is called once: `true` when the last chunk has been handed to the connection, `false` if the
     /// body broke off or the stream was dropped first (the receiving client went away).
     pub fn into_stream(
         self,
         length: Option<u64>,
+        counted: &'static Count,
         finished: impl FnOnce(bool) + 'static,
     ) -> BodyStream {
         BodyStream {
             rx: self.0,
             left: length,
+            counted,
             finished: Some(Box::new(finished)),
         }
     }
@@ -182,6 +186,8 @@ pub struct BodyStream {
     /// Bytes still to come of a body of known length: the connection may stop asking for more
     /// once it has them all, before the end mark is read.
     left: Option<u64>,
+    /// Where the bytes handed to the connection are counted.
+    counted: &'static Count,
     finished: Option<Box<dyn FnOnce(bool)>>,
 }
 
@@ -203,6 +209,7 @@ impl Stream for BodyStream {
         match self.rx.poll_recv(cx) {
             Poll::Pending => Poll::Pending,
             Poll::Ready(Some(Piece::Data(data))) => {
+                self.counted.add(data.len() as u64);
                 if let Some(left) = self.left.as_mut() {
                     *left = left.saturating_sub(data.len() as u64);
                     if *left == 0 {
@@ -237,6 +244,9 @@ mod tests {
     use std::cell::Cell;
     use std::rc::Rc;
 
+    /// Bytes relayed in the tests: counted nowhere that matters.
+    static UNCOUNTED: Count = Count::new();
+
     /// A stall limit no test reaches by accident.
     const LONG: Duration = Duration::from_secs(60);
 
@@ -244,7 +254,10 @@ mod tests {
     fn watched(rx: BodyReceiver, length: Option<u64>) -> (BodyStream, Rc<Cell<Option<bool>>>) {
         let done = Rc::new(Cell::new(None));
         let seen = Rc::clone(&done);
-        (rx.into_stream(length, move |ok| seen.set(Some(ok))), done)
+        (
+            rx.into_stream(length, &UNCOUNTED, move |ok| seen.set(Some(ok))),
+            done,
+        )
     }
 
     fn source(parts: &[&'static [u8]]) -> impl Stream<Item = Result<Bytes, String>> + Unpin {

@@ -18,6 +18,7 @@ use tokio::sync::oneshot;
 use tracing::debug;
 
 use super::{Location, Relay, Relayed, RequestId};
+use crate::stats::counters;
 
 /// How long a session with nothing to do stays, so that the desktop's next poll finds it warm.
 const IDLE_GRACE: Duration = Duration::from_secs(30);
@@ -139,6 +140,8 @@ struct WaitingApp {
     reply: oneshot::Sender<ClientOutcome>,
     /// Queued behind the desktop's next poll (else: just arrived, being located).
     queued: bool,
+    /// When the app's request came (an interaction's duration counts from there).
+    arrived: Instant,
 }
 
 enum Stage {
@@ -154,6 +157,8 @@ struct Interaction {
     /// The app's answer channel, until it is used.
     app: Option<oneshot::Sender<ClientOutcome>>,
     stage: Stage,
+    /// When the app's request came.
+    arrived: Instant,
 }
 
 pub struct CustomerSession {
@@ -197,6 +202,7 @@ impl CustomerSession {
     /// The newest poll whose desktop is still connected.
     fn take_poll(&mut self, ctx: &mut Context<Self>) -> Option<oneshot::Sender<PollOutcome>> {
         while let Some(poll) = self.polls.pop() {
+            counters().agents.down();
             ctx.cancel_future(poll.timer);
             if !poll.reply.is_closed() {
                 return Some(poll.reply);
@@ -214,7 +220,11 @@ impl CustomerSession {
     ) {
         self.mark_present();
         let WaitingApp {
-            id, message, reply, ..
+            id,
+            message,
+            reply,
+            arrived,
+            ..
         } = app;
         // The desktop's connection may be served by another worker thread: it can have the
         // request and send its `/agentreply` before this handler goes on, so the reply must
@@ -238,14 +248,20 @@ impl CustomerSession {
                 message,
                 reply,
                 queued: false,
+                arrived,
             };
             self.arrive(app, ctx);
             return;
         }
         debug!(customer = %self.customer, %id, "app request paired with a poll");
+        let stats = counters();
+        stats.interactions_started.one();
+        stats.interactions.up();
+        stats.interaction_customers.insert(&self.customer);
         let interaction = Interaction {
             app: Some(reply),
             stage: Stage::Requesting,
+            arrived,
         };
         self.interactions.insert(id, interaction);
     }
@@ -272,11 +288,28 @@ impl CustomerSession {
         });
     }
 
-    /// Ends interaction `id`, telling its app `outcome` if it has not had its answer yet.
-    fn end(&mut self, id: &RequestId, outcome: Option<ClientOutcome>, ctx: &mut Context<Self>) {
+    /// Ends interaction `id`, telling its app `outcome` if it has not had its answer yet;
+    /// `completed` when the app had the whole reply.
+    fn end(
+        &mut self,
+        id: &RequestId,
+        outcome: Option<ClientOutcome>,
+        completed: bool,
+        ctx: &mut Context<Self>,
+    ) {
         let Some(interaction) = self.interactions.remove(id) else {
             return;
         };
+        let stats = counters();
+        stats.interactions_ended.one();
+        stats.interactions.down();
+        if completed {
+            stats.durations.one();
+            let ms = interaction.arrived.elapsed().as_millis();
+            stats.duration_ms.add(ms.min(u64::MAX as u128) as u64);
+        } else {
+            stats.interactions_failed.one();
+        }
         if let Stage::AwaitingReply(timer) = interaction.stage {
             ctx.cancel_future(timer);
         }
@@ -289,6 +322,7 @@ impl CustomerSession {
     fn poll_timed_out(&mut self, poll: u64) {
         if let Some(at) = self.polls.iter().position(|p| p.id == poll) {
             let poll = self.polls.remove(at);
+            counters().agents.down();
             self.mark_present();
             let _ = poll.reply.send(PollOutcome::NoClient);
         }
@@ -299,7 +333,7 @@ impl CustomerSession {
             status: StatusCode::GATEWAY_TIMEOUT,
             reason: "HTTP 504: Gateway Timeout (No reply from agent)".to_owned(),
         };
-        self.end(id, Some(outcome), ctx);
+        self.end(id, Some(outcome), false, ctx);
     }
 
     fn idle(&self) -> bool {
@@ -361,6 +395,10 @@ impl Handler<Poll> for CustomerSession {
         let timer = ctx.run_later(self.relay.timeouts().agent, move |act, _| {
             act.poll_timed_out(id)
         });
+        let stats = counters();
+        stats.agents_waited.one();
+        stats.agents.up();
+        stats.agent_customers.insert(&self.customer);
         self.polls.push(WaitingPoll {
             id,
             reply: msg.reply,
@@ -381,6 +419,7 @@ impl Handler<Client> for CustomerSession {
             message: msg.message,
             reply: msg.reply,
             queued: false,
+            arrived: Instant::now(),
         };
         self.arrive(app, ctx);
     }
@@ -447,10 +486,10 @@ impl Handler<Transferred> for CustomerSession {
                     status: StatusCode::SERVICE_UNAVAILABLE,
                     reason: "HTTP 503: Service Unavailable (the desktop's connection closed during the transfer)".to_owned(),
                 };
-                self.end(&msg.id, Some(outcome), ctx);
+                self.end(&msg.id, Some(outcome), false, ctx);
             }
             // The reply reached the app, or the app went away: either way it is over.
-            (Stage::Replying, _) => self.end(&msg.id, None, ctx),
+            (Stage::Replying, complete) => self.end(&msg.id, None, complete, ctx),
             (Stage::AwaitingReply(_), _) => {}
         }
     }
@@ -494,7 +533,7 @@ impl Handler<Reply> for CustomerSession {
                         "HTTP 502: Bad Gateway (the desktop's reply was unusable: {reason})"
                     ),
                 };
-                self.end(&msg.id, Some(failed), ctx);
+                self.end(&msg.id, Some(failed), false, ctx);
                 let _ = msg.verdict.send(refuse(StatusCode::BAD_REQUEST, reason));
                 return;
             }
@@ -524,7 +563,7 @@ impl Handler<Reply> for CustomerSession {
         if sent {
             let _ = msg.verdict.send(ReplyVerdict::Go { delivered });
         } else {
-            self.end(&msg.id, None, ctx);
+            self.end(&msg.id, None, false, ctx);
             let reason = "HTTP 502: Bad Gateway (No client to reply)".to_owned();
             let _ = msg.verdict.send(refuse(StatusCode::BAD_GATEWAY, reason));
         }

@@ -16,6 +16,7 @@ use tokio::sync::oneshot;
 
 use crate::model::{Mark, QueueName, next_waiter_id};
 use crate::shard::{CancelWait, Delivery, ShardActor, Wait, Waiter, WaiterNotice};
+use crate::stats::counters;
 use crate::store::StoreError;
 
 /// What a pop gets: its messages (maybe none), or why the store could not serve it.
@@ -73,6 +74,7 @@ impl Actor for PopSession {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Self::Context) {
+        counters().held.up();
         self.shard.do_send(Wait {
             queue: self.queue.clone(),
             waiter: Waiter {
@@ -90,6 +92,7 @@ impl Actor for PopSession {
     }
 
     fn stopped(&mut self, _ctx: &mut Self::Context) {
+        counters().held.down();
         if self.waiting {
             self.shard.do_send(CancelWait {
                 queue: self.queue.clone(),

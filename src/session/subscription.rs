@@ -17,6 +17,7 @@ use tokio::sync::mpsc;
 
 use crate::model::{Mark, QueueName, next_waiter_id};
 use crate::shard::{CancelWait, Delivery, Hold, ShardActor, Wait, Waiter, WaiterNotice};
+use crate::stats::counters;
 
 /// How long a subscription waits after a store failure before it tries again.
 const RETRY_AFTER: Duration = Duration::from_secs(1);
@@ -104,6 +105,7 @@ impl Actor for SubscriptionSession {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Self::Context) {
+        counters().held.up();
         self.shard.do_send(Hold {
             queue: self.queue.clone(),
             on: true,
@@ -118,6 +120,7 @@ impl Actor for SubscriptionSession {
     }
 
     fn stopped(&mut self, _ctx: &mut Self::Context) {
+        counters().held.down();
         self.shard.do_send(CancelWait {
             queue: self.queue.clone(),
             id: self.waiter_id,

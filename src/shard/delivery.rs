@@ -12,6 +12,7 @@ use super::ShardActor;
 use super::messages::PutBack;
 use crate::callbacks::{Callbacks, DeliveredEvent};
 use crate::model::{Answered, Mark, Message, QueueName, QueuedRef};
+use crate::stats::counters;
 
 /// The longest a consumer waits for the answers to the pushes whose messages it has. A reply is
 /// written in microseconds; one that is not after this long (its client sends but does not
@@ -108,6 +109,7 @@ impl Delivery {
     /// delivery callback is called (in the background).
     pub fn commit(mut self) -> Vec<Message> {
         let items = std::mem::take(&mut self.items);
+        counters().popped.add(items.len() as u64);
         if let Some(home) = &self.home {
             for t in &items {
                 if let Some(url) = &t.callback {

@@ -36,6 +36,7 @@ use tracing::{debug, warn};
 
 use crate::callbacks::Callbacks;
 use crate::model::{Answered, Mark, Message, QueueName, TxId, unix_now, unix_now_ms};
+use crate::stats::counters;
 use crate::store::{Interest, ShardEvent, ShardId, Store, StoreResult, TakenRef, WaitAccounting};
 pub use delivery::Delivery;
 use delivery::{Home, Taken};
@@ -421,7 +422,8 @@ impl ShardActor {
         ctx.spawn(sweep.into_actor(self).map(move |result, act, ctx| {
             act.sweeping_unacked = false;
             match result {
-                Ok(queues) => {
+                Ok((queues, returned)) => {
+                    counters().returned.add(returned);
                     if !queues.is_empty() {
                         debug!(
                             shard,
@@ -484,7 +486,10 @@ impl ShardActor {
         actix::spawn(async move {
             match store.purge_expired(shard, unix_now()).await {
                 Ok(0) => {}
-                Ok(n) => debug!(shard, purged = n, "expired entries dropped"),
+                Ok(n) => {
+                    counters().expired.add(n as u64);
+                    debug!(shard, purged = n, "expired entries dropped");
+                }
                 Err(e) => warn!(shard, error = %e, "expiry sweep failed"),
             }
         });

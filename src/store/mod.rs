@@ -1,8 +1,8 @@
 //! Storage behind one trait, so the inbox domain and the actors never know which backend runs.
 //!
-//! [`Store`] is five traits, one per concern: [`Queues`] (queues and transactions),
+//! [`Store`] is six traits, one per concern: [`Queues`] (queues and transactions),
 //! [`Directory`] (groups, secure queues' credentials), [`Locations`] (desktops, other regions),
-//! [`IdBooks`] (customer IDs) and [`Delays`] (held pushes). Each backend, [`memory`] and
+//! [`IdBooks`] (customer IDs), [`Delays`] (held pushes) and [`Archives`] (statistics). Each backend, [`memory`] and
 //! [`redis`], implements them in a file each, named so and in that order.
 //!
 //! A backend holds two kinds of data:
@@ -103,11 +103,11 @@ pub struct WaitAccounting {
     pub uncount_if_taken: bool,
 }
 
-/// Everything a node keeps: one value (`Arc<dyn Store>`) for five concerns, each a trait of its
+/// Everything a node keeps: one value (`Arc<dyn Store>`) for six concerns, each a trait of its
 /// own that every backend implements in a file of its own, in this order.
-pub trait Store: Queues + Directory + Locations + IdBooks + Delays {}
+pub trait Store: Queues + Directory + Locations + IdBooks + Delays + Archives {}
 
-impl<T: Queues + Directory + Locations + IdBooks + Delays> Store for T {}
+impl<T: Queues + Directory + Locations + IdBooks + Delays + Archives> Store for T {}
 
 /// Queues and transactions: storing and pushing messages, taking them for consumers, putting
 /// them back, and the state of each. Queue operations name their shard.
@@ -200,9 +200,13 @@ pub trait Queues: Send + Sync + 'static {
 
     /// Puts unacknowledged messages on `shard` whose time ran out by `now_ms` (Unix
     /// milliseconds) back at the head of their queues as `Pending`, unless acknowledged
-    /// meanwhile; returns the queues that got messages back. Safe to run from several nodes at
-    /// once: each message goes back once.
-    async fn requeue_unacked(&self, shard: ShardId, now_ms: i64) -> StoreResult<Vec<QueueName>>;
+    /// meanwhile; returns the queues that got messages back, and how many messages went. Safe
+    /// to run from several nodes at once: each message goes back once.
+    async fn requeue_unacked(
+        &self,
+        shard: ShardId,
+        now_ms: i64,
+    ) -> StoreResult<(Vec<QueueName>, u64)>;
 
     /// Up to `max` messages from the head of `queue`, high before low, without changing anything.
     async fn peek(
@@ -375,6 +379,21 @@ pub trait Delays: Send + Sync + 'static {
 
     /// A claimed push was done: forget it.
     async fn settle_due(&self, id: &TxId) -> StoreResult<()>;
+}
+
+/// Statistics: every node's round-robin archives (see `stats::archive`), as opaque slot
+/// records. A node has one archive per resolution, named by the seconds a row spans; its slots
+/// are numbered. Any node can read every node's, so that a region's charts show all of them.
+#[async_trait]
+pub trait Archives: Send + Sync + 'static {
+    /// Writes slots of `node`'s archives: (row span in seconds, slot, record) each.
+    async fn archive_put(&self, node: &str, slots: &[(u64, usize, String)]) -> StoreResult<()>;
+
+    /// Every slot written in `node`'s archive of rows spanning `span` seconds.
+    async fn archive_slots(&self, node: &str, span: u64) -> StoreResult<Vec<(usize, String)>>;
+
+    /// The nodes that have written archives.
+    async fn archive_nodes(&self) -> StoreResult<Vec<String>>;
 }
 
 /// Opens the backend the settings name; fails naming the server that cannot be reached.

@@ -4,8 +4,10 @@
 //! Each shard's queues sit behind their own lock, and so do the transactions that hash to it,
 //! so shards served from different threads do not contend.
 
+mod archives;
 mod delays;
 mod directory;
+mod files;
 mod id_books;
 mod locations;
 mod queues;
@@ -27,7 +29,7 @@ use crate::model::{
     QueueName, QueuedRef, StateChange, TxId, shard_of, unix_now, unix_now_ms,
 };
 use crate::store::{
-    Delays, Directory, HISTORY_LIMIT, IdBooks, Locations, Notifications, Queues, ShardId,
+    Archives, Delays, Directory, HISTORY_LIMIT, IdBooks, Locations, Notifications, Queues, ShardId,
     StoreResult, TakenRef, WaitAccounting,
 };
 
@@ -54,6 +56,8 @@ pub struct MemoryStore {
     delayed: Mutex<HashMap<TxId, (i64, DelayedPush)>>,
     /// Idempotency keys in use, each with what its provisioning did.
     once: Mutex<HashMap<String, OnceRecord>>,
+    /// Statistics archives, and the file they are kept in (none: in memory only).
+    archives: Mutex<(archives::ArchiveBook, Option<std::path::PathBuf>)>,
 }
 
 /// What a provisioning with an idempotency key did: the transaction it made, and the shards
@@ -194,13 +198,16 @@ impl MemoryStore {
             ranges: Mutex::default(),
             delayed: Mutex::default(),
             once: Mutex::default(),
+            archives: Mutex::default(),
         }
     }
 
-    /// A store whose customer-ID book is kept in `data_dir`.
+    /// A store whose customer-ID book and statistics are kept in `data_dir`.
     pub fn durable(shards: usize, data_dir: &Path) -> StoreResult<Self> {
         let store = Self::new(shards);
         *lock(&store.ranges) = RangeBook::open(data_dir)?;
+        let (book, file) = files::load(data_dir, archives::ARCHIVE_FILE)?;
+        *lock(&store.archives) = (book, Some(file));
         Ok(store)
     }
 

@@ -194,9 +194,13 @@ impl Queues for MemoryStore {
         Ok(found)
     }
 
-    async fn requeue_unacked(&self, shard: ShardId, now_ms: i64) -> StoreResult<Vec<QueueName>> {
+    async fn requeue_unacked(
+        &self,
+        shard: ShardId,
+        now_ms: i64,
+    ) -> StoreResult<(Vec<QueueName>, u64)> {
         if now_ms < self.unacked_due[shard].load(Ordering::Relaxed) {
-            return Ok(Vec::new());
+            return Ok((Vec::new(), 0));
         }
         let due = {
             let mut due: Vec<(QueueName, Vec<((i64, u64), QueuedRef)>)> = Vec::new();
@@ -227,7 +231,7 @@ impl Queues for MemoryStore {
             self.unacked_due[shard].store(next_due, Ordering::Relaxed);
             due
         };
-        let mut requeued = Vec::new();
+        let (mut requeued, mut messages) = (Vec::new(), 0);
         for (queue, refs) in due {
             // Acknowledged meanwhile (or gone): it stays out.
             let back: Vec<QueuedRef> = refs
@@ -242,10 +246,11 @@ impl Queues for MemoryStore {
                 .collect();
             if !back.is_empty() {
                 self.requeue(shard, &queue, &back).await?;
+                messages += back.len() as u64;
                 requeued.push(queue);
             }
         }
-        Ok(requeued)
+        Ok((requeued, messages))
     }
 
     async fn peek(

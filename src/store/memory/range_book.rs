@@ -4,14 +4,14 @@
 //! lease is not (a restarted node takes it anew).
 
 use std::collections::BTreeMap;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
+use super::files;
 use crate::model::{IdRange, PoolCut};
-use crate::store::{StoreError, StoreResult};
+use crate::store::StoreResult;
 
 const FILE: &str = "ranges.json";
 
@@ -29,23 +29,10 @@ pub struct RangeBook {
     lease: Option<(String, Instant)>,
 }
 
-fn failed(path: &Path, e: impl std::fmt::Display) -> StoreError {
-    StoreError::Backend {
-        shard: "embedded".to_owned(),
-        reason: format!("{}: {e}", path.display()),
-    }
-}
-
 impl RangeBook {
     /// The book kept in `dir` (created when missing), as it was left.
     pub fn open(dir: &Path) -> StoreResult<Self> {
-        std::fs::create_dir_all(dir).map_err(|e| failed(dir, e))?;
-        let file = dir.join(FILE);
-        let book = match std::fs::read(&file) {
-            Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| failed(&file, e))?,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Book::default(),
-            Err(e) => return Err(failed(&file, e)),
-        };
+        let (book, file) = files::load(dir, FILE)?;
         Ok(RangeBook {
             book,
             file: Some(file),
@@ -55,17 +42,10 @@ impl RangeBook {
 
     /// Writes the book out; the change it holds is not answered before this succeeds.
     fn save(&self) -> StoreResult<()> {
-        let Some(file) = &self.file else {
-            return Ok(());
-        };
-        let fresh = file.with_extension("json.new");
-        let write = || -> std::io::Result<()> {
-            let mut out = std::fs::File::create(&fresh)?;
-            out.write_all(&serde_json::to_vec_pretty(&self.book).expect("the book serialises"))?;
-            out.sync_all()?;
-            std::fs::rename(&fresh, file)
-        };
-        write().map_err(|e| failed(file, e))
+        match &self.file {
+            Some(file) => files::save(file, &self.book),
+            None => Ok(()),
+        }
     }
 
     /// Applies `change`, then saves; on a failed save the change is undone.

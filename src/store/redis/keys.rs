@@ -21,6 +21,8 @@
 //!   `{"queue","state","at"}` (Unix ms), the latest [`HISTORY_LIMIT`](crate::store::HISTORY_LIMIT);
 //! - `PB:T|<id>:delayed` (transactions server): a provisioning held back by `delay` (JSON),
 //!   expiring with its transaction; `PB:D|due`: sorted set of their ids by due time (Unix ms);
+//! - `RB:S|<node>|<span>` (transactions server): a node's statistics archive of rows spanning
+//!   `<span>` seconds, slot number → record; `RB:S|nodes`: the nodes with archives;
 //! - `RB:L|<customer id>` (transactions server): where a desktop is attached (JSON
 //!   `{"host","port"}`), expiring unless its polls refresh it;
 //! - `PB:I|<digest>` (transactions server): the transaction a provisioning with that
@@ -117,6 +119,15 @@ pub fn node_waits(node: &str) -> String {
 pub fn waiting_field(node: &str) -> String {
     ["blocked:", node].concat()
 }
+
+/// Node `node`'s statistics archive of rows spanning `span` seconds (transactions server;
+/// hash: slot number → slot record).
+pub fn archive(node: &str, span: u64) -> String {
+    format!("RB:S|{node}|{span}")
+}
+
+/// The nodes that write statistics archives (set).
+pub const ARCHIVE_NODES: &str = "RB:S|nodes";
 
 /// The customer-ID pool (hash: from, to).
 pub const POOL: &str = "RB:R|pool";

@@ -13,6 +13,7 @@
 //! Takes and put-backs carry a token recorded in the same script, so that one cut off by an
 //! outage can be run again (for `redis_recovery`) without losing or duplicating messages.
 
+mod archives;
 mod delays;
 mod directory;
 mod id_books;
@@ -37,7 +38,7 @@ use async_trait::async_trait;
 use tracing::{error, warn};
 
 use super::{
-    Delays, Directory, HISTORY_LIMIT, IdBooks, Locations, Notifications, Queues, ShardId,
+    Archives, Delays, Directory, HISTORY_LIMIT, IdBooks, Locations, Notifications, Queues, ShardId,
     StoreError, StoreResult, TakenRef, WaitAccounting,
 };
 use crate::config::StoreSettings;

@@ -256,7 +256,11 @@ impl Queues for RedisStore {
     /// (shard), reopen the states that were not acknowledged (transactions server), then
     /// return each to its queue if it is still awaited (shard). A node dying between steps
     /// leaves the members in place for the next sweep.
-    async fn requeue_unacked(&self, shard: ShardId, now_ms: i64) -> StoreResult<Vec<QueueName>> {
+    async fn requeue_unacked(
+        &self,
+        shard: ShardId,
+        now_ms: i64,
+    ) -> StoreResult<(Vec<QueueName>, u64)> {
         let server = self.shard(shard);
         let members: Vec<String> = server
             .conn()
@@ -264,7 +268,7 @@ impl Queues for RedisStore {
             .await
             .map_err(|e| server.error(e))?;
         if members.is_empty() {
-            return Ok(Vec::new());
+            return Ok((Vec::new(), 0));
         }
         let due: Vec<(String, QueueName, TxId)> = members
             .into_iter()
@@ -300,12 +304,13 @@ impl Queues for RedisStore {
         // answer lost, nobody on this node would look at the queues it filled (a node ignores
         // its own announcements). The queues drained are the candidates, whichever attempt
         // moved them.
-        self.retrying(server, || {
-            let (give_back, mut conn) = (&give_back, server.conn());
-            async move { give_back.invoke_async::<i64>(&mut conn).await }
-        })
-        .await?;
-        Ok(requeued)
+        let returned = self
+            .retrying(server, || {
+                let (give_back, mut conn) = (&give_back, server.conn());
+                async move { give_back.invoke_async::<i64>(&mut conn).await }
+            })
+            .await?;
+        Ok((requeued, returned.max(0) as u64))
     }
 
     async fn peek(

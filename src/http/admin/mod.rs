@@ -1,0 +1,22 @@
+//! The operators' surface under `/admin/…`. Access: with a cluster secret configured, the
+//! request must carry it (`X-IWP-Secret`); without one, anyone who reaches the node may read.
+
+mod stats;
+
+use actix_web::HttpRequest;
+use actix_web::http::StatusCode;
+
+pub use self::stats::stats;
+use super::response::ApiError;
+use crate::cluster::{Cluster, Refusal};
+
+/// Whether the request may use the admin routes.
+pub fn admitted(cluster: &Cluster, req: &HttpRequest) -> Result<(), ApiError> {
+    match super::cluster::admit(cluster, req) {
+        Ok(()) | Err(Refusal::NoSecret) => Ok(()),
+        Err(refusal) => Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            vec![refusal.to_string()],
+        )),
+    }
+}

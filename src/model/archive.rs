@@ -1,0 +1,24 @@
+//! The shape of a statistics archive.
+
+use serde::{Deserialize, Serialize};
+
+/// One archive: a row consolidates `steps` periods, and there are `rows` of them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Resolution {
+    pub steps: u64,
+    pub rows: usize,
+}
+
+impl Resolution {
+    /// Seconds a row spans, with samples every `period` seconds.
+    pub fn span(&self, period: u64) -> u64 {
+        self.steps * period
+    }
+
+    /// The start of the row that holds time `at`, and its slot in the ring.
+    pub fn slot_of(&self, period: u64, at: i64) -> (i64, usize) {
+        let span = self.span(period) as i64;
+        let start = at.div_euclid(span) * span;
+        (start, (start / span).rem_euclid(self.rows as i64) as usize)
+    }
+}
