@@ -33,6 +33,12 @@ enum Command {
     Run,
     /// Validate the configuration and print the effective settings
     CheckConfig,
+    /// Draw every chart of the region's statistics (SVG, every type, period and size) into a
+    /// directory, named as My Notes' monitor named its PNGs: cpu.1h.svg, cpu-max-s.6h.svg, …
+    Charts {
+        #[arg(long, value_name = "DIR")]
+        out: PathBuf,
+    },
     /// The customer-ID pool and every node's blocks, in the configured store
     Ranges {
         #[command(subcommand)]
@@ -69,6 +75,20 @@ fn main() -> ExitCode {
         Command::CheckConfig => {
             print!("{}", settings.to_toml());
             ExitCode::SUCCESS
+        }
+        Command::Charts { out } => {
+            let done = actix_web::rt::System::new()
+                .block_on(relaybox::stats::chart::publish(&settings, &out));
+            match done {
+                Ok(written) => {
+                    println!("{written} charts written to {}", out.display());
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("relaybox charts: {e}");
+                    ExitCode::FAILURE
+                }
+            }
         }
         Command::Ranges { action } => {
             let done = actix_web::rt::System::new().block_on(async {

@@ -3,6 +3,7 @@
 
 mod common;
 
+use std::process::Command;
 use std::thread::sleep;
 use std::time::{Duration, Instant};
 
@@ -181,6 +182,115 @@ fn a_region_reads_every_node() {
     // One node's only, on request.
     let one = report_for(&b, since, "node-a:80/3001");
     assert_eq!(one["nodes"].as_object().unwrap().len(), 1);
+
+    // A chart of the region, drawn by either node: both nodes' lines and the total.
+    let svg = chart(&b, "pushed.1h.svg?size=S");
+    let drawn = Chart::parse(&svg);
+    assert_eq!(drawn.size, (307, 150));
+    assert_eq!(drawn.title, "Messages pushed (1h)");
+    assert_eq!(drawn.series, ["node-a:80/3001", "node-b:80/3001", "total"]);
+    assert!(drawn.lines_drawn >= 3, "every series has a line: {svg}");
+    assert!(svg.contains("messages/min"), "the unit is shown");
+    // The whole set, as files named as the original's monitor named them.
+    let out = tempfile::tempdir().unwrap();
+    let published = Command::new(env!("CARGO_BIN_EXE_relaybox"))
+        .args([
+            "--config",
+            concat!(env!("CARGO_MANIFEST_DIR"), "/cluster.toml"),
+        ])
+        .args(["charts", "--out"])
+        .arg(out.path())
+        .env("RELAYBOX__STORE__BACKEND", "redis")
+        .env("RELAYBOX__STORE__REDIS_SERVERS", redis.url())
+        .env("RELAYBOX__STATS__PERIOD", "1")
+        .output()
+        .unwrap();
+    assert!(published.status.success(), "{published:?}");
+    let files = std::fs::read_dir(out.path()).unwrap().count();
+    assert_eq!(files, 18 * 9 * 3, "every type, period and size");
+    let small = std::fs::read_to_string(out.path().join("cpu-max-s.6h.svg")).unwrap();
+    let small = Chart::parse(&small);
+    assert_eq!(small.size, (307, 150));
+    assert_eq!(small.title, "CPU loading, peaks (6h)");
+    assert!(small.series.contains(&"node-a:80/3001".to_owned()));
+    let large = std::fs::read_to_string(out.path().join("bytes-l.1month.svg")).unwrap();
+    assert_eq!(Chart::parse(&large).size, (897, 370));
+}
+
+fn chart(node: &TestNode, path: &str) -> String {
+    let reply = node
+        .client()
+        .get(node.url(&format!("/admin/charts/{path}")))
+        .send()
+        .unwrap();
+    assert_eq!(reply.status(), 200, "{path}");
+    assert_eq!(
+        reply.headers()["content-type"],
+        "image/svg+xml; charset=utf-8"
+    );
+    reply.text().unwrap()
+}
+
+/// What a chart shows, read back from its SVG with an XML parser.
+struct Chart {
+    size: (u32, u32),
+    title: String,
+    /// The series' names, in the order drawn.
+    series: Vec<String>,
+    /// Series whose path draws something.
+    lines_drawn: usize,
+}
+
+impl Chart {
+    fn parse(svg: &str) -> Chart {
+        let doc = roxmltree::Document::parse(svg).unwrap_or_else(|e| panic!("{e}: {svg}"));
+        let root = doc.root_element();
+        let number = |name| root.attribute(name).unwrap().parse().unwrap();
+        let groups: Vec<_> = (root.descendants())
+            .filter(|n| n.attribute("class") == Some("series"))
+            .collect();
+        Chart {
+            size: (number("width"), number("height")),
+            title: (root.children())
+                .find(|n| n.has_tag_name("title"))
+                .and_then(|n| n.text())
+                .unwrap()
+                .to_owned(),
+            series: (groups.iter())
+                .map(|g| g.attribute("data-name").unwrap().to_owned())
+                .collect(),
+            lines_drawn: (groups.iter())
+                .filter(|g| {
+                    g.children()
+                        .any(|p| p.attribute("d").is_some_and(|d| d.starts_with('M')))
+                })
+                .count(),
+        }
+    }
+}
+
+fn bad_charts_are_refused(backend: Backend) {
+    let node = TestNode::start_with(backend, &[EVERY_SECOND]);
+    for (path, status, problem) in [
+        ("cpux.1h.svg", 404, "no chart type \"cpux\""),
+        ("cpu.2h.svg", 404, "no chart period \"2h\""),
+        ("cpu.svg", 404, "charts are named <type>.<period>.svg"),
+        (
+            "cpu.1h.svg?size=XL",
+            400,
+            "invalid size \"XL\": expected S, M or L",
+        ),
+    ] {
+        let (got, reply) = node.get(&format!("/admin/charts/{path}"));
+        let message = reply["errors"][0].as_str().unwrap_or_default();
+        assert_eq!(got, status, "{path}: {reply}");
+        assert!(message.contains(problem), "{path}: {message}");
+    }
+    // Before any sample: an empty chart that says so, not an error.
+    let empty = Chart::parse(&chart(&node, "duration.1day.svg?size=L"));
+    assert_eq!(empty.size, (897, 370));
+    // A month is also `1m`, as rrdtool read it.
+    assert!(chart(&node, "held-max.1m.svg").contains("(1month)"));
 }
 
 fn report_for(node: &TestNode, since: i64, name: &str) -> Value {
@@ -219,5 +329,6 @@ crate::both_backends!(
     relays_are_counted,
     samples_count_what_the_node_did,
     bad_queries_are_refused,
+    bad_charts_are_refused,
     history_survives_a_restart,
 );

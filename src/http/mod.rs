@@ -168,6 +168,7 @@ fn inbox_handler<'a>(
         Route::DeployInfo => Box::pin(std::future::ready(Ok(deploy_info(state)))),
         Route::AdminRanges => Box::pin(ranges::overview(state, req)),
         Route::AdminStats => Box::pin(admin::stats(state, req, body)),
+        Route::AdminChart { file } => Box::pin(admin::chart(state, req, file)),
         Route::Provision { org } => Box::pin(inbox::provision(inbox, req, body, org)),
         Route::GetTransaction { org: _, id } => {
             Box::pin(inbox::get_transaction(inbox, req, body, id))

@@ -15,6 +15,10 @@ pub enum Route {
     AdminRanges,
     /// `GET /admin/stats`: the region's archived statistics.
     AdminStats,
+    /// `GET /admin/charts/<type>.<period>.svg`: a chart of them.
+    AdminChart {
+        file: String,
+    },
     /// `POST /trans`, or `/org/<org>/trans`.
     Provision {
         org: Option<String>,
@@ -201,6 +205,10 @@ impl Route {
             }
             [a, s] if org.is_none() && is(a, "admin") && is(s, "stats") => {
                 (method == Method::GET).then_some(Route::AdminStats)
+            }
+            [a, c, file] if org.is_none() && is(a, "admin") && is(c, "charts") => {
+                let file = param(file)?;
+                (method == Method::GET).then_some(Route::AdminChart { file })
             }
             [t, rest @ ..] if is(t, "trans") => Route::transactions(method, org, rest)?,
             [q, rest @ ..] if is(q, "queue") => Route::queues(method, org, rest)?,

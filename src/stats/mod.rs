@@ -7,6 +7,7 @@
 //! every node's back.
 
 pub mod archive;
+pub mod chart;
 mod collector;
 pub mod counters;
 pub mod process;

@@ -96,6 +96,19 @@ impl Stats {
         }
     }
 
+    /// The finest archive that reaches `seconds` back (the longest, if none does), by the
+    /// periods a row spans.
+    pub fn covering(&self, seconds: u64) -> u64 {
+        let period = self.settings.period;
+        let resolutions = self.settings.resolutions();
+        let length = |r: &Resolution| r.span(period) * r.rows as u64;
+        let mut by_length = resolutions.clone();
+        by_length.sort_by_key(|r| r.steps);
+        (by_length.iter().find(|r| length(r) >= seconds))
+            .or_else(|| resolutions.iter().max_by_key(|r| length(r)))
+            .map_or(1, |r| r.steps)
+    }
+
     pub async fn report(&self, query: Query) -> Result<Report, ReportError> {
         let period = self.settings.period;
         let resolutions = self.settings.resolutions();

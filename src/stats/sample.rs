@@ -9,8 +9,9 @@ use serde::Serialize;
 use super::counters::Counters;
 use super::process;
 
-/// Every figure a sample holds, in order: its name and what it counts.
-pub const FIGURES: [(&str, &str); 34] = [
+/// Every figure a sample holds, in order: its name and what it counts. Archived rows are read
+/// by position, so a new figure goes at the end.
+pub const FIGURES: [(&str, &str); 35] = [
     (
         "interactions_started",
         "app requests paired with a desktop's poll",
@@ -63,6 +64,10 @@ pub const FIGURES: [(&str, &str); 34] = [
     ("answers_5xx", "HTTP answers 5xx"),
     ("open_files", "descriptors open at the period's end"),
     ("open_files_limit", "the open-file limit"),
+    (
+        "duration_ms_avg",
+        "mean duration of the period's completed interactions, ms",
+    ),
 ];
 
 /// The index of figure `name` in [`FIGURES`].
@@ -105,6 +110,7 @@ impl Sampler {
         let known = |v: Option<u64>| v.map_or(f64::NAN, |v| v as f64);
         let count = |n: u64| n as f64;
         let answers = c.answers.each_ref().map(|a| count(a.take()));
+        let (duration_ms, durations) = (count(c.duration_ms.take()), count(c.durations.take()));
         let values = vec![
             count(c.interactions_started.take()),
             count(c.interactions_ended.take()),
@@ -113,8 +119,8 @@ impl Sampler {
             interactions.low as f64,
             interactions.high as f64,
             count(c.interaction_customers.take()),
-            count(c.duration_ms.take()),
-            count(c.durations.take()),
+            duration_ms,
+            durations,
             count(c.agents_waited.take()),
             agents.now as f64,
             count(c.agent_customers.take()),
@@ -140,6 +146,11 @@ impl Sampler {
             answers[4],
             known(process::open_files()),
             known(process::open_file_limit().map(|n| n as u64)),
+            if durations > 0.0 {
+                duration_ms / durations
+            } else {
+                f64::NAN
+            },
         ];
         debug_assert_eq!(values.len(), FIGURES.len());
         Sample { at, values }
