@@ -5,6 +5,7 @@
 //! Unknown keys and bad values stop start-up with a message naming the key. Each section is a
 //! file here, and checks its own values; what spans sections is checked in [`Settings`].
 
+mod alerts;
 mod cluster;
 mod inbox;
 mod log;
@@ -19,6 +20,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+pub use alerts::{AlertSettings, MailTls};
 pub use cluster::{ClusterSettings, MIN_SECRET_LEN};
 pub use inbox::InboxSettings;
 pub use log::{LogFormat, LogSettings};
@@ -42,6 +44,8 @@ pub struct Settings {
     pub cluster: ClusterSettings,
     pub ranges: RangeSettings,
     pub stats: StatsSettings,
+    /// E-mail alerts; none when absent.
+    pub alerts: Option<AlertSettings>,
     /// The HTTPS listener (on the plain listener's port + 1); none when absent.
     pub tls: Option<TlsSettings>,
 }
@@ -91,7 +95,8 @@ impl Settings {
             .try_parsing(true)
             .list_separator(",")
             .with_list_parse_key("store.redis_servers")
-            .with_list_parse_key("cluster.sites");
+            .with_list_parse_key("cluster.sites")
+            .with_list_parse_key("alerts.receivers");
         let settings: Settings = builder.add_source(env).build()?.try_deserialize()?;
         settings.validate()?;
         Ok(settings)
@@ -109,6 +114,14 @@ impl Settings {
         self.stats.validate()?;
         if let Some(tls) = &self.tls {
             tls.validate()?;
+        }
+        if let Some(alerts) = &self.alerts {
+            alerts.validate()?;
+            check(
+                self.stats.enabled,
+                "alerts",
+                "needs stats.enabled: the rules read the statistics",
+            )?;
         }
         let master_elsewhere = (self.cluster.master())
             .is_some_and(|(s, p)| s != self.node.server || p != self.node.port);

@@ -64,7 +64,7 @@ impl StatsCollector {
         let (store, node) = (Arc::clone(&self.store), self.node.clone());
         ctx.spawn(
             async move {
-                if let Err(e) = store.archive_put(&node, &slots).await {
+                if let Err(e) = store.archive_put(&node, at, &slots).await {
                     warn!(error = %e, "could not archive the statistics sample");
                 }
             }
@@ -81,12 +81,9 @@ impl StatsCollector {
             let now = unix_now();
             let mut filling = Vec::with_capacity(resolutions.len());
             for resolution in resolutions {
-                let (start, index) = resolution.slot_of(period, now);
-                let stored = store.archive_slots(&node, resolution.span(period)).await;
-                let row = (stored.unwrap_or_default().into_iter())
-                    .filter(|(i, _)| *i == index)
-                    .find_map(|(_, record)| Slot::decode(&record).filter(|s| s.start == start));
-                filling.push(row);
+                let stored = node_archives(&*store, &node, resolution, period, (now, now)).await;
+                let row = stored.ok().and_then(|rows| rows.into_iter().next());
+                filling.push(row.and_then(|(_, slot)| slot));
             }
             filling
         }
@@ -127,7 +124,10 @@ pub async fn node_archives(
     period: u64,
     (from, to): (i64, i64),
 ) -> StoreResult<Vec<(i64, Option<Slot>)>> {
-    let records = store.archive_slots(node, resolution.span(period)).await?;
+    let wanted: Vec<usize> = (rows_between(resolution, period, &[], from, to).iter())
+        .map(|(start, _)| resolution.slot_of(period, *start).1)
+        .collect();
+    let records = (store.archive_slots(node, resolution.span(period), &wanted)).await?;
     let slots: Vec<(usize, Slot)> = (records.into_iter())
         .filter_map(|(i, record)| Slot::decode(&record).map(|slot| (i, slot)))
         .collect();

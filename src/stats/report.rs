@@ -128,7 +128,11 @@ impl Stats {
         }
         let names = match query.node {
             Some(node) => vec![node],
-            None => self.store.archive_nodes().await?,
+            // Nodes silent since before `from` have nothing to show.
+            None => (self.store.archive_nodes().await?.into_iter())
+                .filter(|(_, last)| *last >= from)
+                .map(|(node, _)| node)
+                .collect(),
         };
         let mut nodes = BTreeMap::new();
         let mut sums: BTreeMap<i64, Slot> = BTreeMap::new();

@@ -386,14 +386,35 @@ pub trait Delays: Send + Sync + 'static {
 /// are numbered. Any node can read every node's, so that a region's charts show all of them.
 #[async_trait]
 pub trait Archives: Send + Sync + 'static {
-    /// Writes slots of `node`'s archives: (row span in seconds, slot, record) each.
-    async fn archive_put(&self, node: &str, slots: &[(u64, usize, String)]) -> StoreResult<()>;
+    /// Writes slots of `node`'s archives (row span in seconds, slot, record each), from its
+    /// sample at `at` (Unix seconds).
+    async fn archive_put(
+        &self,
+        node: &str,
+        at: i64,
+        slots: &[(u64, usize, String)],
+    ) -> StoreResult<()>;
 
-    /// Every slot written in `node`'s archive of rows spanning `span` seconds.
-    async fn archive_slots(&self, node: &str, span: u64) -> StoreResult<Vec<(usize, String)>>;
+    /// Slots `slots` of `node`'s archive of rows spanning `span` seconds, those written.
+    async fn archive_slots(
+        &self,
+        node: &str,
+        span: u64,
+        slots: &[usize],
+    ) -> StoreResult<Vec<(usize, String)>>;
 
-    /// The nodes that have written archives.
-    async fn archive_nodes(&self) -> StoreResult<Vec<String>>;
+    /// The nodes that have written archives, with the time of each one's last sample.
+    async fn archive_nodes(&self) -> StoreResult<BTreeMap<String, i64>>;
+
+    /// Takes or renews, for `holder`, the lease of the node that checks the region's alerts;
+    /// whether `holder` holds it.
+    async fn alert_lease(&self, holder: &str, ttl: Duration) -> StoreResult<bool>;
+
+    /// The alerts on record (what was mailed, and when), by key.
+    async fn alert_book(&self) -> StoreResult<BTreeMap<String, String>>;
+
+    /// Records alert `key` (`None`: forgets it).
+    async fn alert_note(&self, key: &str, record: Option<&str>) -> StoreResult<()>;
 }
 
 /// Opens the backend the settings name; fails naming the server that cannot be reached.

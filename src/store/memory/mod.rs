@@ -9,6 +9,7 @@ mod delays;
 mod directory;
 mod files;
 mod id_books;
+mod lease;
 mod locations;
 mod queues;
 mod range_book;

@@ -5,11 +5,12 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
 use super::files;
+use super::lease::Lease;
 use crate::model::{IdRange, PoolCut};
 use crate::store::StoreResult;
 
@@ -26,7 +27,7 @@ pub struct RangeBook {
     book: Book,
     /// Where the book is kept; none: in memory only (unit tests).
     file: Option<PathBuf>,
-    lease: Option<(String, Instant)>,
+    lease: Lease,
 }
 
 impl RangeBook {
@@ -36,7 +37,7 @@ impl RangeBook {
         Ok(RangeBook {
             book,
             file: Some(file),
-            lease: None,
+            lease: Lease::default(),
         })
     }
 
@@ -72,24 +73,11 @@ impl RangeBook {
     }
 
     pub fn lease(&mut self, holder: &str, ttl: Duration, take: bool) -> Option<String> {
-        let now = Instant::now();
-        let current = self.lease.as_ref().filter(|(_, until)| *until > now);
-        match current {
-            Some((current, _)) if current != holder || !take => Some(current.clone()),
-            _ if take => {
-                self.lease = Some((holder.to_owned(), now + ttl));
-                Some(holder.to_owned())
-            }
-            _ => None,
-        }
+        self.lease.holder(holder, ttl, take)
     }
 
     pub fn cut(&mut self, holder: &str, size: u64) -> StoreResult<PoolCut> {
-        let holds = self
-            .lease
-            .as_ref()
-            .is_some_and(|(current, until)| current == holder && *until > Instant::now());
-        if !holds {
+        if !self.lease.held_by(holder) {
             return Ok(PoolCut::NotHolder);
         }
         let Some(pool) = self.book.pool.filter(|p| !p.is_empty()) else {

@@ -7,10 +7,15 @@ use super::*;
 
 #[async_trait]
 impl Archives for RedisStore {
-    async fn archive_put(&self, node: &str, slots: &[(u64, usize, String)]) -> StoreResult<()> {
+    async fn archive_put(
+        &self,
+        node: &str,
+        at: i64,
+        slots: &[(u64, usize, String)],
+    ) -> StoreResult<()> {
         let server = &self.transactions;
         let mut pipe = ::redis::pipe();
-        pipe.sadd(keys::ARCHIVE_NODES, node);
+        pipe.hset(keys::ARCHIVE_NODES, node, at);
         for (span, slot, record) in slots {
             pipe.hset(keys::archive(node, *span), slot, record);
         }
@@ -19,21 +24,63 @@ impl Archives for RedisStore {
             .map_err(|e| server.error(e))
     }
 
-    async fn archive_slots(&self, node: &str, span: u64) -> StoreResult<Vec<(usize, String)>> {
+    async fn archive_slots(
+        &self,
+        node: &str,
+        span: u64,
+        slots: &[usize],
+    ) -> StoreResult<Vec<(usize, String)>> {
+        if slots.is_empty() {
+            return Ok(Vec::new());
+        }
+        let server = &self.transactions;
+        let records: Vec<Option<String>> = server
+            .conn()
+            .hmget(keys::archive(node, span), slots)
+            .await
+            .map_err(|e| server.error(e))?;
+        let written = slots.iter().zip(records);
+        Ok(written.filter_map(|(i, r)| r.map(|r| (*i, r))).collect())
+    }
+
+    async fn archive_nodes(&self) -> StoreResult<BTreeMap<String, i64>> {
         let server = &self.transactions;
         server
             .conn()
-            .hgetall(keys::archive(node, span))
+            .hgetall(keys::ARCHIVE_NODES)
             .await
             .map_err(|e| server.error(e))
     }
 
-    async fn archive_nodes(&self) -> StoreResult<Vec<String>> {
+    async fn alert_lease(&self, holder: &str, ttl: Duration) -> StoreResult<bool> {
+        let server = &self.transactions;
+        let current: Option<String> = scripts::LEASE
+            .key(keys::ALERT_LEASE)
+            .arg(holder)
+            .arg(ttl.as_millis().max(1) as u64)
+            .arg("1")
+            .invoke_async(&mut server.conn())
+            .await
+            .map_err(|e| server.error(e))?;
+        Ok(current.as_deref() == Some(holder))
+    }
+
+    async fn alert_book(&self) -> StoreResult<BTreeMap<String, String>> {
         let server = &self.transactions;
         server
             .conn()
-            .smembers(keys::ARCHIVE_NODES)
+            .hgetall(keys::ALERT_BOOK)
             .await
             .map_err(|e| server.error(e))
+    }
+
+    async fn alert_note(&self, key: &str, record: Option<&str>) -> StoreResult<()> {
+        let server = &self.transactions;
+        let mut conn = server.conn();
+        let noted = match record {
+            Some(record) => conn.hset(keys::ALERT_BOOK, key, record).await,
+            None => conn.hdel(keys::ALERT_BOOK, key).await,
+        };
+        noted.map_err(|e| server.error(e))
     }
 }

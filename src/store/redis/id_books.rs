@@ -39,7 +39,7 @@ impl IdBooks for RedisStore {
         take: bool,
     ) -> StoreResult<Option<String>> {
         let server = &self.transactions;
-        scripts::POOL_LEASE
+        scripts::LEASE
             .key(keys::POOL_LEASE)
             .arg(holder)
             .arg(ttl.as_millis().max(1) as u64)

@@ -126,8 +126,12 @@ pub fn archive(node: &str, span: u64) -> String {
     format!("RB:S|{node}|{span}")
 }
 
-/// The nodes that write statistics archives (set).
-pub const ARCHIVE_NODES: &str = "RB:S|nodes";
+/// The nodes that write statistics archives (hash: node → Unix time of its last sample).
+pub const ARCHIVE_NODES: &str = "RB:S|seen";
+/// Which node checks the region's alerts (string: `server/port`, with an expiry).
+pub const ALERT_LEASE: &str = "RB:S|alerts:lease";
+/// The alerts on record (hash: alert key → record).
+pub const ALERT_BOOK: &str = "RB:S|alerts";
 
 /// The customer-ID pool (hash: from, to).
 pub const POOL: &str = "RB:R|pool";

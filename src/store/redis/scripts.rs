@@ -324,7 +324,7 @@ pub static POOL_SEED: LazyLock<Script> = LazyLock::new(|| {
 
 /// Takes or renews lease KEYS[1] for ARGV[1] (for ARGV[2] ms) when it is free or ARGV[1]'s,
 /// if ARGV[3] is `1`; returns the holder (false: none).
-pub static POOL_LEASE: LazyLock<Script> = LazyLock::new(|| {
+pub static LEASE: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
         r#"
         local holder = redis.call('GET', KEYS[1])
