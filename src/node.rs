@@ -24,7 +24,7 @@ use crate::inbox::Inbox;
 use crate::range::Ranges;
 use crate::relay::{Location, Relay};
 use crate::shard::ShardActor;
-use crate::stats::{Stats, StatsCollector};
+use crate::stats::{Alerts, Stats, StatsCollector};
 use crate::store::{self, Store};
 
 /// How often the node looks for delayed messages that are due: they arrive at most this late.
@@ -46,10 +46,14 @@ pub async fn run(settings: Settings) -> io::Result<()> {
         start_shards(&store, &settings, &arbiters),
         settings.inbox.clone(),
     );
-    let (state, cluster) = app_state(&settings, &store, inbox.clone()).await;
+    let alerts = Alerts::from_settings(&settings).map_err(io::Error::other)?;
+    let (state, cluster) = app_state(&settings, &store, inbox.clone(), alerts.clone()).await;
     if settings.stats.enabled {
         let node = crate::range::node_name(&settings.node.server, &settings.node.port);
         StatsCollector::new(node, &settings.stats, Arc::clone(&store)).start();
+    }
+    if let Some(alerts) = &alerts {
+        alerts.watch(&settings, Arc::clone(&store));
     }
     let server = listen(&settings, state, threads)?;
     actix_web::rt::spawn(push_due_forever(inbox.clone()));
@@ -107,6 +111,7 @@ async fn app_state(
     settings: &Settings,
     store: &Arc<dyn Store>,
     inbox: Inbox,
+    alerts: Option<Alerts>,
 ) -> (web::Data<AppState>, Cluster) {
     let here = Location {
         host: settings.node.server.clone(),
@@ -136,6 +141,7 @@ async fn app_state(
         connections: Connections::new(settings.node.connection_reserve),
         cluster: cluster.clone(),
         stats: Stats::new(settings.stats.clone(), Arc::clone(store)),
+        alerts,
     });
     (state, cluster)
 }

@@ -46,6 +46,8 @@ pub struct AppState {
     pub cluster: crate::cluster::Cluster,
     /// The region's statistics.
     pub stats: crate::stats::Stats,
+    /// Alert mails; none without `[alerts]`.
+    pub alerts: Option<crate::stats::Alerts>,
 }
 
 /// Mounts the node's routes on an actix-web app.
@@ -169,6 +171,7 @@ fn inbox_handler<'a>(
         Route::AdminRanges => Box::pin(ranges::overview(state, req)),
         Route::AdminStats => Box::pin(admin::stats(state, req, body)),
         Route::AdminChart { file } => Box::pin(admin::chart(state, req, file)),
+        Route::AdminAlertTest => Box::pin(admin::alert_test(state, req)),
         Route::Provision { org } => Box::pin(inbox::provision(inbox, req, body, org)),
         Route::GetTransaction { org: _, id } => {
             Box::pin(inbox::get_transaction(inbox, req, body, id))

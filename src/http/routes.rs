@@ -19,6 +19,8 @@ pub enum Route {
     AdminChart {
         file: String,
     },
+    /// `POST /admin/alerts/test`: mails a test alert.
+    AdminAlertTest,
     /// `POST /trans`, or `/org/<org>/trans`.
     Provision {
         org: Option<String>,
@@ -205,6 +207,9 @@ impl Route {
             }
             [a, s] if org.is_none() && is(a, "admin") && is(s, "stats") => {
                 (method == Method::GET).then_some(Route::AdminStats)
+            }
+            [a, al, t] if org.is_none() && is(a, "admin") && is(al, "alerts") && is(t, "test") => {
+                (method == Method::POST).then_some(Route::AdminAlertTest)
             }
             [a, c, file] if org.is_none() && is(a, "admin") && is(c, "charts") => {
                 let file = param(file)?;

@@ -22,3 +22,9 @@ impl Resolution {
         (start, (start / span).rem_euclid(self.rows as i64) as usize)
     }
 }
+
+/// Unix time `t` as a person reads it in charts and mails: `2026-12-04T21:43:48Z`.
+pub fn utc(t: i64) -> String {
+    let at = std::time::UNIX_EPOCH + std::time::Duration::from_secs(t.max(0) as u64);
+    humantime::format_rfc3339_seconds(at).to_string()
+}

@@ -14,7 +14,7 @@ pub mod inbox;
 pub mod iwp;
 
 pub use answered::{Answered, Answering, answer_pair};
-pub use archive::Resolution;
+pub use archive::{Resolution, utc};
 pub use desktop::Location;
 pub use ids::{IdRange, PoolCut};
 pub use inbox::*;

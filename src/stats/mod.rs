@@ -6,6 +6,7 @@
 //! `relaybox::stats`) and adds it to the node's [`archive`]s in the store; [`Stats`] reads
 //! every node's back.
 
+pub mod alerts;
 pub mod archive;
 pub mod chart;
 mod collector;
@@ -14,6 +15,7 @@ pub mod process;
 mod report;
 pub mod sample;
 
+pub use alerts::Alerts;
 pub use collector::{StatsCollector, node_archives};
 pub use counters::counters;
 pub use report::{Query, Report, ReportError, Stats};

@@ -1,12 +1,14 @@
 //! The operators' surface under `/admin/…`. Access: with a cluster secret configured, the
 //! request must carry it (`X-IWP-Secret`); without one, anyone who reaches the node may read.
 
+mod alerts;
 mod charts;
 mod stats;
 
 use actix_web::HttpRequest;
 use actix_web::http::StatusCode;
 
+pub use self::alerts::alert_test;
 pub use self::charts::chart;
 pub use self::stats::stats;
 use super::response::ApiError;

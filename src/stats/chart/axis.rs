@@ -1,7 +1,7 @@
 //! A chart's axes: round values up the side, and time labels along the bottom on round hours
 //! or days (UTC).
 
-use std::time::{Duration, UNIX_EPOCH};
+use crate::model::utc;
 
 /// Round steps between value gridlines: 1, 2 and 5 times a power of ten.
 fn round_step(rough: f64) -> f64 {
@@ -64,12 +64,6 @@ pub fn times(from: i64, to: i64, most: usize) -> Vec<(i64, String)> {
             (t, text.to_owned())
         })
         .collect()
-}
-
-/// `2026-12-04T21:43:48Z`.
-pub fn utc(t: i64) -> String {
-    let at = UNIX_EPOCH + Duration::from_secs(t.max(0) as u64);
-    humantime::format_rfc3339_seconds(at).to_string()
 }
 
 #[cfg(test)]

@@ -4,6 +4,7 @@
 use std::fmt::Write;
 
 use super::axis;
+use crate::model::utc;
 
 /// One line of a chart.
 #[derive(Debug)]
@@ -81,8 +82,8 @@ pub fn draw(plot: &Plot, (width, height): (u32, u32)) -> String {
         svg,
         r##"<title>{}</title><desc>Times are UTC, from {} to {}.</desc><rect width="100%" height="100%" fill="#ffffff"/>"##,
         escape(&plot.title),
-        axis::utc(plot.from),
-        axis::utc(plot.to)
+        utc(plot.from),
+        utc(plot.to)
     );
     let _ = write!(
         svg,
