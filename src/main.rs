@@ -39,6 +39,9 @@ enum Command {
         #[arg(long, value_name = "DIR")]
         out: PathBuf,
     },
+    /// Check the region's alerts from outside its nodes (as My Notes' monitor did), e.g. on a
+    /// monitoring host: it reports the region down when every node is gone
+    Watch,
     /// The customer-ID pool and every node's blocks, in the configured store
     Ranges {
         #[command(subcommand)]
@@ -106,6 +109,21 @@ fn main() -> ExitCode {
                 }
                 Err(e) => {
                     eprintln!("relaybox ranges: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+        Command::Watch => {
+            relaybox::logging::init(&settings.log);
+            let done = actix_web::rt::System::new().block_on(async {
+                relaybox::stats::Alerts::watch_alone(&settings).await?;
+                relaybox::node::shutdown_signal().await;
+                Ok::<_, String>(())
+            });
+            match done {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("relaybox watch: {e}");
                     ExitCode::FAILURE
                 }
             }

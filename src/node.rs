@@ -236,7 +236,8 @@ async fn push_due_forever(inbox: Inbox) {
     }
 }
 
-async fn shutdown_signal() -> &'static str {
+/// SIGTERM or SIGINT, whichever comes first, by name.
+pub async fn shutdown_signal() -> &'static str {
     use tokio::signal::unix::{SignalKind, signal};
     let mut term = signal(SignalKind::terminate()).expect("can listen for SIGTERM");
     tokio::select! {

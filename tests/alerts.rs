@@ -346,3 +346,56 @@ fn the_mail_server_down_then_back() {
         assert_eq!(node.get("/").0, 200, "the nodes stay up");
     }
 }
+
+/// `relaybox watch` checks from outside the region's nodes: when every node is gone, it
+/// mails that the region seems to be down. Without `[alerts]` it has nothing to do.
+#[test]
+fn a_watch_reports_the_region_down() {
+    if common::skip_redis() {
+        return;
+    }
+    let redis = RedisServer::start();
+    let smtp = SmtpServer::start();
+    let env = alerting(leak(smtp.address()), &[]);
+    let a = region_node(&redis, "8081", &env);
+    let b = region_node(&redis, "8082", &env);
+    let watch = |env: &[(&str, &str)]| {
+        Command::new(env!("CARGO_BIN_EXE_relaybox"))
+            .args([
+                "--config",
+                concat!(env!("CARGO_MANIFEST_DIR"), "/cluster.toml"),
+            ])
+            .arg("watch")
+            .env("RELAYBOX__STORE__BACKEND", "redis")
+            .env("RELAYBOX__STORE__REDIS_SERVERS", redis.url())
+            .env("RELAYBOX__NODE__SERVER", REGION)
+            .envs(env.iter().copied())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let mut watcher = watch(&env);
+    sleep(Duration::from_secs(2));
+    drop(a);
+    drop(b);
+    let mails = smtp.wait_for("the region reported down", Duration::from_secs(12), |m| {
+        count(m, "down") >= 1
+    });
+    let down = mails.iter().find(|m| m.subject.contains("down")).unwrap();
+    assert_eq!(
+        down.subject,
+        format!("relaybox region \"{REGION}\" seems to be down")
+    );
+    for node in ["8081", "8082"] {
+        let line = format!("{REGION}/{node}: last sample ");
+        assert!(down.body.contains(&line), "{}", down.body);
+    }
+    let _ = watcher.kill();
+    let _ = watcher.wait();
+
+    let alone = watch(&[]).wait_with_output().unwrap();
+    assert_eq!(alone.status.code(), Some(1));
+    let said = String::from_utf8_lossy(&alone.stderr);
+    assert!(said.contains("no [alerts] is configured"), "{said}");
+}

@@ -63,80 +63,15 @@ impl Writer<'_> {
     }
 
     fn letter(&self, kind: Kind, notices: &[(Condition, Notice)]) -> Letter {
-        let still = notices.iter().all(|(_, n)| *n == Notice::Still);
         let nodes: Vec<&str> = notices.iter().filter_map(|(c, _)| node_of(c)).collect();
         let (subject, mut body) = match kind {
-            Kind::Down => (
-                format!("relaybox region \"{}\" seems to be down", self.region),
-                format!(
-                    "No node of region \"{}\" has written statistics for {}.\n\n\
-                     Nodes and their last samples:\n{}",
-                    self.region,
-                    self.silence(),
-                    self.list(self.readings.iter().map(|r| r.node.as_str()), |r| self
-                        .last_sample(r))
-                ),
-            ),
-            Kind::Overload => {
-                let over: Vec<&str> = (self.readings.iter())
-                    .filter(|r| r.cpu.is_some_and(|cpu| cpu > self.limits.over))
-                    .map(|r| r.node.as_str())
-                    .collect();
-                (
-                    format!(
-                        "relaybox region \"{}\": {} of {} nodes overloaded",
-                        self.region,
-                        over.len(),
-                        self.readings.len()
-                    ),
-                    format!(
-                        "CPU loading is more than {} of one core on {} of the region's {} nodes \
-                         (the alert threshold is {} of them).\n\n{}",
-                        percent(self.limits.over),
-                        over.len(),
-                        self.readings.len(),
-                        percent(self.limits.threshold),
-                        self.list(over.into_iter(), |r| self.cpu(r))
-                    ),
-                )
-            }
-            Kind::Silent => (
-                format!(
-                    "relaybox region \"{}\": {} silent",
-                    self.region,
-                    counted(&nodes)
-                ),
-                format!(
-                    "No statistics for {} from {}; {} down or cut off from the store.\n\n{}",
-                    self.silence(),
-                    these(&nodes),
-                    if nodes.len() == 1 {
-                        "it may be"
-                    } else {
-                        "they may be"
-                    },
-                    self.list(nodes.iter().copied(), |r| self.last_sample(r))
-                ),
-            ),
-            Kind::Over => (
-                format!(
-                    "relaybox region \"{}\": {} overloaded",
-                    self.region,
-                    counted(&nodes)
-                ),
-                format!(
-                    "CPU loading is more than {} of one core on {}.\n\n{}",
-                    percent(self.limits.over),
-                    these(&nodes),
-                    self.list(nodes.iter().copied(), |r| self.cpu(r))
-                ),
-            ),
+            Kind::Down => self.down(),
+            Kind::Overload => self.overload(),
+            Kind::Silent => self.silent(&nodes),
+            Kind::Over => self.over(&nodes),
             Kind::Cleared => {
                 let lines: Vec<String> = notices.iter().map(|(c, _)| self.cleared(c)).collect();
-                (
-                    format!("relaybox region \"{}\": cleared", self.region),
-                    format!("{}\n", lines.join("\n")),
-                )
+                ("cleared".to_owned(), format!("{}\n", lines.join("\n")))
             }
         };
         let _ = write!(
@@ -145,11 +80,69 @@ impl Writer<'_> {
              again within the grace period.\n",
             utc(self.now)
         );
-        let subject = match still {
-            true => format!("Still: {subject}"),
-            false => subject,
+        let still = match notices.iter().all(|(_, n)| *n == Notice::Still) {
+            true => "Still: ",
+            false => "",
+        };
+        let subject = match kind {
+            Kind::Down => format!("{still}relaybox region \"{}\" {subject}", self.region),
+            _ => format!("{still}relaybox region \"{}\": {subject}", self.region),
         };
         Letter { subject, body }
+    }
+
+    /// Each kind's subject (after the region) and text.
+    fn down(&self) -> (String, String) {
+        let every = self.readings.iter().map(|r| r.node.as_str());
+        let body = format!(
+            "No node of region \"{}\" has written statistics for {}.\n\n\
+             Nodes and their last samples:\n{}",
+            self.region,
+            self.silence(),
+            self.list(every, |r| self.last_sample(r))
+        );
+        ("seems to be down".to_owned(), body)
+    }
+
+    fn overload(&self) -> (String, String) {
+        let over: Vec<&str> = (self.readings.iter())
+            .filter(|r| r.cpu.is_some_and(|cpu| cpu > self.limits.over))
+            .map(|r| r.node.as_str())
+            .collect();
+        let (n, of) = (over.len(), self.readings.len());
+        let body = format!(
+            "CPU loading is more than {} of one core on {n} of the region's {of} nodes (the \
+             alert threshold is {} of them).\n\n{}",
+            percent(self.limits.over),
+            percent(self.limits.threshold),
+            self.list(over.into_iter(), |r| self.cpu(r))
+        );
+        (format!("{n} of {of} nodes overloaded"), body)
+    }
+
+    fn silent(&self, nodes: &[&str]) -> (String, String) {
+        let may_be = if nodes.len() == 1 {
+            "it may be"
+        } else {
+            "they may be"
+        };
+        let body = format!(
+            "No statistics for {} from {}; {may_be} down or cut off from the store.\n\n{}",
+            self.silence(),
+            these(nodes),
+            self.list(nodes.iter().copied(), |r| self.last_sample(r))
+        );
+        (format!("{} silent", counted(nodes)), body)
+    }
+
+    fn over(&self, nodes: &[&str]) -> (String, String) {
+        let body = format!(
+            "CPU loading is more than {} of one core on {}.\n\n{}",
+            percent(self.limits.over),
+            these(nodes),
+            self.list(nodes.iter().copied(), |r| self.cpu(r))
+        );
+        (format!("{} overloaded", counted(nodes)), body)
     }
 
     fn cleared(&self, condition: &Condition) -> String {

@@ -10,6 +10,7 @@ mod watch;
 use std::sync::Arc;
 
 use actix::Actor;
+use tracing::info;
 
 pub use self::letters::Letter;
 pub use self::mail::MailError;
@@ -48,6 +49,22 @@ impl Alerts {
     /// Starts checking the region's alerts (when this node holds the lease).
     pub fn watch(&self, settings: &Settings, store: Arc<dyn Store>) {
         AlertWatch::new(self.clone(), &settings.stats, store).start();
+    }
+
+    /// `relaybox watch`: starts checking the region's alerts from outside its nodes, as My
+    /// Notes' monitor did from cron. It takes its turn at the lease like a node, and is what
+    /// reports a region whose nodes are all gone.
+    pub async fn watch_alone(settings: &Settings) -> Result<(), String> {
+        let Some(mut alerts) = Alerts::from_settings(settings).map_err(|e| e.to_string())? else {
+            return Err("nothing to watch: no [alerts] is configured".to_owned());
+        };
+        let store = crate::store::open(&settings.store, &settings.node.data_dir)
+            .await
+            .map_err(|e| e.to_string())?;
+        alerts.node = format!("watch@{}", alerts.node);
+        alerts.watch(settings, store);
+        info!(region = %alerts.region, "watching the region's alerts");
+        Ok(())
     }
 
     /// Mails a test letter to every receiver (`POST /admin/alerts/test`).

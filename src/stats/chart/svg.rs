@@ -93,68 +93,29 @@ pub fn draw(plot: &Plot, (width, height): (u32, u32)) -> String {
         font + 1.0,
         escape(&plot.title)
     );
-
     let highest = (plot.series.iter())
         .flat_map(Series::known)
         .fold(plot.floor, f64::max);
     let (top, gridlines) = axis::values(highest, 4);
     let labels: Vec<String> = gridlines.iter().map(|v| axis::value_label(*v)).collect();
     let label_width = labels.iter().map(|l| metrics.width(l)).fold(0.0, f64::max);
-
     let legend = Legend::lay_out(plot, &metrics, w - 2.0 * pad, h / 3.0);
-    let left = pad + line + label_width + 4.0;
-    let right = w - pad - 4.0;
-    let top_edge = pad + line + 4.0;
-    let bottom = h - pad - legend.height() - line;
     let area = Area {
-        left,
-        right,
-        top: top_edge,
-        bottom,
+        left: pad + line + label_width + 4.0,
+        right: w - pad - 4.0,
+        top: pad + line + 4.0,
+        bottom: h - pad - legend.height() - line,
         from: plot.from,
         to: plot.to.max(plot.from + 1),
         highest: top,
     };
-
-    // The unit, up the left side.
-    let (ux, uy) = (pad + font, (top_edge + bottom) / 2.0);
-    let _ = write!(
-        svg,
-        r##"<text x="{ux}" y="{uy}" text-anchor="middle" transform="rotate(-90 {ux} {uy})" fill="#444444">{}</text>"##,
-        escape(plot.unit)
-    );
-    // Value gridlines and labels.
-    for (v, label) in gridlines.iter().zip(&labels) {
-        let y = area.y(*v);
-        let _ = write!(
-            svg,
-            r##"<line x1="{left}" x2="{right}" y1="{y:.1}" y2="{y:.1}" stroke="#dddddd"/><text x="{}" y="{:.1}" text-anchor="end" fill="#444444">{label}</text>"##,
-            left - 3.0,
-            y + font / 3.0
-        );
-    }
-    // Time labels.
-    let most = ((right - left) / (metrics.width("00:00") + 12.0)) as usize;
-    for (t, label) in axis::times(area.from, area.to, most) {
-        let x = area.x(t);
-        let _ = write!(
-            svg,
-            r##"<line x1="{x:.1}" x2="{x:.1}" y1="{top_edge}" y2="{bottom}" stroke="#eeeeee"/><text x="{x:.1}" y="{}" text-anchor="middle" fill="#444444">{label}</text>"##,
-            bottom + font + 2.0
-        );
-    }
-    let _ = write!(
-        svg,
-        r##"<rect x="{left}" y="{top_edge}" width="{:.1}" height="{:.1}" fill="none" stroke="#999999"/>"##,
-        right - left,
-        bottom - top_edge
-    );
+    area.draw_axes(&mut svg, plot.unit, gridlines.iter().zip(&labels), &metrics);
     if plot.series.iter().all(|s| s.known().next().is_none()) {
         let _ = write!(
             svg,
             r##"<text x="{}" y="{}" text-anchor="middle" fill="#888888">no statistics for this time</text>"##,
-            (left + right) / 2.0,
-            (top_edge + bottom) / 2.0
+            (area.left + area.right) / 2.0,
+            (area.top + area.bottom) / 2.0
         );
     }
     // The lines: the nodes', then the total over them.
@@ -180,6 +141,7 @@ fn style(series: &Series, index: usize) -> (&'static str, &'static str) {
 }
 
 /// The plotting area and how times and values map onto it.
+#[derive(Clone, Copy)]
 struct Area {
     left: f64,
     right: f64,
@@ -191,6 +153,55 @@ struct Area {
 }
 
 impl Area {
+    /// The unit up the left side, value gridlines with their labels, time labels under the
+    /// plot, and its frame.
+    fn draw_axes<'l>(
+        &self,
+        svg: &mut String,
+        unit: &str,
+        gridlines: impl Iterator<Item = (&'l f64, &'l String)>,
+        metrics: &Metrics,
+    ) {
+        let Area {
+            left,
+            right,
+            top,
+            bottom,
+            ..
+        } = *self;
+        let (font, pad) = (metrics.font, metrics.pad);
+        let (ux, uy) = (pad + font, (top + bottom) / 2.0);
+        let _ = write!(
+            svg,
+            r##"<text x="{ux}" y="{uy}" text-anchor="middle" transform="rotate(-90 {ux} {uy})" fill="#444444">{}</text>"##,
+            escape(unit)
+        );
+        for (v, label) in gridlines {
+            let y = self.y(*v);
+            let _ = write!(
+                svg,
+                r##"<line x1="{left}" x2="{right}" y1="{y:.1}" y2="{y:.1}" stroke="#dddddd"/><text x="{}" y="{:.1}" text-anchor="end" fill="#444444">{label}</text>"##,
+                left - 3.0,
+                y + font / 3.0
+            );
+        }
+        let most = ((right - left) / (metrics.width("00:00") + 12.0)) as usize;
+        for (t, label) in axis::times(self.from, self.to, most) {
+            let x = self.x(t);
+            let _ = write!(
+                svg,
+                r##"<line x1="{x:.1}" x2="{x:.1}" y1="{top}" y2="{bottom}" stroke="#eeeeee"/><text x="{x:.1}" y="{}" text-anchor="middle" fill="#444444">{label}</text>"##,
+                bottom + font + 2.0
+            );
+        }
+        let _ = write!(
+            svg,
+            r##"<rect x="{left}" y="{top}" width="{:.1}" height="{:.1}" fill="none" stroke="#999999"/>"##,
+            right - left,
+            bottom - top
+        );
+    }
+
     fn x(&self, t: i64) -> f64 {
         let share = (t - self.from) as f64 / (self.to - self.from) as f64;
         self.left + share.clamp(0.0, 1.0) * (self.right - self.left)
