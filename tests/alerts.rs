@@ -178,6 +178,43 @@ fn the_test_mail(backend: Backend) {
 
 crate::both_backends!(overload_is_mailed_once_then_cleared, the_test_mail);
 
+/// Mail over STARTTLS and over TLS from the first byte, to a server whose certificate the
+/// node is told to trust (`alerts.ca_file`); without it, the certificate is refused.
+#[test]
+fn mail_over_tls() {
+    let certs = tempfile::tempdir().unwrap();
+    let made = Command::new(concat!(env!("CARGO_MANIFEST_DIR"), "/tools/dev-cert"))
+        .arg(certs.path())
+        .output()
+        .unwrap();
+    assert!(made.status.success(), "tools/dev-cert: {made:?}");
+    let (cert, key) = (
+        certs.path().join("server.crt"),
+        certs.path().join("server.key"),
+    );
+    for (mode, starttls) in [("starttls", true), ("tls", false)] {
+        let smtp = SmtpServer::start_tls(starttls, &cert, &key);
+        let address = smtp.address();
+        let trusting = [
+            ("RELAYBOX__ALERTS__TLS", mode),
+            ("RELAYBOX__ALERTS__CA_FILE", cert.to_str().unwrap()),
+        ];
+        let node = TestNode::start_with(Backend::Memory, &alerting(&address, &trusting));
+        let (status, reply) = node.post("/admin/alerts/test", &serde_json::json!({}));
+        assert_eq!(status, 200, "{mode}: {reply}");
+        let mails = smtp.wait_for("the test mail", Duration::from_secs(5), |m| !m.is_empty());
+        assert!(mails[0].subject.ends_with("test alert"), "{mode}");
+        // Not told to trust it: refused, and the answer says why.
+        let doubting = [("RELAYBOX__ALERTS__TLS", mode)];
+        let node = TestNode::start_with(Backend::Memory, &alerting(&address, &doubting));
+        let (status, reply) = node.post("/admin/alerts/test", &serde_json::json!({}));
+        assert_eq!(status, 502, "{mode}: {reply}");
+        let said = reply["errors"][0].as_str().unwrap().to_lowercase();
+        assert!(said.contains("certificate"), "{mode}: {said}");
+        assert_eq!(smtp.mails().len(), 1, "{mode}");
+    }
+}
+
 /// Bad `[alerts]` settings stop start-up, naming the key.
 #[test]
 fn bad_settings_are_named() {
@@ -191,6 +228,11 @@ fn bad_settings_are_named() {
         ("RELAYBOX__ALERTS__THRESHOLD", "1.5", "alerts.threshold"),
         ("RELAYBOX__ALERTS__SMTP", "mail:0", "alerts.smtp"),
         ("RELAYBOX__ALERTS__USER", "ops", "alerts.user"),
+        (
+            "RELAYBOX__ALERTS__CA_FILE",
+            "/nonexistent.pem",
+            "alerts.ca_file",
+        ),
     ] {
         let mut env = alerting("127.0.0.1:25", &[]);
         env.retain(|(k, _)| *k != key);

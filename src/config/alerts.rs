@@ -1,5 +1,7 @@
 //! `[alerts]`: where alert mails go and when a node counts as overloaded. Absent: no mail.
 
+use std::path::PathBuf;
+
 use serde::{Deserialize, Serialize};
 
 use super::{ConfigError, check};
@@ -25,6 +27,10 @@ pub struct AlertSettings {
     pub smtp: String,
     #[serde(default)]
     pub tls: MailTls,
+    /// A PEM certificate to trust besides the system's roots, for a mail server whose
+    /// certificate a private CA signed (with `tls` other than `none`).
+    #[serde(default)]
+    pub ca_file: Option<PathBuf>,
     /// SMTP login, if the server wants one (with `password`).
     #[serde(default)]
     pub user: Option<String>,
@@ -75,6 +81,18 @@ impl AlertSettings {
             None => !self.smtp.is_empty(),
         };
         check(port_ok, "alerts.smtp", "must be host or host:port")?;
+        if let Some(ca) = &self.ca_file {
+            check(
+                self.tls != MailTls::None,
+                "alerts.ca_file",
+                "needs alerts.tls = \"starttls\" or \"tls\"",
+            )?;
+            check(
+                ca.is_file(),
+                "alerts.ca_file",
+                format!("{} is not a readable file", ca.display()),
+            )?;
+        }
         check(
             self.user.is_some() == self.password.is_some(),
             "alerts.user",

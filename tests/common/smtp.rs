@@ -3,6 +3,7 @@
 //! that the tests read back. Killed when the handle is dropped.
 
 use std::net::TcpStream;
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::thread::sleep;
 use std::time::{Duration, Instant};
@@ -44,9 +45,30 @@ impl SmtpServer {
 
     /// On `port` (e.g. one a node was already told about, to bring its mail server back).
     pub fn start_on(port: u16) -> Self {
+        Self::launch(port, &[])
+    }
+
+    /// Speaking TLS with certificate `cert` and key `key`: after `STARTTLS` (which it then
+    /// requires), or from the first byte (SMTPS).
+    pub fn start_tls(starttls: bool, cert: &Path, key: &Path) -> Self {
+        let (cert_flag, key_flag) = match starttls {
+            true => ("--tlscert", "--tlskey"),
+            false => ("--smtpscert", "--smtpskey"),
+        };
+        let args = [
+            cert_flag,
+            cert.to_str().unwrap(),
+            key_flag,
+            key.to_str().unwrap(),
+        ];
+        Self::launch(super::free_port(), &args)
+    }
+
+    fn launch(port: u16, args: &[&str]) -> Self {
         let maildir = tempfile::tempdir().unwrap();
         let child = Command::new(PYTHON)
             .args(["-m", "aiosmtpd", "-n", "-l", &format!("127.0.0.1:{port}")])
+            .args(args)
             .args(["-c", "aiosmtpd.handlers.Mailbox"])
             // A path that does not exist yet: aiosmtpd makes the Maildir there.
             .arg(maildir.path().join("mail"))

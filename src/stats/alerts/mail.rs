@@ -7,6 +7,7 @@ use std::time::Duration;
 use lettre::message::header::ContentType;
 use lettre::message::{Mailbox, Message};
 use lettre::transport::smtp::authentication::Credentials;
+use lettre::transport::smtp::client::{Certificate, Tls, TlsParameters};
 use lettre::{AsyncSmtpTransport, AsyncTransport, Tokio1Executor};
 
 use super::letters::Letter;
@@ -37,17 +38,29 @@ impl Mailer {
     pub fn new(settings: &AlertSettings) -> Result<Self, MailError> {
         let (host, port) = settings.server();
         let server = format!("{host}:{port}");
-        let setup = |e: lettre::transport::smtp::Error| MailError::Setup {
+        let setup = |reason: String| MailError::Setup {
             server: server.clone(),
-            reason: e.to_string(),
+            reason,
         };
-        let builder = match settings.tls {
-            MailTls::None => AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(host),
-            MailTls::Starttls => {
-                AsyncSmtpTransport::<Tokio1Executor>::starttls_relay(host).map_err(setup)?
+        let tls = |settings: &AlertSettings| -> Result<TlsParameters, MailError> {
+            let mut parameters = TlsParameters::builder(host.to_owned());
+            if let Some(ca) = &settings.ca_file {
+                let pem = std::fs::read(ca)
+                    .map_err(|e| setup(format!("alerts.ca_file {}: {e}", ca.display())))?;
+                let certificate = Certificate::from_pem(&pem)
+                    .map_err(|e| setup(format!("alerts.ca_file {}: {e}", ca.display())))?;
+                parameters = parameters.add_root_certificate(certificate);
             }
-            MailTls::Tls => AsyncSmtpTransport::<Tokio1Executor>::relay(host).map_err(setup)?,
+            parameters.build_rustls().map_err(|e| setup(e.to_string()))
         };
+        let tls = match settings.tls {
+            MailTls::None => Tls::None,
+            MailTls::Starttls => Tls::Required(tls(settings)?),
+            MailTls::Tls => Tls::Wrapper(tls(settings)?),
+        };
+        // "Dangerous" only in that it starts without TLS: the line above sets what the
+        // settings ask for.
+        let builder = AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(host).tls(tls);
         let mut builder = builder.port(port).timeout(Some(SEND_TIMEOUT));
         if let (Some(user), Some(password)) = (&settings.user, &settings.password) {
             builder = builder.credentials(Credentials::new(user.clone(), password.clone()));
