@@ -6,7 +6,6 @@ use actix_web::{HttpRequest, HttpResponse};
 
 use super::super::AppState;
 use super::super::response::ApiError;
-use crate::stats::ReportError;
 use crate::stats::chart::{Chart, PERIODS, Period, Size};
 
 pub async fn chart(
@@ -17,17 +16,11 @@ pub async fn chart(
     super::admitted(&state.cluster, req)?;
     let (chart, period) = parse(&file)?;
     let size = size(req)?;
-    match state.stats.chart(chart, period, size).await {
-        Ok(svg) => Ok(HttpResponse::Ok()
-            .content_type("image/svg+xml; charset=utf-8")
-            .insert_header(("Cache-Control", "no-cache"))
-            .body(svg)),
-        Err(e @ ReportError::Store(_)) => Err(ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            vec![e.to_string()],
-        )),
-        Err(e) => Err(ApiError::bad_request(e.to_string())),
-    }
+    let svg = state.stats.chart(chart, period, size).await?;
+    Ok(HttpResponse::Ok()
+        .content_type("image/svg+xml; charset=utf-8")
+        .insert_header(("Cache-Control", "no-cache"))
+        .body(svg))
 }
 
 /// `cpu-max.1h.svg` → the chart and its period.

@@ -4,14 +4,13 @@
 //! the finest), `from` and `to` (Unix seconds; default the last 60 rows), `node` (one node's
 //! name, `server/port`; default all).
 
-use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse};
 
 use super::super::AppState;
 use super::super::request::{Body, Params};
 use super::super::response::{ApiError, json};
 use crate::inbox::params::ParamValue;
-use crate::stats::{Query, ReportError};
+use crate::stats::Query;
 
 pub async fn stats(
     state: &AppState,
@@ -26,14 +25,7 @@ pub async fn stats(
         to: whole(&params, "to")?,
         node: params.get_str("node")?,
     };
-    match state.stats.report(query).await {
-        Ok(report) => Ok(json(&report)),
-        Err(e @ ReportError::Store(_)) => Err(ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            vec![e.to_string()],
-        )),
-        Err(e) => Err(ApiError::bad_request(e.to_string())),
-    }
+    Ok(json(&state.stats.report(query).await?))
 }
 
 /// A whole number parameter, if given.
