@@ -15,9 +15,10 @@
 //! - [`model`]: the nouns they all share; [`config`], [`callbacks`], [`secret`] and [`logging`]
 //!   beside it.
 //!
-//! Coming, and where they go: the statistics collector in `stats/` (a domain, fed by counters
-//! the others bump), replication roles and promotion in `replication/` (beside `store`, which
-//! it drives), and the operators' admin API as `http/admin/` over those.
+//! Beside the domains: [`stats`] (the statistics collector, fed by counters the others bump;
+//! its archives, charts and alerts) and [`replication`] (the node's role in a chain of Redis
+//! sets: standby, promotion on first request, fencing; it drives the Redis servers beside
+//! `store`). The operators' surface is `http/admin/` over those.
 
 pub mod callbacks;
 pub mod cluster;
@@ -29,6 +30,7 @@ pub mod model;
 pub mod node;
 pub mod range;
 pub mod relay;
+pub mod replication;
 pub mod secret;
 pub mod session;
 pub mod shard;

@@ -10,7 +10,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use actix::{Actor, Addr, Arbiter};
+use actix::{Actor, Addr, Arbiter, ArbiterHandle};
 use actix_web::dev::{Server, Service};
 use actix_web::middleware::{Condition, Logger};
 use actix_web::{App, HttpServer, web};
@@ -18,11 +18,12 @@ use tracing::{debug, error, info, warn};
 
 use crate::callbacks::Callbacks;
 use crate::cluster::Cluster;
-use crate::config::{Settings, TlsSettings};
-use crate::http::{self, AppState, Connections};
+use crate::config::{Role, Settings, TlsSettings};
+use crate::http::{self, AppState, Connections, Front};
 use crate::inbox::Inbox;
 use crate::range::Ranges;
 use crate::relay::{Location, Relay};
+use crate::replication::Replication;
 use crate::shard::ShardActor;
 use crate::stats::{Alerts, Stats, StatsCollector};
 use crate::store::{self, Store};
@@ -31,6 +32,11 @@ use crate::store::{self, Store};
 const DELAYED_LOOK: Duration = Duration::from_millis(250);
 
 /// Runs a node until it is told to stop by a signal.
+///
+/// A primary starts (its store, shards, ranges, statistics…) before it listens, so that a
+/// store it cannot reach stops it at once. A standby listens first and starts once its first
+/// request that needs the store has promoted it: until then nothing of it writes to its Redis
+/// set, which replicates another's.
 pub async fn run(settings: Settings) -> io::Result<()> {
     let threads = match settings.node.workers {
         0 => std::thread::available_parallelism()
@@ -38,45 +44,64 @@ pub async fn run(settings: Settings) -> io::Result<()> {
             .unwrap_or(1),
         n => n,
     };
-    let store = store::open(&settings.store, &settings.node.data_dir)
+    let replication = Replication::open(&settings)
         .await
         .map_err(io::Error::other)?;
-    let arbiters: Vec<Arbiter> = (0..threads).map(|_| Arbiter::new()).collect();
-    let inbox = Inbox::new(
-        start_shards(&store, &settings, &arbiters),
-        settings.inbox.clone(),
-    );
     let alerts = Alerts::from_settings(&settings).map_err(io::Error::other)?;
-    let (state, cluster) = app_state(&settings, &store, inbox.clone(), alerts.clone()).await;
-    if settings.stats.enabled {
-        let node = crate::range::node_name(&settings.node.server, &settings.node.port);
-        StatsCollector::new(node, &settings.stats, Arc::clone(&store)).start();
+    let connections = Connections::new(settings.node.connection_reserve);
+    let front = web::Data::new(Front::new(connections, replication.clone()));
+    let arbiters: Vec<Arbiter> = (0..threads).map(|_| Arbiter::new()).collect();
+    let threads_for_shards: Vec<ArbiterHandle> = arbiters.iter().map(Arbiter::handle).collect();
+    let standby = settings.replication.role == Role::Standby;
+    if !standby {
+        start(&settings, &front, &threads_for_shards, alerts.clone()).await?;
     }
-    if let Some(alerts) = &alerts {
-        alerts.watch(&settings, Arc::clone(&store));
-    }
-    let server = listen(&settings, state, threads)?;
-    actix_web::rt::spawn(push_due_forever(inbox.clone()));
-    actix_web::rt::spawn(async move { cluster.greet_sites().await });
+    let server = listen(&settings, front.clone(), threads)?;
     let handle = server.handle();
+    if standby {
+        info!("standby: serving once the first request that needs the store promotes this node");
+        let (settings, front) = (settings.clone(), front.clone());
+        actix_web::rt::spawn(async move {
+            front.replication.primary().await;
+            if let Err(e) = start(&settings, &front, &threads_for_shards, alerts).await {
+                error!(error = %e, "promoted, but the node cannot start");
+            }
+        });
+    }
+    let fenced = replication.clone();
+    let fence_handle = handle.clone();
+    actix_web::rt::spawn(async move {
+        let reason = fenced.fenced().await;
+        warn!(%reason, "closing the public listener: the load balancer sends the next request elsewhere");
+        fence_handle.stop(false).await;
+    });
+    let front_at_exit = front.clone();
     actix_web::rt::spawn(async move {
         let signal = shutdown_signal().await;
         info!("{signal} received: shutting down");
         let stopped = handle.stop(true);
-        inbox.release_waiters().await;
+        if let Some(state) = front_at_exit.serving() {
+            state.inbox.release_waiters().await;
+        }
         stopped.await;
     });
     server.await?;
-    // Background put-backs run on the shard threads: let them finish before those stop.
-    let unfinished = store
-        .settle(Duration::from_secs(settings.node.shutdown_timeout))
-        .await;
-    if unfinished > 0 {
-        error!(
-            unfinished,
-            "stopping before the messages of lost takes were put back: they are out of their \
-             queues, recorded under PB:K|… until those records expire"
-        );
+    if let crate::replication::State::Fenced { .. } = replication.state() {
+        warn!("fenced: the node serves nothing; it waits to be stopped");
+        shutdown_signal().await;
+    }
+    if let Some(state) = front.serving() {
+        // Background put-backs run on the shard threads: let them finish before those stop.
+        let unfinished = (state.store)
+            .settle(Duration::from_secs(settings.node.shutdown_timeout))
+            .await;
+        if unfinished > 0 {
+            error!(
+                unfinished,
+                "stopping before the messages of lost takes were put back: they are out of \
+                 their queues, recorded under PB:K|… until those records expire"
+            );
+        }
     }
     for arbiter in arbiters {
         arbiter.stop();
@@ -85,11 +110,47 @@ pub async fn run(settings: Settings) -> io::Result<()> {
     Ok(())
 }
 
+/// Starts what the node serves with: its store, the shard actors over it, the domains, the
+/// statistics and alerts, and the background work; then lets requests through.
+async fn start(
+    settings: &Settings,
+    front: &Front,
+    arbiters: &[ArbiterHandle],
+    alerts: Option<Alerts>,
+) -> io::Result<()> {
+    let store = store::open(settings).await.map_err(io::Error::other)?;
+    let inbox = Inbox::new(
+        start_shards(&store, settings, arbiters),
+        settings.inbox.clone(),
+    );
+    let (state, cluster) = app_state(settings, &store, inbox.clone(), alerts.clone()).await;
+    if settings.stats.enabled {
+        let node = crate::range::node_name(&settings.node.server, &settings.node.port);
+        StatsCollector::new(node, &settings.stats, Arc::clone(&store)).start();
+    }
+    if let Some(alerts) = &alerts {
+        alerts.watch(settings, Arc::clone(&store));
+    }
+    if let Some(mut demoted) = store.demotions() {
+        let replication = front.replication.clone();
+        actix_web::rt::spawn(async move {
+            if let Ok(server) = demoted.wait_for(Option::is_some).await {
+                let server = server.clone().unwrap_or_default();
+                replication.fence(format!("{server} answers READONLY: it was demoted"));
+            }
+        });
+    }
+    actix_web::rt::spawn(push_due_forever(inbox));
+    actix_web::rt::spawn(async move { cluster.greet_sites().await });
+    front.serve(state);
+    Ok(())
+}
+
 /// One shard actor per store shard, spread over the arbiters' threads.
 fn start_shards(
     store: &Arc<dyn Store>,
     settings: &Settings,
-    arbiters: &[Arbiter],
+    arbiters: &[ArbiterHandle],
 ) -> Vec<Addr<ShardActor>> {
     let sweep = Duration::from_secs(settings.store.sweep_interval);
     let callbacks = Callbacks::start();
@@ -97,7 +158,7 @@ fn start_shards(
         .map(|i| {
             let store = Arc::clone(store);
             let callbacks = callbacks.clone();
-            let thread = arbiters[i % arbiters.len()].handle();
+            let thread = arbiters[i % arbiters.len()].clone();
             ShardActor::start_in_arbiter(&thread, move |_| {
                 ShardActor::new(i, store, sweep, callbacks)
             })
@@ -112,7 +173,7 @@ async fn app_state(
     store: &Arc<dyn Store>,
     inbox: Inbox,
     alerts: Option<Alerts>,
-) -> (web::Data<AppState>, Cluster) {
+) -> (AppState, Cluster) {
     let here = Location {
         host: settings.node.server.clone(),
         port: settings.node.port.clone(),
@@ -132,24 +193,23 @@ async fn app_state(
         Arc::clone(store),
         cluster.clone(),
     );
-    let state = web::Data::new(AppState {
+    let state = AppState {
+        store: Arc::clone(store),
         inbox,
         relay,
         ranges,
         backend: settings.store.backend.name(),
         started: Instant::now(),
-        connections: Connections::new(settings.node.connection_reserve),
         cluster: cluster.clone(),
         stats: Stats::new(settings.stats.clone(), Arc::clone(store)),
         alerts,
-    });
+    };
     (state, cluster)
 }
 
 /// The HTTP listener (and the HTTPS one, with `[tls]`), serving.
-fn listen(settings: &Settings, state: web::Data<AppState>, threads: usize) -> io::Result<Server> {
-    let connections = Arc::clone(&state.connections);
-    let shards = state.inbox.shard_count();
+fn listen(settings: &Settings, front: web::Data<Front>, threads: usize) -> io::Result<Server> {
+    let connections = Arc::clone(&front.connections);
     // The log filter is fixed at start-up: an access log it would drop is not built at all
     // (actix-web's logger keeps its own copy of the format for as long as a request lives).
     let access_log = settings.log.access_log
@@ -164,7 +224,7 @@ fn listen(settings: &Settings, state: web::Data<AppState>, threads: usize) -> io
                 http::headers::shrink(&mut req);
                 service.call(req)
             })
-            .configure(http::configure(state.clone()))
+            .configure(http::configure(front.clone()))
     })
     .workers(threads)
     // Each connection counts for as long as it lives (its extensions go with it).
@@ -199,7 +259,8 @@ fn listen(settings: &Settings, state: web::Data<AppState>, threads: usize) -> io
         };
         info!(
             backend = settings.store.backend.name(),
-            shards, "relaybox listening on {scheme}://{addr}"
+            role = ?settings.replication.role,
+            "relaybox listening on {scheme}://{addr}"
         );
     }
     Ok(server.run())

@@ -12,6 +12,7 @@ mod log;
 mod node;
 mod ranges;
 mod relay;
+mod replication;
 mod stats;
 mod store;
 
@@ -27,6 +28,7 @@ pub use log::{LogFormat, LogSettings};
 pub use node::{NodeSettings, TlsSettings};
 pub use ranges::{MAX_CUSTOMER_ID, RangeSettings};
 pub use relay::RelaySettings;
+pub use replication::{ReplicationSettings, Role};
 pub use stats::StatsSettings;
 pub use store::{Backend, StoreSettings};
 
@@ -44,6 +46,7 @@ pub struct Settings {
     pub cluster: ClusterSettings,
     pub ranges: RangeSettings,
     pub stats: StatsSettings,
+    pub replication: ReplicationSettings,
     /// E-mail alerts; none when absent.
     pub alerts: Option<AlertSettings>,
     /// The HTTPS listener (on the plain listener's port + 1); none when absent.
@@ -96,7 +99,8 @@ impl Settings {
             .list_separator(",")
             .with_list_parse_key("store.redis_servers")
             .with_list_parse_key("cluster.sites")
-            .with_list_parse_key("alerts.receivers");
+            .with_list_parse_key("alerts.receivers")
+            .with_list_parse_key("replication.upstream_servers");
         let settings: Settings = builder.add_source(env).build()?.try_deserialize()?;
         settings.validate()?;
         Ok(settings)
@@ -112,6 +116,7 @@ impl Settings {
         self.cluster.validate()?;
         self.ranges.validate()?;
         self.stats.validate()?;
+        self.replication.validate(&self.store)?;
         if let Some(tls) = &self.tls {
             tls.validate()?;
         }

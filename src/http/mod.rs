@@ -7,6 +7,7 @@
 mod admin;
 mod cluster;
 pub mod connections;
+mod front;
 mod groups;
 pub mod headers;
 mod inbox;
@@ -25,9 +26,10 @@ use serde_json::json;
 
 use actix_web::ResponseError;
 use actix_web::http::header::{self, HeaderValue};
-use actix_web::http::{ConnectionType, StatusCode};
+use actix_web::http::{ConnectionType, Method, StatusCode};
 
 pub use self::connections::Connections;
+pub use self::front::Front;
 use self::request::{Body, read_body};
 use self::response::{ApiError, Reply, json, not_found};
 use self::routes::{RelayRoute, Route};
@@ -41,47 +43,54 @@ pub struct AppState {
     pub ranges: crate::range::Ranges,
     pub backend: &'static str,
     pub started: Instant,
-    pub connections: std::sync::Arc<Connections>,
     /// The other regions, and the secret their calls carry.
     pub cluster: crate::cluster::Cluster,
     /// The region's statistics.
     pub stats: crate::stats::Stats,
+    pub store: std::sync::Arc<dyn crate::store::Store>,
     /// Alert mails; none without `[alerts]`.
     pub alerts: Option<crate::stats::Alerts>,
 }
 
 /// Mounts the node's routes on an actix-web app.
-pub fn configure(state: web::Data<AppState>) -> impl FnOnce(&mut web::ServiceConfig) {
+pub fn configure(front: web::Data<Front>) -> impl FnOnce(&mut web::ServiceConfig) {
     move |cfg| {
-        cfg.app_data(state).default_service(web::to(dispatch));
+        cfg.app_data(front).default_service(web::to(dispatch));
     }
 }
 
 async fn dispatch(
     req: HttpRequest,
     payload: web::Payload,
-    state: web::Data<AppState>,
+    front: web::Data<Front>,
 ) -> HttpResponse {
-    let response = route(req, payload, state).await;
+    let response = match Route::parse(req.method(), req.path()) {
+        Ok(Some(Route::Health)) => front.health(),
+        Ok(Some(Route::Ready)) => front.ready().await,
+        Ok(Some(route)) => {
+            // Probes, operators and HEAD/OPTIONS never promote a standby.
+            let promotes = route.promotes() && req.method() != Method::HEAD;
+            match front.state(promotes).await {
+                Ok(state) => answer(route, req, payload, state, &front.connections).await,
+                Err(refusal) => refusal,
+            }
+        }
+        Ok(None) => not_found(req.method().as_str(), &req.uri().to_string()),
+        Err(e) => actix_web::ResponseError::error_response(&ApiError::bad_request(e.to_string())),
+    };
     counters().answered(response.status().as_u16());
     response
 }
 
-/// The answer to a request: its route's, or the node's own when it matches none or the node
-/// is crowded.
-async fn route(
+/// The answer to a request: its route's, or a refusal when the node is crowded.
+async fn answer(
+    route: Route,
     req: HttpRequest,
     payload: web::Payload,
-    state: web::Data<AppState>,
+    state: &AppState,
+    connections: &Connections,
 ) -> HttpResponse {
-    let route = match Route::parse(req.method(), req.path()) {
-        Ok(Some(route)) => route,
-        Ok(None) => return not_found(req.method().as_str(), &req.uri().to_string()),
-        Err(e) => {
-            return actix_web::ResponseError::error_response(&ApiError::bad_request(e.to_string()));
-        }
-    };
-    let Some(crowded) = state.connections.crowded() else {
+    let Some(crowded) = connections.crowded() else {
         return serve(route, req, payload, state).await;
     };
     // Out of descriptors soon: nothing new is held, and every connection closes once answered.
@@ -116,12 +125,12 @@ async fn serve(
     route: Route,
     req: HttpRequest,
     payload: web::Payload,
-    state: web::Data<AppState>,
+    state: &AppState,
 ) -> HttpResponse {
     // Each handler runs in a box of its own. Awaited inline, every request's future would be as
     // large as the largest handler's (1.3 KiB), and a held pop or long-poll keeps it for minutes.
     match route {
-        Route::Relay(route) => relay_handler(route, &req, payload, &state).await,
+        Route::Relay(route) => relay_handler(route, &req, payload, state).await,
         Route::WebSocket { org, queue } => {
             // The handshake takes the connection over: no body to read first.
             Box::pin(streams::websocket(&state.inbox, &req, payload, org, queue))
@@ -131,7 +140,7 @@ async fn serve(
         route => {
             let reply = async {
                 let body = read_body(&req, payload, state.inbox.settings()).await?;
-                inbox_handler(route, &state, &req, body).await
+                inbox_handler(route, state, &req, body).await
             };
             reply
                 .await
@@ -209,7 +218,9 @@ fn inbox_handler<'a>(
         Route::GetGroup { name } => Box::pin(groups::get(inbox, name)),
         Route::ChangeGroup { name } => Box::pin(groups::change(inbox, body, name)),
         Route::DeleteGroup { name } => Box::pin(groups::delete(inbox, name)),
-        Route::WebSocket { .. } | Route::Relay(_) => unreachable!("served by dispatch"),
+        Route::WebSocket { .. } | Route::Relay(_) | Route::Health | Route::Ready => {
+            unreachable!("served by dispatch")
+        }
     }
 }
 

@@ -11,6 +11,10 @@ pub enum Route {
     /// A device-relay route (My Notes protocol).
     Relay(RelayRoute),
     DeployInfo,
+    /// `GET /health`: the process is alive.
+    Health,
+    /// `GET /ready`: the node serves, and its store answers.
+    Ready,
     /// `GET /admin/ranges`: the customer-ID pool and every node's blocks.
     AdminRanges,
     /// `GET /admin/stats`: the region's archived statistics.
@@ -179,6 +183,21 @@ impl Route {
         )
     }
 
+    /// Whether a request on this route promotes a standby: every route that needs the store,
+    /// not the probes (`/`, `/health`, `/ready`) nor the operators' `/admin/…`.
+    pub fn promotes(&self) -> bool {
+        !matches!(
+            self,
+            Route::DeployInfo
+                | Route::Health
+                | Route::Ready
+                | Route::AdminRanges
+                | Route::AdminStats
+                | Route::AdminChart { .. }
+                | Route::AdminAlertTest
+        )
+    }
+
     /// `Ok(None)` when no route matches (the caller answers 404).
     pub fn parse(method: &Method, path: &str) -> Result<Option<Route>, BadSegment> {
         if let Some(relay) = RelayRoute::parse(method, path) {
@@ -202,6 +221,8 @@ impl Route {
         };
         let route = match rest {
             [] if org.is_none() && method == Method::GET => Some(Route::DeployInfo),
+            [h] if org.is_none() && method == Method::GET && is(h, "health") => Some(Route::Health),
+            [r] if org.is_none() && method == Method::GET && is(r, "ready") => Some(Route::Ready),
             [a, r] if org.is_none() && is(a, "admin") && is(r, "ranges") => {
                 (method == Method::GET).then_some(Route::AdminRanges)
             }

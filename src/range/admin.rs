@@ -10,9 +10,7 @@ use crate::store;
 
 /// The pool, the range master and every node's blocks, as text.
 pub async fn show(settings: &Settings) -> Result<String, String> {
-    let store = store::open(&settings.store, &settings.node.data_dir)
-        .await
-        .map_err(|e| e.to_string())?;
+    let store = store::open(settings).await.map_err(|e| e.to_string())?;
     let pool = store.pool().await.map_err(|e| e.to_string())?;
     let holder = store
         .pool_lease("", Duration::from_secs(1), false)
@@ -39,9 +37,7 @@ pub async fn init(settings: &Settings, from: u64, to: u64, force: bool) -> Resul
             "the pool must satisfy 0 < from <= to <= {MAX_CUSTOMER_ID}"
         ));
     }
-    let store = store::open(&settings.store, &settings.node.data_dir)
-        .await
-        .map_err(|e| e.to_string())?;
+    let store = store::open(settings).await.map_err(|e| e.to_string())?;
     let pool = IdRange { from, to };
     if let Some(current) = store.pool().await.map_err(|e| e.to_string())? {
         if !force {

@@ -25,7 +25,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use tokio::sync::mpsc;
 
-use crate::config::{Backend, StoreSettings};
+use crate::config::Backend;
 use crate::model::Location;
 use crate::model::{
     DelayedPush, DeliveryState, Mark, Message, Meta, NewTransaction, QueueInfo, QueueName,
@@ -122,6 +122,17 @@ pub trait Queues: Send + Sync + 'static {
     /// Wake-ups for `shard` from other nodes, for a backend shared by several nodes. Called once
     /// per shard, by its actor.
     fn notifications(&self, shard: ShardId) -> Option<Notifications>;
+
+    /// Whether the backend answers (every server of it): for readiness.
+    async fn ping(&self) -> StoreResult<()> {
+        Ok(())
+    }
+
+    /// The name of a server found demoted to a read-only replica (a newer primary took it
+    /// over), once one is: a backend that can be replicated says so here.
+    fn demotions(&self) -> Option<tokio::sync::watch::Receiver<Option<String>>> {
+        None
+    }
 
     /// The node is stopping: finishes what the backend does in the background (putting back
     /// what a take whose answer was lost had taken), waiting at most `within`. Returns how many
@@ -417,15 +428,29 @@ pub trait Archives: Send + Sync + 'static {
     async fn alert_note(&self, key: &str, record: Option<&str>) -> StoreResult<()>;
 }
 
-/// Opens the backend the settings name; fails naming the server that cannot be reached.
-/// Opens the configured backend; the embedded one keeps its durable part (customer IDs) under
-/// `data_dir`.
-pub async fn open(
-    settings: &StoreSettings,
-    data_dir: &std::path::Path,
-) -> Result<Arc<dyn Store>, StoreError> {
-    Ok(match settings.backend {
-        Backend::Memory => Arc::new(memory::MemoryStore::durable(settings.shards, data_dir)?),
-        Backend::Redis => Arc::new(self::redis::RedisStore::connect(settings).await?),
+/// How many replicas must have a write before a client is told it succeeded, and for how long
+/// the node waits for them (`replication.sync_replicas`, `replication.sync_timeout_ms`).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Durability {
+    pub replicas: u32,
+    pub timeout: Duration,
+}
+
+/// Opens the configured backend, failing naming the server that cannot be reached; the
+/// embedded one keeps its durable part (customer IDs, statistics) under `node.data_dir`.
+pub async fn open(settings: &crate::config::Settings) -> Result<Arc<dyn Store>, StoreError> {
+    let store = &settings.store;
+    Ok(match store.backend {
+        Backend::Memory => Arc::new(memory::MemoryStore::durable(
+            store.shards,
+            &settings.node.data_dir,
+        )?),
+        Backend::Redis => {
+            let durability = Durability {
+                replicas: settings.replication.sync_replicas,
+                timeout: Duration::from_millis(settings.replication.sync_timeout_ms),
+            };
+            Arc::new(self::redis::RedisStore::connect(store, durability).await?)
+        }
     })
 }

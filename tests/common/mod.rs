@@ -112,6 +112,8 @@ impl RedisServer {
     fn spawn(&self) -> Child {
         Command::new("redis-server")
             .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1", "--save", ""])
+            // A replica's first sync at once, not after Redis's default 5 s.
+            .args(["--repl-diskless-sync-delay", "0"])
             .args(if self.durable { ["--appendonly", "yes", "--appendfsync", "always"] } else { ["--appendonly", "no", "--appendfsync", "no"] })
             .arg("--dir")
             .arg(self.dir.path())
@@ -170,6 +172,17 @@ impl RedisServer {
             );
             std::thread::sleep(Duration::from_millis(2));
         }
+    }
+
+    /// Sends the server's process `signal` (e.g. `STOP` to freeze it, `CONT` to resume it).
+    pub fn signal(&self, signal: &str) {
+        let pid = self.child.as_ref().expect("the server runs").id();
+        let sent = Command::new("kill")
+            .arg(format!("-{signal}"))
+            .arg(pid.to_string())
+            .status()
+            .unwrap();
+        assert!(sent.success(), "kill -{signal} {pid}");
     }
 
     /// Runs a redis-cli command against this server and returns its output.

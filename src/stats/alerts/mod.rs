@@ -58,7 +58,7 @@ impl Alerts {
         let Some(mut alerts) = Alerts::from_settings(settings).map_err(|e| e.to_string())? else {
             return Err("nothing to watch: no [alerts] is configured".to_owned());
         };
-        let store = crate::store::open(&settings.store, &settings.node.data_dir)
+        let store = crate::store::open(settings)
             .await
             .map_err(|e| e.to_string())?;
         alerts.node = format!("watch@{}", alerts.node);

@@ -71,7 +71,7 @@ impl Stats {
 
 /// `relaybox charts --out DIR`: every chart of the region the settings' store holds, into `dir`.
 pub async fn publish(settings: &Settings, dir: &Path) -> Result<usize, PublishError> {
-    let store = crate::store::open(&settings.store, &settings.node.data_dir)
+    let store = crate::store::open(settings)
         .await
         .map_err(ReportError::from)?;
     Stats::new(settings.stats.clone(), store).publish(dir).await

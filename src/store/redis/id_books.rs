@@ -59,6 +59,7 @@ impl IdBooks for RedisStore {
             .invoke_async(&mut server.conn())
             .await
             .map_err(|e| server.error(e))?;
+        self.confirm(server).await?;
         Ok(match cut.as_slice() {
             [1, from, to] => PoolCut::Block(IdRange {
                 from: *from as u64,

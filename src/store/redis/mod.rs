@@ -32,14 +32,14 @@ use std::time::Duration;
 use ::redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use ::redis::io::tcp::TcpSettings;
 use ::redis::{
-    AsyncCommands, Client, IntoConnectionInfo, RedisError, RetryMethod, ServerErrorKind,
+    AsyncCommands, Client, ErrorKind, IntoConnectionInfo, RedisError, RetryMethod, ServerErrorKind,
 };
 use async_trait::async_trait;
 use tracing::{error, warn};
 
 use super::{
-    Archives, Delays, Directory, HISTORY_LIMIT, IdBooks, Locations, Notifications, Queues, ShardId,
-    StoreError, StoreResult, TakenRef, WaitAccounting,
+    Archives, Delays, Directory, Durability, HISTORY_LIMIT, IdBooks, Locations, Notifications,
+    Queues, ShardId, StoreError, StoreResult, TakenRef, WaitAccounting,
 };
 use crate::config::StoreSettings;
 use crate::model::Location;
@@ -57,6 +57,8 @@ struct Server {
     url: Arc<str>,
     client: Client,
     config: ConnectionManagerConfig,
+    /// Set to a server's name when it answers `READONLY`: shared by the store's servers.
+    demoted: Arc<tokio::sync::watch::Sender<Option<String>>>,
 }
 
 thread_local! {
@@ -69,7 +71,11 @@ thread_local! {
 impl Server {
     /// Checks that the server answers and is new enough, then keeps what is needed to connect
     /// from any thread.
-    async fn connect(url: &str, timeout: Duration) -> Result<Self, StoreError> {
+    async fn connect(
+        url: &str,
+        timeout: Duration,
+        demoted: &Arc<tokio::sync::watch::Sender<Option<String>>>,
+    ) -> Result<Self, StoreError> {
         let name: Arc<str> = redact(url).into();
         let unavailable = |reason| StoreError::Unavailable {
             shard: name.to_string(),
@@ -111,6 +117,7 @@ impl Server {
             )));
         }
         Ok(Server {
+            demoted: Arc::clone(demoted),
             name,
             url: url.into(),
             client,
@@ -132,6 +139,18 @@ impl Server {
                 )
             })
         });
+        if is_read_only(&e) {
+            // Demoted under us: a newer primary has this server now.
+            self.demoted.send_if_modified(|demoted| {
+                let first = demoted.is_none();
+                demoted.get_or_insert_with(|| shard.clone());
+                first
+            });
+            return StoreError::Unavailable {
+                shard,
+                reason: format!("demoted to a read-only replica ({reason})"),
+            };
+        }
         if e.is_io_error()
             || e.is_timeout()
             || e.is_connection_dropped()
@@ -176,8 +195,15 @@ fn server_version(info: &str) -> Option<(u32, u32)> {
     Some((parts.next()?.ok()?, parts.next()?.ok()?))
 }
 
-/// `redis://:secret@host:6379/0` → `redis://host:6379/0`.
-fn redact(url: &str) -> String {
+/// Whether `e` is a server's `READONLY`: a replica refusing a write (alone, or inside a
+/// transaction or pipeline).
+fn is_read_only(e: &RedisError) -> bool {
+    e.kind() == ErrorKind::Server(ServerErrorKind::ReadOnly) || e.to_string().contains("READONLY")
+}
+
+/// `url` without its credentials, for messages and logs: `redis://:secret@host:6379/0` →
+/// `redis://host:6379/0`.
+pub fn redact(url: &str) -> String {
     match (url.split_once("://"), url.rsplit_once('@')) {
         (Some((scheme, _)), Some((_, host))) => format!("{scheme}://{host}"),
         _ => url.to_owned(),
@@ -208,19 +234,27 @@ pub struct RedisStore {
     waits: Arc<str>,
     /// How many put-backs of lost takes run in the background (see `return_taken_later`).
     returning: Arc<tokio::sync::watch::Sender<usize>>,
+    /// Which server was found demoted, if one was (see [`Queues::demotions`]).
+    demoted: Arc<tokio::sync::watch::Sender<Option<String>>>,
+    /// The replicas a write must reach before it is answered.
+    durability: Durability,
 }
 
 impl RedisStore {
     /// Connects to every server, failing with a message naming the first one that cannot be
     /// reached.
-    pub async fn connect(settings: &StoreSettings) -> Result<Self, StoreError> {
+    pub async fn connect(
+        settings: &StoreSettings,
+        durability: Durability,
+    ) -> Result<Self, StoreError> {
         let timeout = Duration::from_millis(settings.redis_timeout_ms);
+        let demoted = Arc::new(tokio::sync::watch::Sender::new(None));
         let mut shards: Vec<Server> = Vec::with_capacity(settings.redis_servers.len());
         for url in &settings.redis_servers {
             // Two shards on one server share its connection.
             let server = match shards.iter().find(|s| *s.name == redact(url)) {
                 Some(same) => same.clone(),
-                None => Server::connect(url, timeout).await?,
+                None => Server::connect(url, timeout, &demoted).await?,
             };
             shards.push(server);
         }
@@ -230,7 +264,7 @@ impl RedisStore {
             .unwrap_or(&settings.redis_servers[0]);
         let transactions = match shards.iter().find(|s| *s.name == redact(transactions_url)) {
             Some(same) => same.clone(),
-            None => Server::connect(transactions_url, timeout).await?,
+            None => Server::connect(transactions_url, timeout, &demoted).await?,
         };
         let origin: Arc<str> = uuid::Uuid::new_v4().simple().to_string().into();
         // Alive before its first waiter counts: a count whose node is not is dropped when read.
@@ -248,6 +282,8 @@ impl RedisStore {
             waits: keys::node_waits(&origin).into(),
             origin,
             returning: Arc::new(tokio::sync::watch::Sender::new(0)),
+            demoted,
+            durability,
         })
     }
 
@@ -433,7 +469,37 @@ impl RedisStore {
         pipe.atomic();
         self.provision_commands(&mut pipe, target.into(), create, queues);
         let held = self.send(server, pipe, marks).await?;
+        self.confirm(server).await?;
         Ok(held.map(TxId::from))
+    }
+
+    /// With `replication.sync_replicas`, waits until that many replicas of `server` have the
+    /// writes this thread sent it (`WAIT` on the same connection, which covers them all).
+    /// Fewer within `sync_timeout_ms`: the write stays on the master, but the client is not
+    /// told it succeeded (a `503`; a retry with the same `Idempotency-Key` does not push
+    /// again).
+    async fn confirm(&self, server: &Server) -> StoreResult<()> {
+        let Durability { replicas, timeout } = self.durability;
+        if replicas == 0 {
+            return Ok(());
+        }
+        let confirmed: u32 = ::redis::cmd("WAIT")
+            .arg(replicas)
+            .arg(timeout.as_millis() as u64)
+            .query_async(&mut server.conn())
+            .await
+            .map_err(|e| server.error(e))?;
+        if confirmed >= replicas {
+            return Ok(());
+        }
+        Err(StoreError::Unavailable {
+            shard: server.name.to_string(),
+            reason: format!(
+                "the write was stored but only {confirmed} of the {replicas} replicas required \
+                 (replication.sync_replicas) confirmed it within {} ms",
+                timeout.as_millis()
+            ),
+        })
     }
 
     /// Adds to `pipe` what storing `create` (when given) and pushing the transaction into

@@ -15,6 +15,20 @@ impl Queues for RedisStore {
         self.shard(shard).name.to_string()
     }
 
+    async fn ping(&self) -> StoreResult<()> {
+        for server in self.shards.iter().chain([&self.transactions]) {
+            ::redis::cmd("PING")
+                .query_async::<()>(&mut server.conn())
+                .await
+                .map_err(|e| server.error(e))?;
+        }
+        Ok(())
+    }
+
+    fn demotions(&self) -> Option<tokio::sync::watch::Receiver<Option<String>>> {
+        Some(self.demoted.subscribe())
+    }
+
     fn notifications(&self, shard: ShardId) -> Option<Notifications> {
         let server = self.shard(shard);
         Some(subscriber::spawn(
@@ -249,6 +263,9 @@ impl Queues for RedisStore {
                 .await
                 .map_err(|e| server.error(e))?;
         }
+        // The acknowledged states must survive a failover; a lost `FORGET_UNACKED` is not
+        // harmful (the sweep finds the state acknowledged and does not return the message).
+        self.confirm(&self.transactions).await?;
         Ok(found)
     }
 
