@@ -34,5 +34,6 @@ pub mod replication;
 pub mod secret;
 pub mod session;
 pub mod shard;
+pub mod site;
 pub mod stats;
 pub mod store;

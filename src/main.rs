@@ -39,6 +39,19 @@ enum Command {
         #[arg(long, value_name = "DIR")]
         out: PathBuf,
     },
+    /// Print the nginx configuration of a site, from its nodes' settings: the primaries with
+    /// their standbys as backups, and each node's own location
+    Nginx {
+        /// A node's settings file (once per node)
+        #[arg(long = "node", value_name = "FILE", required = true)]
+        nodes: Vec<PathBuf>,
+        /// Where nginx listens
+        #[arg(long, default_value = "0.0.0.0:80")]
+        listen: std::net::SocketAddr,
+        /// Write a whole nginx.conf for an nginx of its own, keeping its files in DIR
+        #[arg(long, value_name = "DIR")]
+        standalone: Option<PathBuf>,
+    },
     /// Check the region's alerts from outside its nodes (as My Notes' monitor did), e.g. on a
     /// monitoring host: it reports the region down when every node is gone
     Watch,
@@ -109,6 +122,27 @@ fn main() -> ExitCode {
                 }
                 Err(e) => {
                     eprintln!("relaybox ranges: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+        Command::Nginx {
+            nodes,
+            listen,
+            standalone,
+        } => {
+            let site = relaybox::site::Site {
+                nodes: &nodes,
+                listen,
+                standalone: standalone.as_deref(),
+            };
+            match site.nginx() {
+                Ok(conf) => {
+                    print!("{conf}");
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("relaybox nginx: {e}");
                     ExitCode::FAILURE
                 }
             }

@@ -310,3 +310,84 @@ fn bad_replication_settings_are_named() {
         assert!(err.contains(named), "{env:?}: {err}");
     }
 }
+
+fn signal_node(node: &TestNode, signal: &str) {
+    let sent = std::process::Command::new("kill")
+        .arg(format!("-{signal}"))
+        .arg(node.pid().to_string())
+        .status()
+        .unwrap();
+    assert!(sent.success());
+}
+
+/// A primary frozen while the standby takes over, then resumed: it takes no write after the
+/// takeover (its Redis was demoted under it, so it fences itself), and nothing written through
+/// the new primary is lost.
+#[test]
+fn a_frozen_primary_resumed_after_the_takeover_writes_nothing() {
+    if common::skip_redis() {
+        return;
+    }
+    let (r, r1) = (RedisServer::start(), RedisServer::start());
+    let primary = TestNode::on_redis(&[&r], &[]);
+    let standby = standby_of(&r1, &r);
+    primary.push(&["q"], "before", "H");
+    eventually("replicated", || r1.cli(&["DBSIZE"]) != "0");
+    signal_node(&primary, "STOP");
+    standby.push(&["q"], "through the new primary", "H");
+    assert_eq!(role(&r), "slave");
+    // Resumed: whatever it tries is refused by its Redis, and it closes its listener.
+    signal_node(&primary, "CONT");
+    let late = primary
+        .client()
+        .post(primary.url("/trans"))
+        .json(&serde_json::json!({
+            "payload": "late", "priority": "H", "queue": [{"id": "q"}]
+        }))
+        .send();
+    if let Ok(late) = late {
+        let status = late.status();
+        assert_eq!(
+            status,
+            503,
+            "a write after the takeover is refused: {}",
+            late.text().unwrap()
+        );
+    }
+    eventually("the old primary fenced itself", || {
+        TcpStream::connect(primary.addr).is_err()
+    });
+    let popped = standby.pop("q", "max=10&timeout=1");
+    assert_eq!(popped.payloads(), ["before", "through the new primary"]);
+}
+
+/// Two failovers in a row: after the first, the failed node comes back as the standby at the
+/// end of the chain (its Redis replicating the new primary's); the second failover makes it
+/// primary again, with every message written through either.
+#[test]
+fn two_failovers_with_the_failed_node_back_at_the_end_of_the_chain() {
+    if common::skip_redis() {
+        return;
+    }
+    let (r, r1) = (RedisServer::start(), RedisServer::start());
+    let a = TestNode::on_redis(&[&r], &[]);
+    let b = standby_of(&r1, &r);
+    a.push(&["q"], "one", "H");
+    eventually("replicated", || r1.cli(&["DBSIZE"]) != "0");
+    drop(a);
+    b.push(&["q"], "two", "H"); // the first failover: R1 is the head, R follows it
+    assert_eq!((role(&r1).as_str(), role(&r).as_str()), ("master", "slave"));
+    // A back, as the end of the chain.
+    let a = standby_of(&r, &r1);
+    assert_eq!(ready(&a).0, 503);
+    eventually("caught up", || {
+        r.cli(&["INFO", "replication"])
+            .contains("master_link_status:up")
+    });
+    drop(b);
+    a.push(&["q"], "three", "H"); // the second failover
+    assert_eq!((role(&r).as_str(), role(&r1).as_str()), ("master", "slave"));
+    assert_eq!(r.cli(&["GET", "RB:P|epoch"]), "2");
+    let popped = a.pop("q", "max=10&timeout=1");
+    assert_eq!(popped.payloads(), ["one", "two", "three"]);
+}

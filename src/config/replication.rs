@@ -46,7 +46,7 @@ impl Default for ReplicationSettings {
             promote_wait: 10,
             failover_timeout_ms: 5000,
             sync_replicas: 0,
-            sync_timeout_ms: 1000,
+            sync_timeout_ms: 500,
         }
     }
 }
@@ -83,10 +83,14 @@ impl ReplicationSettings {
             "replication.sync_replicas",
             "must be from 0 to 16",
         )?;
+        // Redis answers WAIT only when it is over: the connection must wait longer.
         check(
-            (1..=60_000).contains(&self.sync_timeout_ms),
+            self.sync_timeout_ms >= 1 && self.sync_timeout_ms < store.redis_timeout_ms,
             "replication.sync_timeout_ms",
-            "must be from 1 to 60000",
+            format!(
+                "must be from 1 to below store.redis_timeout_ms ({})",
+                store.redis_timeout_ms
+            ),
         )?;
         check(
             self.sync_replicas == 0 || store.backend == Backend::Redis,

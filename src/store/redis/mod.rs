@@ -198,7 +198,12 @@ fn server_version(info: &str) -> Option<(u32, u32)> {
 /// Whether `e` is a server's `READONLY`: a replica refusing a write (alone, or inside a
 /// transaction or pipeline).
 fn is_read_only(e: &RedisError) -> bool {
-    e.kind() == ErrorKind::Server(ServerErrorKind::ReadOnly) || e.to_string().contains("READONLY")
+    let in_transaction = (e.clone().into_server_errors()).is_some_and(|errors| {
+        (errors.iter()).any(|(_, error)| error.kind() == Some(ServerErrorKind::ReadOnly))
+    });
+    in_transaction
+        || e.kind() == ErrorKind::Server(ServerErrorKind::ReadOnly)
+        || e.to_string().contains("READONLY")
 }
 
 /// `url` without its credentials, for messages and logs: `redis://:secret@host:6379/0` →
