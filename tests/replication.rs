@@ -391,3 +391,31 @@ fn two_failovers_with_the_failed_node_back_at_the_end_of_the_chain() {
     let popped = a.pop("q", "max=10&timeout=1");
     assert_eq!(popped.payloads(), ["one", "two", "three"]);
 }
+
+/// Two standby nodes over one Redis set, both asked at once: the set is promoted once (one
+/// epoch), and both serve.
+#[test]
+fn two_standbys_over_one_set_promote_it_once() {
+    if common::skip_redis() {
+        return;
+    }
+    let (r, r1) = (RedisServer::start(), RedisServer::start());
+    let primary = TestNode::on_redis(&[&r], &[]);
+    primary.push(&["q"], "before", "H");
+    let standbys = [Arc::new(standby_of(&r1, &r)), Arc::new(standby_of(&r1, &r))];
+    eventually("replicated", || r1.cli(&["DBSIZE"]) != "0");
+    let threads: Vec<_> = (0..20)
+        .map(|i| {
+            let node = Arc::clone(&standbys[i % 2]);
+            std::thread::spawn(move || node.push(&["both"], &format!("m{i}"), "H"))
+        })
+        .collect();
+    for thread in threads {
+        assert_eq!(thread.join().unwrap().len(), 36);
+    }
+    assert_eq!(r1.cli(&["GET", "RB:P|epoch"]), "1", "one promotion");
+    for node in &standbys {
+        assert_eq!(ready(node).0, 200);
+    }
+    assert_eq!(standbys[0].pop("both", "max=50&timeout=1").data.len(), 20);
+}
