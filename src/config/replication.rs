@@ -84,8 +84,9 @@ impl ReplicationSettings {
             "must be from 0 to 16",
         )?;
         // Redis answers WAIT only when it is over: the connection must wait longer.
+        let waits = self.sync_replicas > 0;
         check(
-            self.sync_timeout_ms >= 1 && self.sync_timeout_ms < store.redis_timeout_ms,
+            self.sync_timeout_ms >= 1 && (!waits || self.sync_timeout_ms < store.redis_timeout_ms),
             "replication.sync_timeout_ms",
             format!(
                 "must be from 1 to below store.redis_timeout_ms ({})",
