@@ -295,6 +295,18 @@ fn bad_replication_settings_are_named() {
             )],
             "replication.upstream_servers",
         ),
+        (
+            vec![
+                ("RELAYBOX__STORE__BACKEND", "redis"),
+                ("RELAYBOX__REPLICATION__SYNC_REPLICAS", "1"),
+                ("RELAYBOX__REPLICATION__SYNC_TIMEOUT_MS", "1000"),
+            ],
+            "replication.sync_timeout_ms",
+        ),
+        (
+            vec![("RELAYBOX__REPLICATION__SYNC_REPLICAS", "1")],
+            "replication.sync_replicas",
+        ),
     ] {
         let out = std::process::Command::new(env!("CARGO_BIN_EXE_relaybox"))
             .args([
