@@ -86,9 +86,17 @@ pub async fn run(settings: Settings) -> io::Result<()> {
         stopped.await;
     });
     server.await?;
-    if let crate::replication::State::Fenced { .. } = replication.state() {
-        warn!("fenced: the node serves nothing; it waits to be stopped");
-        shutdown_signal().await;
+    if let crate::replication::State::Fenced { reason } = replication.state() {
+        // Its Redis belongs to another primary now: nothing of it may write there any more,
+        // and nothing is put back. It stops rather than idle with every background task
+        // failing; started again as a primary it refuses to start (its Redis is read-only).
+        for arbiter in arbiters {
+            arbiter.stop();
+        }
+        return Err(io::Error::other(format!(
+            "fenced: {reason}; start it again as a standby of the new primary (README, \"High \
+             availability\")"
+        )));
     }
     if let Some(state) = front.serving() {
         // Background put-backs run on the shard threads: let them finish before those stop.

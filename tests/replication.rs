@@ -91,7 +91,7 @@ fn the_first_request_promotes_and_the_old_primary_is_fenced() {
         return;
     }
     let (r, r1) = (RedisServer::start(), RedisServer::start());
-    let primary = TestNode::on_redis(&[&r], &[]);
+    let mut primary = TestNode::on_redis(&[&r], &[]);
     let standby = standby_of(&r1, &r);
     primary.push(&["q"], "written before", "H");
     eventually("replicated", || r1.cli(&["DBSIZE"]) != "0");
@@ -114,6 +114,8 @@ fn the_first_request_promotes_and_the_old_primary_is_fenced() {
         primary.log().iter().any(|l| l.contains("fenced")),
         "the log says so"
     );
+    // It stops, rather than idle with every background task failing.
+    assert_eq!(primary.wait_exit(Duration::from_secs(10)), Some(false));
     assert_eq!(standby.push(&["q"], "after", "H").len(), 36);
 }
 
