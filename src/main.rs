@@ -87,27 +87,16 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    let system = || actix_web::rt::System::new();
     match cli.command.unwrap_or(Command::Run) {
-        Command::CheckConfig => {
-            print!("{}", settings.to_toml());
-            ExitCode::SUCCESS
-        }
+        Command::CheckConfig => finish("check-config", Ok::<_, String>(settings.to_toml())),
         Command::Charts { out } => {
-            let done = actix_web::rt::System::new()
-                .block_on(relaybox::stats::chart::publish(&settings, &out));
-            match done {
-                Ok(written) => {
-                    println!("{written} charts written to {}", out.display());
-                    ExitCode::SUCCESS
-                }
-                Err(e) => {
-                    eprintln!("relaybox charts: {e}");
-                    ExitCode::FAILURE
-                }
-            }
+            let done = system().block_on(relaybox::stats::chart::publish(&settings, &out));
+            let said = done.map(|n| format!("{n} charts written to {}\n", out.display()));
+            finish("charts", said)
         }
         Command::Ranges { action } => {
-            let done = actix_web::rt::System::new().block_on(async {
+            let done = system().block_on(async {
                 match action {
                     RangesAction::Show => relaybox::range::admin::show(&settings).await,
                     RangesAction::Init { from, to, force } => {
@@ -115,16 +104,7 @@ fn main() -> ExitCode {
                     }
                 }
             });
-            match done {
-                Ok(text) => {
-                    println!("{}", text.trim_end());
-                    ExitCode::SUCCESS
-                }
-                Err(e) => {
-                    eprintln!("relaybox ranges: {e}");
-                    ExitCode::FAILURE
-                }
-            }
+            finish("ranges", done.map(|text| format!("{}\n", text.trim_end())))
         }
         Command::Nginx {
             nodes,
@@ -136,41 +116,39 @@ fn main() -> ExitCode {
                 listen,
                 standalone: standalone.as_deref(),
             };
-            match site.nginx() {
-                Ok(conf) => {
-                    print!("{conf}");
-                    ExitCode::SUCCESS
-                }
-                Err(e) => {
-                    eprintln!("relaybox nginx: {e}");
-                    ExitCode::FAILURE
-                }
-            }
+            finish("nginx", site.nginx())
         }
         Command::Watch => {
             relaybox::logging::init(&settings.log);
-            let done = actix_web::rt::System::new().block_on(async {
+            let done = system().block_on(async {
                 relaybox::stats::Alerts::watch_alone(&settings).await?;
                 relaybox::node::shutdown_signal().await;
-                Ok::<_, String>(())
+                Ok::<_, String>(String::new())
             });
-            match done {
-                Ok(()) => ExitCode::SUCCESS,
-                Err(e) => {
-                    eprintln!("relaybox watch: {e}");
-                    ExitCode::FAILURE
-                }
-            }
+            finish("watch", done)
         }
         Command::Run => {
             relaybox::logging::init(&settings.log);
-            match actix_web::rt::System::new().block_on(relaybox::node::run(settings)) {
-                Ok(()) => ExitCode::SUCCESS,
-                Err(e) => {
-                    eprintln!("relaybox: {e}");
-                    ExitCode::FAILURE
-                }
-            }
+            let done = system().block_on(relaybox::node::run(settings));
+            finish("run", done.map(|()| String::new()))
+        }
+    }
+}
+
+/// How a command ends: what it printed, or its error (exit status 1).
+fn finish(command: &str, done: Result<String, impl std::fmt::Display>) -> ExitCode {
+    match done {
+        Ok(text) => {
+            print!("{text}");
+            ExitCode::SUCCESS
+        }
+        Err(e) if command == "run" => {
+            eprintln!("relaybox: {e}");
+            ExitCode::FAILURE
+        }
+        Err(e) => {
+            eprintln!("relaybox {command}: {e}");
+            ExitCode::FAILURE
         }
     }
 }

@@ -1,0 +1,190 @@
+//! One Redis server of the store and this node's command connection to it: connecting (and
+//! checking the server's version), telling an outage from a refusal, and noticing a server
+//! demoted under the node.
+//!
+//! One concern of the backend, split out of its module: it uses the module's types and helpers
+//! as its own.
+
+use super::*;
+
+/// One Redis server and our command connection to it.
+#[derive(Clone)]
+pub(super) struct Server {
+    /// The URL without credentials, for messages.
+    pub(super) name: Arc<str>,
+    pub(super) url: Arc<str>,
+    pub(super) client: Client,
+    pub(super) config: ConnectionManagerConfig,
+    /// Set to a server's name when it answers `READONLY`: shared by the store's servers.
+    pub(super) demoted: Arc<tokio::sync::watch::Sender<Option<String>>>,
+}
+
+thread_local! {
+    /// This thread's command connection to each server. A shard actor's Redis traffic then
+    /// stays on its own thread (no hand-off to a connection driver elsewhere), and a node holds
+    /// one connection per server and shard thread — a constant, whatever the load.
+    static CONNECTIONS: RefCell<HashMap<Arc<str>, ConnectionManager>> = RefCell::default();
+}
+
+impl Server {
+    /// Checks that the server answers and is new enough, then keeps what is needed to connect
+    /// from any thread.
+    pub(super) async fn connect(
+        url: &str,
+        timeout: Duration,
+        demoted: &Arc<tokio::sync::watch::Sender<Option<String>>>,
+    ) -> Result<Self, StoreError> {
+        let name: Arc<str> = redact(url).into();
+        let unavailable = |reason| StoreError::Unavailable {
+            shard: name.to_string(),
+            reason,
+        };
+        // Without TCP_NODELAY (redis-rs leaves it off), a command written while an earlier
+        // one is unanswered waits for Redis's delayed ACK: milliseconds per push under load.
+        let client = url
+            .into_connection_info()
+            .map(|info| info.set_tcp_settings(TcpSettings::default().set_nodelay(true)))
+            .and_then(Client::open)
+            .map_err(|e| StoreError::Config(format!("{name}: {e}")))?;
+        let config = ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(timeout))
+            .set_response_timeout(Some(timeout))
+            .set_number_of_retries(1);
+        let probe = async {
+            let mut conn = client.get_multiplexed_async_connection().await?;
+            ::redis::cmd("INFO")
+                .arg("server")
+                .query_async::<String>(&mut conn)
+                .await
+        };
+        let info = match tokio::time::timeout(timeout, probe).await {
+            Ok(Ok(info)) => info,
+            Ok(Err(e)) => return Err(unavailable(e.to_string())),
+            Err(_) => return Err(unavailable("no answer".to_owned())),
+        };
+        // Older servers would refuse every push (`EXPIRE … NX`): better to say so at start-up.
+        let seen = match server_version(&info) {
+            Some(version) if version >= MIN_VERSION => None,
+            Some((major, minor)) => Some(format!("Redis {major}.{minor}")),
+            None => Some("a Redis that does not say its version".to_owned()),
+        };
+        if let Some(seen) = seen {
+            let (major, minor) = MIN_VERSION;
+            return Err(StoreError::Config(format!(
+                "{name} runs {seen}; relaybox needs Redis {major}.{minor} or newer"
+            )));
+        }
+        Ok(Server {
+            demoted: Arc::clone(demoted),
+            name,
+            url: url.into(),
+            client,
+            config,
+        })
+    }
+
+    pub(super) fn error(&self, e: RedisError) -> StoreError {
+        let (shard, reason) = (self.name.to_string(), e.to_string());
+        // A server that answers `LOADING` (restarting from its AOF), `MASTERDOWN` or `TRYAGAIN`
+        // is not there yet either: an operation cut off by its restart must go on retrying.
+        // Inside a pipeline those answers come one per command, the first not always among them.
+        let in_pipeline = (e.clone().into_server_errors()).is_some_and(|errors| {
+            errors.iter().any(|(_, error)| {
+                use ServerErrorKind::*;
+                matches!(
+                    error.kind(),
+                    Some(BusyLoading | TryAgain | MasterDown | ClusterDown)
+                )
+            })
+        });
+        if is_read_only(&e) {
+            // Demoted under us: a newer primary has this server now.
+            self.demoted.send_if_modified(|demoted| {
+                let first = demoted.is_none();
+                demoted.get_or_insert_with(|| shard.clone());
+                first
+            });
+            return StoreError::Unavailable {
+                shard,
+                reason: format!("demoted to a read-only replica ({reason})"),
+            };
+        }
+        if e.is_io_error()
+            || e.is_timeout()
+            || e.is_connection_dropped()
+            || e.is_connection_refusal()
+            || matches!(e.retry_method(), RetryMethod::WaitAndRetry)
+            || in_pipeline
+        {
+            StoreError::Unavailable { shard, reason }
+        } else {
+            StoreError::Backend { shard, reason }
+        }
+    }
+
+    /// This thread's connection to the server (made on first use; cheap to clone: it is
+    /// multiplexed and reconnects by itself).
+    pub(super) fn conn(&self) -> ConnectionManager {
+        CONNECTIONS.with(|conns| {
+            conns
+                .borrow_mut()
+                .entry(Arc::clone(&self.url))
+                .or_insert_with(|| {
+                    ConnectionManager::new_lazy_with_config(
+                        self.client.clone(),
+                        self.config.clone(),
+                    )
+                    .expect("the settings were checked when the server was first reached")
+                })
+                .clone()
+        })
+    }
+}
+
+/// The oldest Redis that has every command relaybox sends (`EXPIRE` with `NX`/`GT`).
+const MIN_VERSION: (u32, u32) = (7, 0);
+
+/// (major, minor) from the answer to `INFO server`.
+fn server_version(info: &str) -> Option<(u32, u32)> {
+    let version = info
+        .lines()
+        .find_map(|line| line.strip_prefix("redis_version:"))?;
+    let mut parts = version.trim().split('.').map(str::parse::<u32>);
+    Some((parts.next()?.ok()?, parts.next()?.ok()?))
+}
+
+/// Whether `e` is a server's `READONLY`: a replica refusing a write (alone, or inside a
+/// transaction or pipeline).
+fn is_read_only(e: &RedisError) -> bool {
+    let in_transaction = (e.clone().into_server_errors()).is_some_and(|errors| {
+        (errors.iter()).any(|(_, error)| error.kind() == Some(ServerErrorKind::ReadOnly))
+    });
+    in_transaction
+        || e.kind() == ErrorKind::Server(ServerErrorKind::ReadOnly)
+        || e.to_string().contains("READONLY")
+}
+
+/// `url` without its credentials, for messages and logs: `redis://:secret@host:6379/0` →
+/// `redis://host:6379/0`.
+pub fn redact(url: &str) -> String {
+    match (url.split_once("://"), url.rsplit_once('@')) {
+        (Some((scheme, _)), Some((_, host))) => format!("{scheme}://{host}"),
+        _ => url.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_server_version_is_read_from_info() {
+        let info = "# Server\r\nredis_version:7.0.15\r\nredis_mode:standalone\r\n";
+        assert_eq!(server_version(info), Some((7, 0)));
+        assert_eq!(server_version("redis_version:6.2.6\r\n"), Some((6, 2)));
+        assert!(server_version("redis_version:6.2.6\r\n").unwrap() < MIN_VERSION);
+        assert!(server_version("redis_version:10.1.0\r\n").unwrap() >= MIN_VERSION);
+        assert_eq!(server_version("redis_mode:standalone\r\n"), None);
+        assert_eq!(server_version("redis_version:seven\r\n"), None);
+    }
+}
