@@ -23,6 +23,7 @@ mod queues;
 mod scripts;
 mod server;
 mod subscriber;
+mod sync;
 
 use std::cell::RefCell;
 use std::collections::{BTreeMap, HashMap};
@@ -313,35 +314,6 @@ impl RedisStore {
         let held = self.send(server, pipe, marks).await?;
         self.confirm(server).await?;
         Ok(held.map(TxId::from))
-    }
-
-    /// With `replication.sync_replicas`, waits until that many replicas of `server` have the
-    /// writes this thread sent it (`WAIT` on the same connection, which covers them all).
-    /// Fewer within `sync_timeout_ms`: the write stays on the master, but the client is not
-    /// told it succeeded (a `503`; a retry with the same `Idempotency-Key` does not push
-    /// again).
-    async fn confirm(&self, server: &Server) -> StoreResult<()> {
-        let Durability { replicas, timeout } = self.durability;
-        if replicas == 0 {
-            return Ok(());
-        }
-        let confirmed: u32 = ::redis::cmd("WAIT")
-            .arg(replicas)
-            .arg(timeout.as_millis() as u64)
-            .query_async(&mut server.conn())
-            .await
-            .map_err(|e| server.error(e))?;
-        if confirmed >= replicas {
-            return Ok(());
-        }
-        Err(StoreError::Unavailable {
-            shard: server.name.to_string(),
-            reason: format!(
-                "the write was stored but only {confirmed} of the {replicas} replicas required \
-                 (replication.sync_replicas) confirmed it within {} ms",
-                timeout.as_millis()
-            ),
-        })
     }
 
     /// Adds to `pipe` what storing `create` (when given) and pushing the transaction into
