@@ -1,9 +1,10 @@
 //! Failover end to end: real nginx (configured by `relaybox nginx`) in front of a primary node
 //! and its standby, each over its own redis-server, the standby's replicating the primary's,
 //! under continuous pushes through nginx. The primary node is killed with -9 (and, in the
-//! second test, its Redis too): the next requests reach the standby, which promotes itself,
-//! and traffic goes on; with `sync_replicas = 1` every push answered `200` is delivered
-//! exactly once afterwards.
+//! second test, its Redis too, the chain going on below the standby's): the next requests
+//! reach the standby, which promotes itself, and traffic goes on (pushes; then pops, and a
+//! desktop relaying an app's request, as before the kill); with `sync_replicas = 1` every push
+//! answered `200` is delivered exactly once.
 
 mod common;
 
@@ -181,6 +182,7 @@ fn failover_under_traffic(kill_redis: bool) {
     }
     sleep(Duration::from_millis(1500));
 
+    relay_through(&nginx, "8081");
     let (stop, pushes): (_, Pushes) = (Arc::new(AtomicBool::new(false)), Arc::default());
     let pusher = push_forever(nginx.url("/trans"), Arc::clone(&stop), Arc::clone(&pushes));
     sleep(Duration::from_secs(1));
@@ -261,6 +263,7 @@ fn failover_under_traffic(kill_redis: bool) {
             delivered.get(*payload)
         );
     }
+    relay_through(&nginx, "8082");
     let others = delivered
         .keys()
         .filter(|p| !answered.contains(&p.as_str()))
@@ -270,6 +273,77 @@ fn failover_under_traffic(kill_redis: bool) {
         answered.len(),
         pushes.len() - answered.len()
     );
+}
+
+/// The device relay through nginx, before the failover and after: a desktop attaches
+/// (`/connect` gives it the serving instance's port, then it polls there), and an app's request
+/// reaches it and comes back answered. After the failover the same desktop attaches again, to
+/// the standby.
+fn relay_through(nginx: &Nginx, serving: &str) {
+    let client = reqwest::blocking::Client::builder()
+        .timeout(Duration::from_secs(30))
+        .build()
+        .unwrap();
+    let customer = "26018363";
+    let connect = (client.post(nginx.url("/connect")))
+        .header("X-IWP-ProductUnivId", customer)
+        .send()
+        .unwrap();
+    assert_eq!(connect.status(), 200);
+    let port = connect.headers()["x-iwp-port"].to_str().unwrap().to_owned();
+    assert_eq!(port, serving, "the desktop is sent to the serving instance");
+    let (agent, reply) = (
+        nginx.url(&format!("/agent/{port}")),
+        nginx.url(&format!("/agentreply/{port}")),
+    );
+    let desktop = {
+        let client = client.clone();
+        std::thread::spawn(move || {
+            for _ in 0..10 {
+                let poll = (client.post(&agent))
+                    .header("X-IWP-ProductUnivId", customer)
+                    .send()
+                    .unwrap();
+                let Some(id) = poll.headers().get("x-iwp-requestid").cloned() else {
+                    continue;
+                };
+                assert_eq!(poll.bytes().unwrap().as_ref(), b"ping");
+                let answered = (client.post(&reply))
+                    .header("X-IWP-ProductUnivId", customer)
+                    .header("X-IWP-RequestId", id)
+                    .header("X-iwp-responsecode", "200")
+                    .body("pong")
+                    .send()
+                    .unwrap();
+                assert_eq!(answered.status(), 200);
+                return;
+            }
+            panic!("no app request reached the desktop");
+        })
+    };
+    let app = nginx.url(&format!("/client/{port}"));
+    let answer = (0..100)
+        .map(|_| {
+            let answer = (client.post(&app))
+                .header("X-IWP-ProductUnivId", customer)
+                .body("ping")
+                .send()
+                .unwrap();
+            let no_agent = answer
+                .headers()
+                .get("x-iwp-responsetype")
+                .is_some_and(|t| t == "0");
+            if no_agent {
+                sleep(Duration::from_millis(100));
+            }
+            (no_agent, answer)
+        })
+        .find(|(no_agent, _)| !no_agent)
+        .map(|(_, answer)| answer)
+        .expect("the desktop attached");
+    assert_eq!(answer.status(), 200);
+    assert_eq!(answer.text().unwrap(), "pong");
+    desktop.join().unwrap();
 }
 
 #[test]
