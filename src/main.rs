@@ -5,6 +5,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use relaybox::config::Settings;
+use relaybox::node::Stopped;
 
 // Measured on the 2-core machine (relaybox-bench, before vendor/actix-http shrank the connection
 // buffers): with jemalloc a held long-poll cost 10.7 KiB of RSS instead of 16.0 with glibc's
@@ -129,8 +130,18 @@ fn main() -> ExitCode {
         }
         Command::Run => {
             relaybox::logging::init(&settings.log);
-            let done = system().block_on(relaybox::node::run(settings));
-            finish("run", done.map(|()| String::new()))
+            let done = match system().block_on(relaybox::node::run(settings.clone())) {
+                Ok(Stopped::Fenced(reason)) if settings.admin.listen.is_some() => system()
+                    .block_on(relaybox::node::serve_fenced(&settings, reason))
+                    .map(|()| String::new()),
+                Ok(Stopped::Fenced(reason)) => Err(std::io::Error::other(format!(
+                    "fenced: {reason}; start it again as a standby of the new primary (README, \
+                     \"High availability\")"
+                ))),
+                Ok(Stopped::Signalled) => Ok(String::new()),
+                Err(e) => Err(e),
+            };
+            finish("run", done)
         }
     }
 }

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use actix::{Actor, Addr, Arbiter, ArbiterHandle};
-use actix_web::dev::{Server, Service};
+use actix_web::dev::{Server, ServerHandle, Service};
 use actix_web::middleware::{Condition, Logger};
 use actix_web::{App, HttpServer, web};
 use tracing::{debug, error, info, warn};
@@ -19,7 +19,7 @@ use tracing::{debug, error, info, warn};
 use crate::callbacks::Callbacks;
 use crate::cluster::Cluster;
 use crate::config::{Role, Settings, TlsSettings};
-use crate::http::{self, AppState, Connections, Front};
+use crate::http::{self, AppState, Connections, Front, Listener};
 use crate::inbox::Inbox;
 use crate::range::Ranges;
 use crate::relay::{Location, Relay};
@@ -37,7 +37,7 @@ const DELAYED_LOOK: Duration = Duration::from_millis(250);
 /// store it cannot reach stops it at once. A standby listens first and starts once its first
 /// request that needs the store has promoted it: until then nothing of it writes to its Redis
 /// set, which replicates another's.
-pub async fn run(settings: Settings) -> io::Result<()> {
+pub async fn run(settings: Settings) -> io::Result<Stopped> {
     let threads = match settings.node.workers {
         0 => std::thread::available_parallelism()
             .map(|n| n.get())
@@ -49,7 +49,11 @@ pub async fn run(settings: Settings) -> io::Result<()> {
         .map_err(io::Error::other)?;
     let alerts = Alerts::from_settings(&settings).map_err(io::Error::other)?;
     let connections = Connections::new(settings.node.connection_reserve);
-    let front = web::Data::new(Front::new(connections, replication.clone()));
+    let front = web::Data::new(Front::new(
+        connections,
+        replication.clone(),
+        settings.admin.clone(),
+    ));
     let arbiters: Vec<Arbiter> = (0..threads).map(|_| Arbiter::new()).collect();
     let threads_for_shards: Vec<ArbiterHandle> = arbiters.iter().map(Arbiter::handle).collect();
     let standby = settings.replication.role == Role::Standby;
@@ -58,6 +62,12 @@ pub async fn run(settings: Settings) -> io::Result<()> {
     }
     let server = listen(&settings, front.clone(), threads)?;
     let handle = server.handle();
+    let admin = listen_admin(&settings, front.clone())?;
+    let admin_handle = admin.as_ref().map(Server::handle);
+    let admin_at_fence = admin_handle.clone();
+    if let Some(admin) = admin {
+        actix_web::rt::spawn(admin);
+    }
     if standby {
         info!("standby: serving once the first request that needs the store promotes this node");
         let (settings, front) = (settings.clone(), front.clone());
@@ -68,54 +78,105 @@ pub async fn run(settings: Settings) -> io::Result<()> {
             }
         });
     }
-    let fenced = replication.clone();
-    let fence_handle = handle.clone();
-    actix_web::rt::spawn(async move {
-        let reason = fenced.fenced().await;
-        warn!(%reason, "closing the public listener: the load balancer sends the next request elsewhere");
-        fence_handle.stop(false).await;
-    });
-    let front_at_exit = front.clone();
-    actix_web::rt::spawn(async move {
-        let signal = shutdown_signal().await;
-        info!("{signal} received: shutting down");
-        let stopped = handle.stop(true);
-        if let Some(state) = front_at_exit.serving() {
-            state.inbox.release_waiters().await;
-        }
-        stopped.await;
-    });
+    stop_when_told(&replication, &front, &handle, admin_handle);
     server.await?;
     if let crate::replication::State::Fenced { reason } = replication.state() {
         // Its Redis belongs to another primary now: nothing of it may write there any more,
-        // and nothing is put back. It stops rather than idle with every background task
-        // failing; started again as a primary it refuses to start (its Redis is read-only).
+        // and nothing is put back. Everything stops (rather than idle with every background
+        // task failing); the caller may go on answering readiness (see `serve_fenced`).
         for arbiter in arbiters {
             arbiter.stop();
         }
-        return Err(io::Error::other(format!(
-            "fenced: {reason}; start it again as a standby of the new primary (README, \"High \
-             availability\")"
-        )));
+        if let Some(admin) = admin_at_fence {
+            admin.stop(false).await;
+        }
+        return Ok(Stopped::Fenced(reason));
     }
     if let Some(state) = front.serving() {
-        // Background put-backs run on the shard threads: let them finish before those stop.
-        let unfinished = (state.store)
-            .settle(Duration::from_secs(settings.node.shutdown_timeout))
-            .await;
-        if unfinished > 0 {
-            error!(
-                unfinished,
-                "stopping before the messages of lost takes were put back: they are out of \
-                 their queues, recorded under PB:K|… until those records expire"
-            );
-        }
+        settle(&state.store, &settings).await;
     }
     for arbiter in arbiters {
         arbiter.stop();
     }
     info!("relaybox stopped");
-    Ok(())
+    Ok(Stopped::Signalled)
+}
+
+/// Closes the public listener when the node is fenced; stops everything, gently, on SIGTERM
+/// or SIGINT.
+fn stop_when_told(
+    replication: &Replication,
+    front: &web::Data<Front>,
+    handle: &ServerHandle,
+    admin: Option<ServerHandle>,
+) {
+    let (fenced, public) = (replication.clone(), handle.clone());
+    actix_web::rt::spawn(async move {
+        let reason = fenced.fenced().await;
+        warn!(%reason, "closing the public listener: the load balancer sends the next request elsewhere");
+        public.stop(false).await;
+    });
+    let (front, public) = (front.clone(), handle.clone());
+    actix_web::rt::spawn(async move {
+        let signal = shutdown_signal().await;
+        info!("{signal} received: shutting down");
+        let stopped = public.stop(true);
+        if let Some(state) = front.serving() {
+            state.inbox.release_waiters().await;
+        }
+        stopped.await;
+        if let Some(admin) = admin {
+            admin.stop(true).await;
+        }
+    });
+}
+
+/// Lets the background put-backs (on the shard threads) finish before those stop.
+async fn settle(store: &Arc<dyn Store>, settings: &Settings) {
+    let unfinished = store
+        .settle(Duration::from_secs(settings.node.shutdown_timeout))
+        .await;
+    if unfinished > 0 {
+        error!(
+            unfinished,
+            "stopping before the messages of lost takes were put back: they are out of their \
+             queues, recorded under PB:K|… until those records expire"
+        );
+    }
+}
+
+/// How a node's run ended.
+#[derive(Debug)]
+pub enum Stopped {
+    /// Told to stop (SIGTERM or SIGINT).
+    Signalled,
+    /// Its Redis was taken over by a newer primary (the reason).
+    Fenced(String),
+}
+
+/// A fenced node with `admin.listen`: answers there, until told to stop, that it is fenced
+/// (`/health` alive, `/ready` and everything else `503` with the reason), and does nothing else.
+pub async fn serve_fenced(settings: &Settings, reason: String) -> io::Result<()> {
+    let Some(addr) = settings.admin.listen else {
+        return Ok(());
+    };
+    let reason = web::Data::new(reason);
+    let server = HttpServer::new(move || {
+        App::new()
+            .app_data(reason.clone())
+            .default_service(web::to(http::fenced))
+    })
+    .workers(1)
+    .disable_signals()
+    .bind(addr)?
+    .run();
+    let handle = server.handle();
+    actix_web::rt::spawn(async move {
+        shutdown_signal().await;
+        handle.stop(true).await;
+    });
+    warn!(%addr, "fenced: readiness says so on the admin listener; the node does nothing else");
+    server.await
 }
 
 /// Starts what the node serves with: its store, the shard actors over it, the domains, the
@@ -232,7 +293,7 @@ fn listen(settings: &Settings, front: web::Data<Front>, threads: usize) -> io::R
                 http::headers::shrink(&mut req);
                 service.call(req)
             })
-            .configure(http::configure(front.clone()))
+            .configure(http::configure(front.clone(), Listener::Public))
     })
     .workers(threads)
     // Each connection counts for as long as it lives (its extensions go with it).
@@ -272,6 +333,24 @@ fn listen(settings: &Settings, front: web::Data<Front>, threads: usize) -> io::R
         );
     }
     Ok(server.run())
+}
+
+/// `admin.listen`'s listener, if one is set: the admin routes, `/health` and `/ready`, on one
+/// worker. It outlives a fenced node's public listener.
+fn listen_admin(settings: &Settings, front: web::Data<Front>) -> io::Result<Option<Server>> {
+    let Some(addr) = settings.admin.listen else {
+        return Ok(None);
+    };
+    let server = HttpServer::new(move || {
+        App::new().configure(http::configure(front.clone(), Listener::Admin))
+    })
+    .workers(1)
+    .disable_signals()
+    .bind(addr)?;
+    for addr in server.addrs() {
+        info!("admin routes listening on http://{addr}");
+    }
+    Ok(Some(server.run()))
 }
 
 /// The HTTPS listener's TLS settings, from the PEM files; fails naming the file at fault.

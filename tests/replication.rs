@@ -433,3 +433,46 @@ fn two_standbys_over_one_set_promote_it_once() {
     }
     assert_eq!(standbys[0].pop("both", "max=50&timeout=1").data.len(), 20);
 }
+
+/// A fenced node with an admin listener stays up there and says it is fenced: `/ready` is a
+/// `503` naming why, `/health` answers, and it does nothing else (its log stays quiet).
+#[test]
+fn a_fenced_node_says_so_on_its_admin_listener() {
+    if common::skip_redis() {
+        return;
+    }
+    let (r, r1) = (RedisServer::start(), RedisServer::start());
+    let admin = format!("127.0.0.1:{}", common::free_port());
+    let primary = TestNode::on_redis(&[&r], &[("RELAYBOX__ADMIN__LISTEN", admin.as_str())]);
+    let standby = standby_of(&r1, &r);
+    primary.push(&["q"], "before", "H");
+    eventually("replicated", || r1.cli(&["DBSIZE"]) != "0");
+    assert_eq!(standby.pop("q", "timeout=1").payloads(), ["before"]);
+    eventually("the old primary closed its listener", || {
+        TcpStream::connect(primary.addr).is_err()
+    });
+    let client = reqwest::blocking::Client::new();
+    let ready = || {
+        let answer = client.get(format!("http://{admin}/ready")).send().ok()?;
+        Some((answer.status().as_u16(), answer.json::<Value>().ok()?))
+    };
+    eventually("readiness on the admin listener says fenced", || {
+        ready()
+            .is_some_and(|(status, body)| status == 503 && body["replication"]["role"] == "fenced")
+    });
+    let (_, body) = ready().unwrap();
+    assert!(
+        body["reason"].as_str().unwrap().contains("READONLY"),
+        "{body}"
+    );
+    let health = client.get(format!("http://{admin}/health")).send().unwrap();
+    assert_eq!(health.status(), 200);
+    // Quiet: nothing of it keeps trying to write to its demoted Redis.
+    let before = primary.log().len();
+    sleep(Duration::from_secs(3));
+    let later: Vec<String> = primary.log()[before..].to_vec();
+    let warnings = later
+        .iter()
+        .filter(|l| l.contains("WARN") || l.contains("ERROR"));
+    assert_eq!(warnings.count(), 0, "{later:?}");
+}

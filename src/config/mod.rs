@@ -5,6 +5,7 @@
 //! Unknown keys and bad values stop start-up with a message naming the key. Each section is a
 //! file here, and checks its own values; what spans sections is checked in [`Settings`].
 
+mod admin;
 mod alerts;
 mod cluster;
 mod inbox;
@@ -21,6 +22,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+pub use admin::AdminSettings;
 pub use alerts::{AlertSettings, MailTls};
 pub use cluster::{ClusterSettings, MIN_SECRET_LEN};
 pub use inbox::InboxSettings;
@@ -47,6 +49,7 @@ pub struct Settings {
     pub ranges: RangeSettings,
     pub stats: StatsSettings,
     pub replication: ReplicationSettings,
+    pub admin: AdminSettings,
     /// E-mail alerts; none when absent.
     pub alerts: Option<AlertSettings>,
     /// The HTTPS listener (on the plain listener's port + 1); none when absent.
@@ -117,6 +120,7 @@ impl Settings {
         self.ranges.validate()?;
         self.stats.validate()?;
         self.replication.validate(&self.store)?;
+        self.admin.validate()?;
         if let Some(tls) = &self.tls {
             tls.validate()?;
         }

@@ -5,33 +5,59 @@
 
 use std::sync::Arc;
 
-use actix_web::HttpResponse;
 use actix_web::http::StatusCode;
 use actix_web::http::header::{self, HeaderValue};
+use actix_web::{HttpRequest, HttpResponse};
 use serde_json::json;
 use tokio::sync::{Notify, OnceCell};
 
-use super::AppState;
 use super::connections::Connections;
 use super::response::{ApiError, json};
+use super::routes::Route;
+use super::{AppState, Listener, admin};
+use crate::config::AdminSettings;
 use crate::replication::Replication;
 
 pub struct Front {
     pub connections: Arc<Connections>,
     pub replication: Replication,
+    admin: AdminSettings,
     state: OnceCell<AppState>,
     /// Told when `state` is set.
     serving: Notify,
 }
 
 impl Front {
-    pub fn new(connections: Arc<Connections>, replication: Replication) -> Self {
+    pub fn new(
+        connections: Arc<Connections>,
+        replication: Replication,
+        admin: AdminSettings,
+    ) -> Self {
         Front {
             connections,
             replication,
+            admin,
             state: OnceCell::new(),
             serving: Notify::new(),
         }
+    }
+
+    /// Whether `route` is served on `listener`: the admin routes on the admin listener when
+    /// there is one, everything else on the public one.
+    pub fn serves(&self, route: &Route, listener: Listener) -> bool {
+        match (route.is_admin(), self.admin.listen.is_some()) {
+            (true, true) => listener == Listener::Admin,
+            _ => listener == Listener::Public,
+        }
+    }
+
+    /// The answer to `req` if it may not use `route` (the admin routes' rules,
+    /// [`admin::refusal`]).
+    pub fn refusal(&self, route: &Route, req: &HttpRequest) -> Option<HttpResponse> {
+        route
+            .is_admin()
+            .then(|| admin::refusal(req, self.admin.token.as_deref()))
+            .flatten()
     }
 
     /// The node serves from now on, with `state`.

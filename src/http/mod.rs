@@ -52,10 +52,40 @@ pub struct AppState {
     pub alerts: Option<crate::stats::Alerts>,
 }
 
-/// Mounts the node's routes on an actix-web app.
-pub fn configure(front: web::Data<Front>) -> impl FnOnce(&mut web::ServiceConfig) {
+/// Every answer of a fenced node that keeps its admin listener: `/health` alive, the rest
+/// `503` with the reason, readiness in its usual shape.
+pub async fn fenced(req: HttpRequest, reason: web::Data<String>) -> HttpResponse {
+    let reason = format!("fenced: {}", reason.as_str());
+    if req.path() == "/health" {
+        return json(&json!({"status": "alive"}));
+    }
+    let mut answer = json(&json!({
+        "ready": false,
+        "reason": reason,
+        "replication": {"role": "fenced", "reason": reason},
+    }));
+    *answer.status_mut() = StatusCode::SERVICE_UNAVAILABLE;
+    answer
+}
+
+/// Which of the node's listeners a request came in on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Listener {
+    /// The node's own (and its HTTPS one).
+    Public,
+    /// `admin.listen`: the admin routes, `/health` and `/ready`.
+    Admin,
+}
+
+/// Mounts the node's routes on an actix-web app for `listener`.
+pub fn configure(
+    front: web::Data<Front>,
+    listener: Listener,
+) -> impl FnOnce(&mut web::ServiceConfig) {
     move |cfg| {
-        cfg.app_data(front).default_service(web::to(dispatch));
+        cfg.app_data(front)
+            .app_data(listener)
+            .default_service(web::to(dispatch));
     }
 }
 
@@ -64,17 +94,27 @@ async fn dispatch(
     payload: web::Payload,
     front: web::Data<Front>,
 ) -> HttpResponse {
+    let listener = req
+        .app_data::<Listener>()
+        .copied()
+        .unwrap_or(Listener::Public);
     let response = match Route::parse(req.method(), req.path()) {
         Ok(Some(Route::Health)) => front.health(),
         Ok(Some(Route::Ready)) => front.ready().await,
-        Ok(Some(route)) => {
+        Ok(Some(route)) if !front.serves(&route, listener) => {
+            not_found(req.method().as_str(), &req.uri().to_string())
+        }
+        Ok(Some(route)) => match front.refusal(&route, &req) {
+            Some(refusal) => refusal,
             // Probes, operators and HEAD/OPTIONS never promote a standby.
-            let promotes = route.promotes() && req.method() != Method::HEAD;
-            match front.state(promotes).await {
+            None => match front
+                .state(route.promotes() && req.method() != Method::HEAD)
+                .await
+            {
                 Ok(state) => answer(route, req, payload, state, &front.connections).await,
                 Err(refusal) => refusal,
-            }
-        }
+            },
+        },
         Ok(None) => not_found(req.method().as_str(), &req.uri().to_string()),
         Err(e) => actix_web::ResponseError::error_response(&ApiError::bad_request(e.to_string())),
     };
@@ -177,10 +217,10 @@ fn inbox_handler<'a>(
     let inbox = &state.inbox;
     match route {
         Route::DeployInfo => Box::pin(std::future::ready(Ok(deploy_info(state)))),
-        Route::AdminRanges => Box::pin(ranges::overview(state, req)),
+        Route::AdminRanges => Box::pin(ranges::overview(state)),
         Route::AdminStats => Box::pin(admin::stats(state, req, body)),
         Route::AdminChart { file } => Box::pin(admin::chart(state, req, file)),
-        Route::AdminAlertTest => Box::pin(admin::alert_test(state, req)),
+        Route::AdminAlertTest => Box::pin(admin::alert_test(state)),
         Route::Provision { org } => Box::pin(inbox::provision(inbox, req, body, org)),
         Route::GetTransaction { org: _, id } => {
             Box::pin(inbox::get_transaction(inbox, req, body, id))

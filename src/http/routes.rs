@@ -183,19 +183,21 @@ impl Route {
         )
     }
 
-    /// Whether a request on this route promotes a standby: every route that needs the store,
-    /// not the probes (`/`, `/health`, `/ready`) nor the operators' `/admin/…`.
-    pub fn promotes(&self) -> bool {
-        !matches!(
+    /// Whether this is one of the operators' routes (`/admin/…`).
+    pub fn is_admin(&self) -> bool {
+        matches!(
             self,
-            Route::DeployInfo
-                | Route::Health
-                | Route::Ready
-                | Route::AdminRanges
+            Route::AdminRanges
                 | Route::AdminStats
                 | Route::AdminChart { .. }
                 | Route::AdminAlertTest
         )
+    }
+
+    /// Whether a request on this route promotes a standby: every route that needs the store,
+    /// not the probes (`/`, `/health`, `/ready`) nor the operators' `/admin/…`.
+    pub fn promotes(&self) -> bool {
+        !self.is_admin() && !matches!(self, Route::DeployInfo | Route::Health | Route::Ready)
     }
 
     /// `Ok(None)` when no route matches (the caller answers 404).

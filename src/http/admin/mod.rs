@@ -1,18 +1,19 @@
-//! The operators' surface under `/admin/…`. Access: with a cluster secret configured, the
-//! request must carry it (`X-IWP-Secret`); without one, anyone who reaches the node may read.
+//! The operators' surface under `/admin/…`. Access (checked once for every admin route, by
+//! [`refusal`]): with `admin.token`, the request must carry it as a bearer token (`401`
+//! otherwise, no data); without one, only clients on loopback addresses are answered (`403`).
+//! With `admin.listen` the routes are served there, and not on the node's own listener.
 
 mod alerts;
 mod charts;
 mod stats;
 
-use actix_web::HttpRequest;
-use actix_web::http::StatusCode;
+use actix_web::http::{StatusCode, header};
+use actix_web::{HttpRequest, HttpResponse};
 
 pub use self::alerts::alert_test;
 pub use self::charts::chart;
 pub use self::stats::stats;
 use super::response::ApiError;
-use crate::cluster::{Cluster, Refusal};
 use crate::stats::ReportError;
 
 /// A report the store could not give is a `503`; one asked for wrongly, a `400`.
@@ -27,13 +28,34 @@ impl From<ReportError> for ApiError {
     }
 }
 
-/// Whether the request may use the admin routes.
-pub fn admitted(cluster: &Cluster, req: &HttpRequest) -> Result<(), ApiError> {
-    match super::cluster::admit(cluster, req) {
-        Ok(()) | Err(Refusal::NoSecret) => Ok(()),
-        Err(refusal) => Err(ApiError::new(
+/// The answer to `req` if it may not use the admin routes, given the node's `admin.token`.
+pub fn refusal(req: &HttpRequest, token: Option<&str>) -> Option<HttpResponse> {
+    use subtle::ConstantTimeEq;
+    let refused = |status, message: &str| {
+        actix_web::ResponseError::error_response(&ApiError::new(status, vec![message.to_owned()]))
+    };
+    match token {
+        Some(token) => {
+            let given = (req.headers().get(header::AUTHORIZATION))
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.strip_prefix("Bearer "));
+            if given.is_some_and(|given| bool::from(given.as_bytes().ct_eq(token.as_bytes()))) {
+                return None;
+            }
+            let mut refusal = refused(
+                StatusCode::UNAUTHORIZED,
+                "the admin routes need Authorization: Bearer <admin.token>",
+            );
+            let challenge = header::HeaderValue::from_static(r#"Bearer realm="relaybox admin""#);
+            refusal
+                .headers_mut()
+                .insert(header::WWW_AUTHENTICATE, challenge);
+            Some(refusal)
+        }
+        None if req.peer_addr().is_some_and(|peer| peer.ip().is_loopback()) => None,
+        None => Some(refused(
             StatusCode::FORBIDDEN,
-            vec![refusal.to_string()],
+            "without admin.token the admin routes answer clients on loopback addresses only",
         )),
     }
 }

@@ -1,0 +1,97 @@
+//! Who may use the operators' routes, and where: a bearer token when `admin.token` is set
+//! (else loopback clients only), and a listener of their own with `admin.listen`.
+
+mod common;
+
+use common::{Backend, TestNode, free_port};
+
+const TOKEN: &str = "an-admin-token-for-tests";
+
+fn get(url: &str, token: Option<&str>) -> (u16, reqwest::header::HeaderMap) {
+    let client = reqwest::blocking::Client::new();
+    let mut request = client.get(url);
+    if let Some(token) = token {
+        request = request.bearer_auth(token);
+    }
+    let answer = request.send().unwrap();
+    (answer.status().as_u16(), answer.headers().clone())
+}
+
+/// With `admin.token`, every admin route needs it: none or a wrong one is a `401` with a
+/// Bearer challenge, and no data.
+fn admin_routes_need_the_token(backend: Backend) {
+    let node = TestNode::start_with(backend, &[("RELAYBOX__ADMIN__TOKEN", TOKEN)]);
+    for path in ["/admin/stats", "/admin/ranges", "/admin/charts/cpu.1h.svg"] {
+        let url = node.url(path);
+        let (status, headers) = get(&url, None);
+        assert_eq!(status, 401, "{path} without the token");
+        assert_eq!(
+            headers["www-authenticate"],
+            r#"Bearer realm="relaybox admin""#
+        );
+        assert_eq!(get(&url, Some("not-the-token-at-all")).0, 401, "{path}");
+        assert_eq!(get(&url, Some(TOKEN)).0, 200, "{path} with the token");
+    }
+    // The rest of the API does not care.
+    assert_eq!(node.get("/health").0, 200);
+    assert_eq!(node.push(&["q"], "m", "H").len(), 36);
+}
+
+/// With `admin.listen`, the admin routes (and the probes) are served there and not on the
+/// node's listener, whose API is not served on the admin one.
+fn admin_routes_move_to_their_listener(backend: Backend) {
+    let admin = format!("127.0.0.1:{}", free_port());
+    let node = TestNode::start_with(backend, &[("RELAYBOX__ADMIN__LISTEN", admin.as_str())]);
+    assert_eq!(node.get("/admin/stats").0, 404, "moved away");
+    assert_eq!(get(&format!("http://{admin}/admin/stats"), None).0, 200);
+    for probe in ["/health", "/ready"] {
+        assert_eq!(
+            get(&format!("http://{admin}{probe}"), None).0,
+            200,
+            "{probe}"
+        );
+        assert_eq!(node.get(probe).0, 200, "{probe}");
+    }
+    let client = reqwest::blocking::Client::new();
+    let push = client
+        .post(format!("http://{admin}/trans"))
+        .json(&serde_json::json!({"payload": "m", "priority": "H", "queue": [{"id": "q"}]}))
+        .send()
+        .unwrap();
+    assert_eq!(push.status(), 404, "the API is not on the admin listener");
+}
+
+crate::both_backends!(
+    admin_routes_need_the_token,
+    admin_routes_move_to_their_listener
+);
+
+/// A token too short to protect anything stops start-up, naming the key.
+#[test]
+fn a_short_token_is_refused() {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_relaybox"))
+        .args([
+            "--config",
+            concat!(env!("CARGO_MANIFEST_DIR"), "/cluster.toml"),
+        ])
+        .arg("check-config")
+        .env("RELAYBOX__ADMIN__TOKEN", "short")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("admin.token"));
+    let shown = std::process::Command::new(env!("CARGO_BIN_EXE_relaybox"))
+        .args([
+            "--config",
+            concat!(env!("CARGO_MANIFEST_DIR"), "/cluster.toml"),
+        ])
+        .arg("check-config")
+        .env("RELAYBOX__ADMIN__TOKEN", TOKEN)
+        .output()
+        .unwrap();
+    let printed = String::from_utf8_lossy(&shown.stdout);
+    assert!(
+        !printed.contains(TOKEN),
+        "check-config never prints the token"
+    );
+}
