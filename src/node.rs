@@ -192,9 +192,9 @@ async fn start(
         start_shards(&store, settings, arbiters),
         settings.inbox.clone(),
     );
-    let (state, cluster) = app_state(settings, &store, inbox.clone(), alerts.clone()).await;
+    let (state, cluster) = app_state(settings, &store, inbox.clone(), front, alerts.clone()).await;
     if settings.stats.enabled {
-        let node = crate::range::node_name(&settings.node.server, &settings.node.port);
+        let node = state.node.clone();
         StatsCollector::new(node, &settings.stats, Arc::clone(&store)).start();
     }
     if let Some(alerts) = &alerts {
@@ -241,6 +241,7 @@ async fn app_state(
     settings: &Settings,
     store: &Arc<dyn Store>,
     inbox: Inbox,
+    front: &Front,
     alerts: Option<Alerts>,
 ) -> (AppState, Cluster) {
     let here = Location {
@@ -271,6 +272,9 @@ async fn app_state(
         started: Instant::now(),
         cluster: cluster.clone(),
         stats: Stats::new(settings.stats.clone(), Arc::clone(store)),
+        node: crate::range::node_name(&settings.node.server, &settings.node.port),
+        replication: front.replication.clone(),
+        connections: Arc::clone(&front.connections),
         alerts,
     };
     (state, cluster)

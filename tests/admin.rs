@@ -61,9 +61,48 @@ fn admin_routes_move_to_their_listener(backend: Backend) {
     assert_eq!(push.status(), 404, "the API is not on the admin listener");
 }
 
+/// `GET /admin/status`: the node, its store shard by shard, its role, its process and the
+/// connections it holds by kind.
+fn the_status_of_a_node(backend: Backend) {
+    let node = TestNode::start_with(backend, &[]);
+    let _waiting = node.hold_pop("someone");
+    let started = std::time::Instant::now();
+    let status = loop {
+        let (code, status) = node.get("/admin/status");
+        assert_eq!(code, 200, "{status}");
+        if status["connections"]["held"]["pops_and_subscriptions"] == 1 {
+            break status;
+        }
+        assert!(
+            started.elapsed().as_secs() < 5,
+            "the held pop is counted: {status}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    assert_eq!(status["version"], env!("CARGO_PKG_VERSION"));
+    assert_eq!(status["node"], "localhost:3001/3001");
+    let backend_name = if backend == Backend::Redis {
+        "redis"
+    } else {
+        "memory"
+    };
+    assert_eq!(status["store"]["backend"], backend_name);
+    let shards = status["store"]["shards"].as_array().unwrap();
+    assert!(!shards.is_empty());
+    let answered = |s: &serde_json::Value| s["ok"] == true && s["ms"].as_f64().is_some();
+    assert!(shards.iter().all(answered), "{status}");
+    assert_eq!(status["replication"]["role"], "primary");
+    assert!(status["process"]["open_files"].as_u64() > Some(3));
+    assert!(
+        status["connections"]["open"].as_u64() >= Some(2),
+        "{status}"
+    );
+}
+
 crate::both_backends!(
     admin_routes_need_the_token,
-    admin_routes_move_to_their_listener
+    admin_routes_move_to_their_listener,
+    the_status_of_a_node,
 );
 
 /// A token too short to protect anything stops start-up, naming the key.

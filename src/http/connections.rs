@@ -54,6 +54,13 @@ impl Connections {
         Held(Arc::clone(self))
     }
 
+    /// Connections open now, and how many the node holds before it is crowded (`None`: no
+    /// known limit).
+    pub fn count(&self) -> (usize, Option<usize>) {
+        let ceiling = (self.ceiling != usize::MAX).then_some(self.ceiling);
+        (self.open.load(Ordering::Relaxed), ceiling)
+    }
+
     /// Why the node takes on no more waiting, if it is crowded.
     pub fn crowded(&self) -> Option<String> {
         let open = self.open.load(Ordering::Relaxed);

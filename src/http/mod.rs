@@ -48,6 +48,10 @@ pub struct AppState {
     /// The region's statistics.
     pub stats: crate::stats::Stats,
     pub store: std::sync::Arc<dyn crate::store::Store>,
+    /// This node, as it names itself (`server/port`).
+    pub node: String,
+    pub replication: crate::replication::Replication,
+    pub connections: std::sync::Arc<Connections>,
     /// Alert mails; none without `[alerts]`.
     pub alerts: Option<crate::stats::Alerts>,
 }
@@ -219,6 +223,7 @@ fn inbox_handler<'a>(
         Route::DeployInfo => Box::pin(std::future::ready(Ok(deploy_info(state)))),
         Route::AdminRanges => Box::pin(ranges::overview(state)),
         Route::AdminStats => Box::pin(admin::stats(state, req, body)),
+        Route::AdminStatus => Box::pin(async { Ok(admin::status(state).await) }),
         Route::AdminChart { file } => Box::pin(admin::chart(state, req, file)),
         Route::AdminAlertTest => Box::pin(admin::alert_test(state)),
         Route::Provision { org } => Box::pin(inbox::provision(inbox, req, body, org)),

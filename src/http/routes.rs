@@ -19,6 +19,8 @@ pub enum Route {
     AdminRanges,
     /// `GET /admin/stats`: the region's archived statistics.
     AdminStats,
+    /// `GET /admin/status`: this node, its store, role, process and connections.
+    AdminStatus,
     /// `GET /admin/charts/<type>.<period>.svg`: a chart of them.
     AdminChart {
         file: String,
@@ -189,6 +191,7 @@ impl Route {
             self,
             Route::AdminRanges
                 | Route::AdminStats
+                | Route::AdminStatus
                 | Route::AdminChart { .. }
                 | Route::AdminAlertTest
         )
@@ -230,6 +233,9 @@ impl Route {
             }
             [a, s] if org.is_none() && is(a, "admin") && is(s, "stats") => {
                 (method == Method::GET).then_some(Route::AdminStats)
+            }
+            [a, s] if org.is_none() && is(a, "admin") && is(s, "status") => {
+                (method == Method::GET).then_some(Route::AdminStatus)
             }
             [a, al, t] if org.is_none() && is(a, "admin") && is(al, "alerts") && is(t, "test") => {
                 (method == Method::POST).then_some(Route::AdminAlertTest)

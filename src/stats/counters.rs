@@ -58,6 +58,11 @@ impl Level {
         self.low.fetch_min(now, Ordering::Relaxed);
     }
 
+    /// The level now.
+    pub fn now(&self) -> i64 {
+        self.now.load(Ordering::Relaxed)
+    }
+
     /// The period's figures; the next period's lowest and highest start at the level now.
     pub fn take(&self) -> Levels {
         let now = self.now.load(Ordering::Relaxed);

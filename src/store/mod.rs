@@ -128,6 +128,11 @@ pub trait Queues: Send + Sync + 'static {
         Ok(())
     }
 
+    /// Whether `shard`'s server answers.
+    async fn ping_shard(&self, _shard: ShardId) -> StoreResult<()> {
+        Ok(())
+    }
+
     /// The name of a server found demoted to a read-only replica (a newer primary took it
     /// over), once one is: a backend that can be replicated says so here.
     fn demotions(&self) -> Option<tokio::sync::watch::Receiver<Option<String>>> {

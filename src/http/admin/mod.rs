@@ -6,6 +6,7 @@
 mod alerts;
 mod charts;
 mod stats;
+mod status;
 
 use actix_web::http::{StatusCode, header};
 use actix_web::{HttpRequest, HttpResponse};
@@ -13,6 +14,7 @@ use actix_web::{HttpRequest, HttpResponse};
 pub use self::alerts::alert_test;
 pub use self::charts::chart;
 pub use self::stats::stats;
+pub use self::status::status;
 use super::response::ApiError;
 use crate::stats::ReportError;
 

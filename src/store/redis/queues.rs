@@ -17,12 +17,13 @@ impl Queues for RedisStore {
 
     async fn ping(&self) -> StoreResult<()> {
         for server in self.shards.iter().chain([&self.transactions]) {
-            ::redis::cmd("PING")
-                .query_async::<()>(&mut server.conn())
-                .await
-                .map_err(|e| server.error(e))?;
+            server.ping().await?;
         }
         Ok(())
+    }
+
+    async fn ping_shard(&self, shard: ShardId) -> StoreResult<()> {
+        self.shard(shard).ping().await
     }
 
     fn demotions(&self) -> Option<tokio::sync::watch::Receiver<Option<String>>> {

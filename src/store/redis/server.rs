@@ -122,6 +122,14 @@ impl Server {
         }
     }
 
+    /// Whether the server answers.
+    pub(super) async fn ping(&self) -> StoreResult<()> {
+        ::redis::cmd("PING")
+            .query_async::<()>(&mut self.conn())
+            .await
+            .map_err(|e| self.error(e))
+    }
+
     /// This thread's connection to the server (made on first use; cheap to clone: it is
     /// multiplexed and reconnects by itself).
     pub(super) fn conn(&self) -> ConnectionManager {

@@ -1,0 +1,57 @@
+//! `GET /admin/status`: what this node is and how it is doing — version, uptime, its store and
+//! each shard's answer time, its replication role, its process (CPU, memory, descriptors) and
+//! the connections it holds, by kind.
+
+use std::time::Instant;
+
+use actix_web::HttpResponse;
+use futures_util::future::join_all;
+use serde_json::{Value, json};
+
+use super::super::AppState;
+use super::super::response::json;
+use crate::stats::{counters, process};
+
+pub async fn status(state: &AppState) -> HttpResponse {
+    let store = &state.store;
+    let shards = join_all((0..store.shards()).map(|shard| async move {
+        let started = Instant::now();
+        let answered = store.ping_shard(shard).await;
+        let mut about = json!({
+            "shard": shard,
+            "name": store.shard_name(shard),
+            "ok": answered.is_ok(),
+            "ms": started.elapsed().as_secs_f64() * 1000.0,
+        });
+        if let Err(e) = answered {
+            about["error"] = Value::String(e.to_string());
+        }
+        about
+    }))
+    .await;
+    let (open, most) = state.connections.count();
+    let c = counters();
+    json(&json!({
+        "name": "relaybox",
+        "version": env!("CARGO_PKG_VERSION"),
+        "node": state.node,
+        "uptime": state.started.elapsed().as_secs(),
+        "store": {"backend": state.backend, "shards": shards},
+        "replication": state.replication.state(),
+        "process": {
+            "cpu_seconds": process::cpu_seconds(),
+            "rss_peak_kib": process::peak_rss_kib(),
+            "open_files": process::open_files(),
+            "open_files_limit": process::open_file_limit(),
+        },
+        "connections": {
+            "open": open,
+            "most": most,
+            "held": {
+                "pops_and_subscriptions": c.held.now(),
+                "desktop_polls": c.agents.now(),
+                "app_requests": c.interactions.now(),
+            },
+        },
+    }))
+}
