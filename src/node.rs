@@ -272,6 +272,7 @@ async fn app_state(
         started: Instant::now(),
         cluster: cluster.clone(),
         stats: Stats::new(settings.stats.clone(), Arc::clone(store)),
+        settings: Arc::new(settings.clone()),
         node: crate::range::node_name(&settings.node.server, &settings.node.port),
         replication: front.replication.clone(),
         connections: Arc::clone(&front.connections),

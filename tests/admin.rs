@@ -105,6 +105,32 @@ crate::both_backends!(
     the_status_of_a_node,
 );
 
+/// `GET /admin/config`: the effective settings, environment included, with no secret in them.
+#[test]
+fn the_effective_configuration_without_secrets() {
+    let secret = "a-cluster-secret-nobody-sees";
+    let node = TestNode::start_with(
+        Backend::Memory,
+        &[
+            ("RELAYBOX__CLUSTER__SECRET", secret),
+            ("RELAYBOX__ADMIN__TOKEN", TOKEN),
+            ("RELAYBOX__INBOX__MAX_QUEUES", "77"),
+        ],
+    );
+    let answer = reqwest::blocking::Client::new()
+        .get(node.url("/admin/config"))
+        .bearer_auth(TOKEN)
+        .send()
+        .unwrap();
+    assert_eq!(answer.status(), 200);
+    let text = answer.text().unwrap();
+    assert!(!text.contains(secret) && !text.contains(TOKEN), "{text}");
+    let config: serde_json::Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(config["inbox"]["max_queues"], 77, "the environment counts");
+    assert_eq!(config["cluster"]["secret"], "<redacted>");
+    assert_eq!(config["admin"]["token"], "<redacted>");
+}
+
 /// A token too short to protect anything stops start-up, naming the key.
 #[test]
 fn a_short_token_is_refused() {

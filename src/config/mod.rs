@@ -32,7 +32,7 @@ pub use ranges::{MAX_CUSTOMER_ID, RangeSettings};
 pub use relay::RelaySettings;
 pub use replication::{ReplicationSettings, Role};
 pub use stats::StatsSettings;
-pub use store::{Backend, StoreSettings};
+pub use store::{Backend, StoreSettings, redact};
 
 /// The file read when `--config` is not given, if it exists.
 pub const DEFAULT_FILE: &str = "cluster.toml";
@@ -141,9 +141,60 @@ impl Settings {
         )
     }
 
+    /// The effective settings as JSON with every secret replaced by `"<redacted>"` and the
+    /// credentials taken out of Redis URLs: what the admin API shows.
+    pub fn redacted(&self) -> serde_json::Value {
+        let mut shown = serde_json::to_value(self).expect("settings always serialise");
+        let secrets: [(&str, &str, bool); 4] = [
+            ("cluster", "secret", self.cluster.secret.is_some()),
+            (
+                "inbox",
+                "admin_password",
+                self.inbox.admin_password.is_some(),
+            ),
+            ("admin", "token", self.admin.token.is_some()),
+            (
+                "alerts",
+                "password",
+                (self.alerts.as_ref()).is_some_and(|a| a.password.is_some()),
+            ),
+        ];
+        for (section, key, set) in secrets {
+            if let Some(section) = shown.get_mut(section).and_then(|s| s.as_object_mut()) {
+                let value = if set {
+                    "<redacted>".into()
+                } else {
+                    serde_json::Value::Null
+                };
+                section.insert(key.to_owned(), value);
+            }
+        }
+        let urls = [
+            ("store", "redis_servers"),
+            ("store", "redis_transactions"),
+            ("replication", "upstream_servers"),
+            ("replication", "upstream_transactions"),
+        ];
+        for (section, key) in urls {
+            if let Some(value) = shown.get_mut(section).and_then(|s| s.get_mut(key)) {
+                redact_urls(value);
+            }
+        }
+        shown
+    }
+
     /// The effective settings as TOML, for `relaybox check-config`.
     pub fn to_toml(&self) -> String {
         toml::to_string_pretty(self).expect("settings always serialise")
+    }
+}
+
+/// Takes the credentials out of a URL, or of each in a list.
+fn redact_urls(value: &mut serde_json::Value) {
+    match value {
+        serde_json::Value::String(url) => *url = redact(url),
+        serde_json::Value::Array(urls) => urls.iter_mut().for_each(redact_urls),
+        _ => {}
     }
 }
 
@@ -171,6 +222,26 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("relay.buffer_size"), "{err}");
+    }
+
+    #[test]
+    fn shown_settings_hold_no_secret() {
+        let s = load_str(
+            "[cluster]\nsecret = \"a-cluster-secret-of-length\"\n\
+             [store]\nredis_servers = [\"redis://:hunter2@10.0.0.1:6379/0\"]\n\
+             [admin]\ntoken = \"an-admin-token-long-enough\"\n",
+        )
+        .unwrap();
+        let shown = s.redacted().to_string();
+        for secret in [
+            "a-cluster-secret-of-length",
+            "hunter2",
+            "an-admin-token-long-enough",
+        ] {
+            assert!(!shown.contains(secret), "{shown}");
+        }
+        assert!(shown.contains("redis://10.0.0.1:6379/0"), "{shown}");
+        assert_eq!(s.redacted()["admin"]["token"], "<redacted>");
     }
 
     #[test]

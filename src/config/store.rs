@@ -88,3 +88,12 @@ impl StoreSettings {
         )
     }
 }
+
+/// `url` without its credentials, for messages and logs: `redis://:secret@host:6379/0` →
+/// `redis://host:6379/0`.
+pub fn redact(url: &str) -> String {
+    match (url.split_once("://"), url.rsplit_once('@')) {
+        (Some((scheme, _)), Some((_, host))) => format!("{scheme}://{host}"),
+        _ => url.to_owned(),
+    }
+}

@@ -48,6 +48,8 @@ pub struct AppState {
     /// The region's statistics.
     pub stats: crate::stats::Stats,
     pub store: std::sync::Arc<dyn crate::store::Store>,
+    /// The node's effective settings.
+    pub settings: std::sync::Arc<crate::config::Settings>,
     /// This node, as it names itself (`server/port`).
     pub node: String,
     pub replication: crate::replication::Replication,
@@ -224,6 +226,7 @@ fn inbox_handler<'a>(
         Route::AdminRanges => Box::pin(ranges::overview(state)),
         Route::AdminStats => Box::pin(admin::stats(state, req, body)),
         Route::AdminStatus => Box::pin(async { Ok(admin::status(state).await) }),
+        Route::AdminConfig => Box::pin(std::future::ready(Ok(admin::config(state)))),
         Route::AdminChart { file } => Box::pin(admin::chart(state, req, file)),
         Route::AdminAlertTest => Box::pin(admin::alert_test(state)),
         Route::Provision { org } => Box::pin(inbox::provision(inbox, req, body, org)),

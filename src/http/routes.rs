@@ -21,6 +21,8 @@ pub enum Route {
     AdminStats,
     /// `GET /admin/status`: this node, its store, role, process and connections.
     AdminStatus,
+    /// `GET /admin/config`: the effective settings, secrets redacted.
+    AdminConfig,
     /// `GET /admin/charts/<type>.<period>.svg`: a chart of them.
     AdminChart {
         file: String,
@@ -192,6 +194,7 @@ impl Route {
             Route::AdminRanges
                 | Route::AdminStats
                 | Route::AdminStatus
+                | Route::AdminConfig
                 | Route::AdminChart { .. }
                 | Route::AdminAlertTest
         )
@@ -236,6 +239,9 @@ impl Route {
             }
             [a, s] if org.is_none() && is(a, "admin") && is(s, "status") => {
                 (method == Method::GET).then_some(Route::AdminStatus)
+            }
+            [a, c] if org.is_none() && is(a, "admin") && is(c, "config") => {
+                (method == Method::GET).then_some(Route::AdminConfig)
             }
             [a, al, t] if org.is_none() && is(a, "admin") && is(al, "alerts") && is(t, "test") => {
                 (method == Method::POST).then_some(Route::AdminAlertTest)

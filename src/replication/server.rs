@@ -7,7 +7,7 @@ use std::time::Duration;
 use redis::{Client, ConnectionAddr, IntoConnectionInfo, Value};
 use serde::Serialize;
 
-use crate::store::redis::redact;
+use crate::config::redact;
 
 /// The key every server of a set holds its epoch under: raised by each promotion, replicated
 /// down the chain with everything else.

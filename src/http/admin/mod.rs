@@ -5,6 +5,7 @@
 
 mod alerts;
 mod charts;
+mod config;
 mod stats;
 mod status;
 
@@ -13,6 +14,7 @@ use actix_web::{HttpRequest, HttpResponse};
 
 pub use self::alerts::alert_test;
 pub use self::charts::chart;
+pub use self::config::config;
 pub use self::stats::stats;
 pub use self::status::status;
 use super::response::ApiError;

@@ -44,6 +44,7 @@ use super::{
     Queues, ShardId, StoreError, StoreResult, TakenRef, WaitAccounting,
 };
 use crate::config::StoreSettings;
+use crate::config::redact;
 use crate::model::Location;
 use crate::model::{
     DelayedPush, DeliveryState, Mark, Message, Meta, NewTransaction, Priority, QueueInfo,
@@ -51,7 +52,6 @@ use crate::model::{
 };
 use crate::model::{IdRange, PoolCut};
 use server::Server;
-pub use server::redact;
 
 /// How many due unacknowledged deliveries one sweep returns at most.
 const UNACKED_BATCH: isize = 500;

@@ -172,15 +172,6 @@ fn is_read_only(e: &RedisError) -> bool {
         || e.to_string().contains("READONLY")
 }
 
-/// `url` without its credentials, for messages and logs: `redis://:secret@host:6379/0` →
-/// `redis://host:6379/0`.
-pub fn redact(url: &str) -> String {
-    match (url.split_once("://"), url.rsplit_once('@')) {
-        (Some((scheme, _)), Some((_, host))) => format!("{scheme}://{host}"),
-        _ => url.to_owned(),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
