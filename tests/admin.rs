@@ -99,10 +99,54 @@ fn the_status_of_a_node(backend: Backend) {
     );
 }
 
+/// A drained node answers its held pops at once, and every new one, with nothing; undone, it
+/// holds them again.
+fn a_drained_node_answers_its_long_polls(backend: Backend) {
+    use std::time::{Duration, Instant};
+    let node = std::sync::Arc::new(TestNode::start_with(backend, &[]));
+    let held = {
+        let node = std::sync::Arc::clone(&node);
+        std::thread::spawn(move || {
+            let started = Instant::now();
+            (node.pop("q", "timeout=30").data.len(), started.elapsed())
+        })
+    };
+    std::thread::sleep(Duration::from_millis(500));
+    let (status, drained) = node.post("/admin/drain", &serde_json::json!({}));
+    assert_eq!(
+        (status, &drained["draining"]),
+        (200, &serde_json::json!(true))
+    );
+    let (taken, waited) = held.join().unwrap();
+    assert_eq!(taken, 0);
+    assert!(
+        waited < Duration::from_secs(10),
+        "answered at the drain, not after 30 s"
+    );
+    let started = Instant::now();
+    assert!(node.pop("q", "timeout=20").data.is_empty());
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "a new pop is answered at once"
+    );
+    assert_eq!(node.get("/admin/status").1["draining"], true);
+    let undone = node.delete("/admin/drain");
+    assert_eq!(undone.1["draining"], false);
+    let started = Instant::now();
+    assert!(node.pop("q", "timeout=1").data.is_empty());
+    assert!(
+        started.elapsed() >= Duration::from_millis(900),
+        "held again"
+    );
+    node.push(&["q"], "after", "H");
+    assert_eq!(node.pop("q", "timeout=1").payloads(), ["after"]);
+}
+
 crate::both_backends!(
     admin_routes_need_the_token,
     admin_routes_move_to_their_listener,
     the_status_of_a_node,
+    a_drained_node_answers_its_long_polls,
 );
 
 /// `GET /admin/config`: the effective settings, environment included, with no secret in them.

@@ -227,6 +227,7 @@ fn inbox_handler<'a>(
         Route::AdminStats => Box::pin(admin::stats(state, req, body)),
         Route::AdminStatus => Box::pin(async { Ok(admin::status(state).await) }),
         Route::AdminConfig => Box::pin(std::future::ready(Ok(admin::config(state)))),
+        Route::AdminDrain { on } => Box::pin(async move { Ok(admin::drain(state, on).await) }),
         Route::AdminChart { file } => Box::pin(admin::chart(state, req, file)),
         Route::AdminAlertTest => Box::pin(admin::alert_test(state)),
         Route::Provision { org } => Box::pin(inbox::provision(inbox, req, body, org)),

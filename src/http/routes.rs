@@ -23,6 +23,10 @@ pub enum Route {
     AdminStatus,
     /// `GET /admin/config`: the effective settings, secrets redacted.
     AdminConfig,
+    /// `POST /admin/drain` (`on`), `DELETE /admin/drain`: stop or resume taking long polls.
+    AdminDrain {
+        on: bool,
+    },
     /// `GET /admin/charts/<type>.<period>.svg`: a chart of them.
     AdminChart {
         file: String,
@@ -195,6 +199,7 @@ impl Route {
                 | Route::AdminStats
                 | Route::AdminStatus
                 | Route::AdminConfig
+                | Route::AdminDrain { .. }
                 | Route::AdminChart { .. }
                 | Route::AdminAlertTest
         )
@@ -243,6 +248,11 @@ impl Route {
             [a, c] if org.is_none() && is(a, "admin") && is(c, "config") => {
                 (method == Method::GET).then_some(Route::AdminConfig)
             }
+            [a, d] if org.is_none() && is(a, "admin") && is(d, "drain") => match *method {
+                Method::POST => Some(Route::AdminDrain { on: true }),
+                Method::DELETE => Some(Route::AdminDrain { on: false }),
+                _ => None,
+            },
             [a, al, t] if org.is_none() && is(a, "admin") && is(al, "alerts") && is(t, "test") => {
                 (method == Method::POST).then_some(Route::AdminAlertTest)
             }

@@ -17,6 +17,7 @@ pub mod secure;
 use std::collections::{BTreeMap, HashMap};
 use std::future::Future;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use actix::Addr;
@@ -35,7 +36,7 @@ use secure::Guard;
 
 use crate::config::InboxSettings;
 use crate::session::{PopSession, StreamItem, SubscriptionSession};
-use crate::shard::{Delivery, Push, ReleaseAll, Run, ShardActor};
+use crate::shard::{Closing, Delivery, Push, Run, ShardActor};
 use crate::stats::counters;
 use crate::store::{ShardId, Store, StoreResult};
 
@@ -49,6 +50,8 @@ pub struct Inbox {
     shards: Arc<[Addr<ShardActor>]>,
     settings: Arc<InboxSettings>,
     guard: Arc<Guard>,
+    /// Waits are answered at once (see [`Inbox::drain`]).
+    draining: Arc<AtomicBool>,
 }
 
 impl Inbox {
@@ -60,6 +63,7 @@ impl Inbox {
             .zip(settings.admin_password.as_deref());
         Inbox {
             guard: Arc::new(Guard::new(admin)),
+            draining: Arc::default(),
             shards: shards.into(),
             settings: Arc::new(settings),
         }
@@ -478,7 +482,20 @@ impl Inbox {
 
     /// Answers every waiting consumer with nothing and refuses new waits (node shutdown).
     pub async fn release_waiters(&self) {
-        join_all(self.shards.iter().map(|s| s.send(ReleaseAll))).await;
+        self.drain(true).await;
+    }
+
+    /// Draining (`true`): every waiting consumer is answered with nothing, and every new wait
+    /// at once, so that the node can leave the load balancer without cutting anyone off.
+    /// `false`: waits are taken again.
+    pub async fn drain(&self, draining: bool) {
+        self.draining.store(draining, Ordering::Relaxed);
+        join_all(self.shards.iter().map(|s| s.send(Closing(draining)))).await;
+    }
+
+    /// Whether the node is draining.
+    pub fn draining(&self) -> bool {
+        self.draining.load(Ordering::Relaxed)
     }
 }
 

@@ -7,7 +7,7 @@ use futures_util::FutureExt;
 use futures_util::future::LocalBoxFuture;
 use tracing::warn;
 
-use super::messages::{CancelWait, Hold, Push, PutBack, ReleaseAll, Run, Wait, WaiterNotice};
+use super::messages::{CancelWait, Closing, Hold, Push, PutBack, Run, Wait, WaiterNotice};
 use super::{Registered, ShardActor};
 use crate::model::{QueueName, TxId};
 use crate::store::{StoreError, StoreResult};
@@ -213,11 +213,14 @@ impl<R: Send + 'static> Handler<Run<R>> for ShardActor {
     }
 }
 
-impl Handler<ReleaseAll> for ShardActor {
+impl Handler<Closing> for ShardActor {
     type Result = ResponseFuture<()>;
 
-    fn handle(&mut self, _msg: ReleaseAll, _ctx: &mut Self::Context) -> Self::Result {
-        self.closing = true;
+    fn handle(&mut self, Closing(closing): Closing, _ctx: &mut Self::Context) -> Self::Result {
+        self.closing = closing;
+        if !closing {
+            return Box::pin(std::future::ready(()));
+        }
         // Awaited, so that a node stopping gracefully leaves no queue counted as `blocked`.
         Box::pin(self.release_waiters())
     }

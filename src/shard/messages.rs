@@ -101,7 +101,8 @@ impl<R: 'static> actix::Message for Run<R> {
     type Result = StoreResult<R>;
 }
 
-/// Answer every waiter with nothing and refuse new waits: the node is going down.
+/// `Closing(true)`: answer every waiter with nothing, and every new wait at once (the node is
+/// going down, or draining). `Closing(false)`: take waits again (the drain is over).
 #[derive(Message)]
 #[rtype(result = "()")]
-pub struct ReleaseAll;
+pub struct Closing(pub bool);

@@ -40,7 +40,7 @@ use crate::stats::counters;
 use crate::store::{Interest, ShardEvent, ShardId, Store, StoreResult, TakenRef, WaitAccounting};
 pub use delivery::Delivery;
 use delivery::{Home, Taken};
-pub use messages::{CancelWait, Hold, Push, ReleaseAll, Run, Wait, Waiter, WaiterNotice};
+pub use messages::{CancelWait, Closing, Hold, Push, Run, Wait, Waiter, WaiterNotice};
 
 /// The fewest gates of pushes a shard keeps before it drops those whose push was answered.
 const UNANSWERED_AT_LEAST: usize = 64;

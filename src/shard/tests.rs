@@ -149,7 +149,7 @@ async fn release_answers_waiters_and_refuses_new_ones() {
         waiter: waiter(1, 1, Recorder(tx.clone()).start().recipient()),
     });
     actix::clock::sleep(Duration::from_millis(50)).await;
-    shard.send(ReleaseAll).await.unwrap();
+    shard.send(Closing(true)).await.unwrap();
     shard.do_send(Wait {
         queue,
         waiter: waiter(2, 1, Recorder(tx).start().recipient()),

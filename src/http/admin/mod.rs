@@ -6,6 +6,7 @@
 mod alerts;
 mod charts;
 mod config;
+mod drain;
 mod stats;
 mod status;
 
@@ -15,6 +16,7 @@ use actix_web::{HttpRequest, HttpResponse};
 pub use self::alerts::alert_test;
 pub use self::charts::chart;
 pub use self::config::config;
+pub use self::drain::drain;
 pub use self::stats::stats;
 pub use self::status::status;
 use super::response::ApiError;

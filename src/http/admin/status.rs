@@ -38,6 +38,7 @@ pub async fn status(state: &AppState) -> HttpResponse {
         "uptime": state.started.elapsed().as_secs(),
         "store": {"backend": state.backend, "shards": shards},
         "replication": state.replication.state(),
+        "draining": state.inbox.draining(),
         "process": {
             "cpu_seconds": process::cpu_seconds(),
             "rss_peak_kib": process::peak_rss_kib(),
