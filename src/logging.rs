@@ -7,8 +7,8 @@
 //! way. Those lines are counted instead, and summed up in one warning at most every
 //! `SUMMARY_EVERY`.
 
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use tracing::field::{Field, Visit};
@@ -16,6 +16,7 @@ use tracing::{Event, Level, Metadata, Subscriber, warn};
 use tracing_subscriber::filter::{EnvFilter, filter_fn};
 use tracing_subscriber::layer::{Context, Layer, SubscriberExt};
 use tracing_subscriber::util::SubscriberInitExt;
+use tracing_subscriber::{Registry, reload};
 
 use crate::config::{LogFormat, LogSettings};
 
@@ -26,9 +27,15 @@ const SUMMARY_EVERY: Duration = Duration::from_secs(60);
 /// Where the HTTP library reports connections that failed.
 const CONNECTION_ERRORS: &str = "actix_http::h1::dispatcher";
 
+/// The filter in force, changeable while the node runs ([`set_filter`]), and its text.
+static FILTER: OnceLock<(reload::Handle<EnvFilter, Registry>, Mutex<String>)> = OnceLock::new();
+
 pub fn init(settings: &LogSettings) {
-    let filter =
-        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(&settings.level));
+    let text = std::env::var("RUST_LOG")
+        .ok()
+        .filter(|text| EnvFilter::try_new(text).is_ok())
+        .unwrap_or_else(|| settings.level.clone());
+    let (filter, handle) = reload::Layer::new(EnvFilter::new(&text));
     let colours = std::io::IsTerminal::is_terminal(&std::io::stdout());
     let lines = tracing_subscriber::fmt::layer().with_ansi(colours);
     let lines = match settings.format {
@@ -41,11 +48,30 @@ pub fn init(settings: &LogSettings) {
         .with(FailedConnections);
     // Only fails when a subscriber is already set, which then keeps logging.
     if registry.try_init().is_ok() {
+        let _ = FILTER.set((handle, Mutex::new(text)));
         std::thread::Builder::new()
             .name("log-summary".to_owned())
             .spawn(summarise_failed_connections)
             .expect("a thread can be started");
     }
+}
+
+/// The log filter in force (`RUST_LOG` syntax), if logging was set up.
+pub fn filter() -> Option<String> {
+    let (_, text) = FILTER.get()?;
+    Some(text.lock().unwrap_or_else(|p| p.into_inner()).clone())
+}
+
+/// Changes the log filter while the node runs (`info,relaybox::shard=debug`); the error names
+/// what is wrong with `text`. (The access log keeps the state it had at start: it is built only
+/// when its target was enabled then.)
+pub fn set_filter(text: &str) -> Result<(), String> {
+    let filter =
+        EnvFilter::try_new(text).map_err(|e| format!("invalid log filter {text:?}: {e}"))?;
+    let (handle, current) = FILTER.get().ok_or("logging is not set up")?;
+    handle.reload(filter).map_err(|e| e.to_string())?;
+    *current.lock().unwrap_or_else(|p| p.into_inner()) = text.to_owned();
+    Ok(())
 }
 
 fn connection_error(meta: &Metadata<'_>) -> bool {

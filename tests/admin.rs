@@ -204,3 +204,33 @@ fn a_short_token_is_refused() {
         "check-config never prints the token"
     );
 }
+
+/// `PUT /admin/log` changes the log filter while the node runs: debug lines appear, and a bad
+/// filter is a 400 that changes nothing.
+#[test]
+fn the_log_filter_changes_at_run_time() {
+    // (The start-up line that says where the node listens must still come through.)
+    let quiet = "warn,relaybox::node=info";
+    let node = TestNode::start_with(Backend::Memory, &[("RUST_LOG", quiet)]);
+    assert_eq!(node.get("/admin/log").1["filter"], quiet);
+    let (status, said) = node.put(
+        "/admin/log",
+        &serde_json::json!({"filter": "info,relaybox=lol"}),
+    );
+    assert_eq!(status, 400, "{said}");
+    assert!(
+        said["errors"][0]
+            .as_str()
+            .unwrap()
+            .contains("invalid log filter")
+    );
+    assert_eq!(node.get("/admin/log").1["filter"], quiet, "unchanged");
+    let (status, said) = node.put("/admin/log", &serde_json::json!({"filter": "info"}));
+    assert_eq!((status, &said["filter"]), (200, &serde_json::json!("info")));
+    assert!(
+        node.log()
+            .iter()
+            .any(|l| l.contains("log filter changed by an operator")),
+        "an info line is logged now"
+    );
+}

@@ -228,6 +228,10 @@ fn inbox_handler<'a>(
         Route::AdminStatus => Box::pin(async { Ok(admin::status(state).await) }),
         Route::AdminConfig => Box::pin(std::future::ready(Ok(admin::config(state)))),
         Route::AdminDrain { on } => Box::pin(async move { Ok(admin::drain(state, on).await) }),
+        Route::AdminLog { change: false } => Box::pin(std::future::ready(Ok(admin::log::show()))),
+        Route::AdminLog { change: true } => {
+            Box::pin(std::future::ready(admin::log::change(req, body)))
+        }
         Route::AdminChart { file } => Box::pin(admin::chart(state, req, file)),
         Route::AdminAlertTest => Box::pin(admin::alert_test(state)),
         Route::Provision { org } => Box::pin(inbox::provision(inbox, req, body, org)),

@@ -27,6 +27,10 @@ pub enum Route {
     AdminDrain {
         on: bool,
     },
+    /// `GET /admin/log`: the log filter; `PUT` (`change`) sets it.
+    AdminLog {
+        change: bool,
+    },
     /// `GET /admin/charts/<type>.<period>.svg`: a chart of them.
     AdminChart {
         file: String,
@@ -200,6 +204,7 @@ impl Route {
                 | Route::AdminStatus
                 | Route::AdminConfig
                 | Route::AdminDrain { .. }
+                | Route::AdminLog { .. }
                 | Route::AdminChart { .. }
                 | Route::AdminAlertTest
         )
@@ -248,6 +253,11 @@ impl Route {
             [a, c] if org.is_none() && is(a, "admin") && is(c, "config") => {
                 (method == Method::GET).then_some(Route::AdminConfig)
             }
+            [a, l] if org.is_none() && is(a, "admin") && is(l, "log") => match *method {
+                Method::GET => Some(Route::AdminLog { change: false }),
+                Method::PUT => Some(Route::AdminLog { change: true }),
+                _ => None,
+            },
             [a, d] if org.is_none() && is(a, "admin") && is(d, "drain") => match *method {
                 Method::POST => Some(Route::AdminDrain { on: true }),
                 Method::DELETE => Some(Route::AdminDrain { on: false }),

@@ -7,6 +7,7 @@ mod alerts;
 mod charts;
 mod config;
 mod drain;
+pub mod log;
 mod stats;
 mod status;
 
