@@ -24,6 +24,40 @@ fn standby_of(own: &RedisServer, upstream: &RedisServer) -> TestNode {
     )
 }
 
+/// A primary over R with `message` written through it (queue `q`), and its standby over R1, in
+/// sync.
+struct Chain {
+    r: RedisServer,
+    r1: RedisServer,
+    primary: TestNode,
+    standby: TestNode,
+}
+
+fn chain_with(message: &str, primary_env: &[(&str, &str)]) -> Chain {
+    let (r, r1) = (RedisServer::start(), RedisServer::start());
+    let primary = TestNode::on_redis(&[&r], primary_env);
+    let standby = standby_of(&r1, &r);
+    primary.push(&["q"], message, "H");
+    // Everything the primary's Redis holds by now has reached the standby's.
+    let written = offset(&r, "master_repl_offset");
+    eventually("replicated", || offset(&r1, "slave_repl_offset") >= written);
+    Chain {
+        r,
+        r1,
+        primary,
+        standby,
+    }
+}
+
+/// A replication offset from a server's `INFO replication`.
+fn offset(server: &RedisServer, field: &str) -> u64 {
+    let info = server.cli(&["INFO", "replication"]);
+    let value = info
+        .lines()
+        .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'));
+    value.and_then(|v| v.trim().parse().ok()).unwrap_or(0)
+}
+
 /// Waits up to 10 s for `check`.
 fn eventually(what: &str, check: impl Fn() -> bool) {
     let started = Instant::now();
@@ -90,11 +124,12 @@ fn the_first_request_promotes_and_the_old_primary_is_fenced() {
     if common::skip_redis() {
         return;
     }
-    let (r, r1) = (RedisServer::start(), RedisServer::start());
-    let mut primary = TestNode::on_redis(&[&r], &[]);
-    let standby = standby_of(&r1, &r);
-    primary.push(&["q"], "written before", "H");
-    eventually("replicated", || r1.cli(&["DBSIZE"]) != "0");
+    let Chain {
+        r,
+        r1,
+        mut primary,
+        standby,
+    } = chain_with("written before", &[]);
     let popped = standby.pop("q", "timeout=1");
     assert_eq!(popped.payloads(), ["written before"]);
     assert_eq!(role(&r1), "master");
@@ -157,11 +192,12 @@ fn an_upstream_gone_and_the_restart_trap() {
     if common::skip_redis() {
         return;
     }
-    let (mut r, r1) = (RedisServer::start(), RedisServer::start());
-    let primary = TestNode::on_redis(&[&r], &[]);
-    primary.push(&["q"], "kept", "H");
-    let standby = standby_of(&r1, &r);
-    eventually("replicated", || r1.cli(&["DBSIZE"]) != "0");
+    let Chain {
+        mut r,
+        r1,
+        primary,
+        standby,
+    } = chain_with("kept", &[]);
     drop(primary);
     r.kill();
     assert_eq!(standby.pop("q", "timeout=1").payloads(), ["kept"]);
@@ -342,11 +378,12 @@ fn a_frozen_primary_resumed_after_the_takeover_writes_nothing() {
     if common::skip_redis() {
         return;
     }
-    let (r, r1) = (RedisServer::start(), RedisServer::start());
-    let primary = TestNode::on_redis(&[&r], &[]);
-    let standby = standby_of(&r1, &r);
-    primary.push(&["q"], "before", "H");
-    eventually("replicated", || r1.cli(&["DBSIZE"]) != "0");
+    let Chain {
+        r,
+        r1: _r1,
+        primary,
+        standby,
+    } = chain_with("before", &[]);
     signal_node(&primary, "STOP");
     standby.push(&["q"], "through the new primary", "H");
     assert_eq!(role(&r), "slave");
@@ -383,11 +420,12 @@ fn two_failovers_with_the_failed_node_back_at_the_end_of_the_chain() {
     if common::skip_redis() {
         return;
     }
-    let (r, r1) = (RedisServer::start(), RedisServer::start());
-    let a = TestNode::on_redis(&[&r], &[]);
-    let b = standby_of(&r1, &r);
-    a.push(&["q"], "one", "H");
-    eventually("replicated", || r1.cli(&["DBSIZE"]) != "0");
+    let Chain {
+        r,
+        r1,
+        primary: a,
+        standby: b,
+    } = chain_with("one", &[]);
     drop(a);
     b.push(&["q"], "two", "H"); // the first failover: R1 is the head, R follows it
     assert_eq!((role(&r1).as_str(), role(&r).as_str()), ("master", "slave"));
@@ -441,12 +479,13 @@ fn a_fenced_node_says_so_on_its_admin_listener() {
     if common::skip_redis() {
         return;
     }
-    let (r, r1) = (RedisServer::start(), RedisServer::start());
     let admin = format!("127.0.0.1:{}", common::free_port());
-    let primary = TestNode::on_redis(&[&r], &[("RELAYBOX__ADMIN__LISTEN", admin.as_str())]);
-    let standby = standby_of(&r1, &r);
-    primary.push(&["q"], "before", "H");
-    eventually("replicated", || r1.cli(&["DBSIZE"]) != "0");
+    let Chain {
+        r: _r,
+        r1: _r1,
+        primary,
+        standby,
+    } = chain_with("before", &[("RELAYBOX__ADMIN__LISTEN", admin.as_str())]);
     assert_eq!(standby.pop("q", "timeout=1").payloads(), ["before"]);
     eventually("the old primary closed its listener", || {
         TcpStream::connect(primary.addr).is_err()
