@@ -440,4 +440,14 @@ fn a_watch_reports_the_region_down() {
     assert_eq!(alone.status.code(), Some(1));
     let said = String::from_utf8_lossy(&alone.stderr);
     assert!(said.contains("no [alerts] is configured"), "{said}");
+    // The embedded store has nothing to watch from outside.
+    let mut embedded = env.clone();
+    embedded.push(("RELAYBOX__STORE__BACKEND", "memory"));
+    let embedded = watch(&embedded).wait_with_output().unwrap();
+    assert_eq!(embedded.status.code(), Some(1));
+    let said = String::from_utf8_lossy(&embedded.stderr);
+    assert!(
+        said.contains("store.backend = \"redis\" is needed"),
+        "{said}"
+    );
 }
