@@ -234,3 +234,29 @@ fn the_log_filter_changes_at_run_time() {
         "an info line is logged now"
     );
 }
+
+/// `GET /admin/regions`: the other regions known, with their failed calls.
+#[test]
+fn the_regions_a_node_knows() {
+    let node = TestNode::start_with(
+        Backend::Memory,
+        &[
+            ("RELAYBOX__CLUSTER__SECRET", "a-test-cluster-secret"),
+            ("RELAYBOX__CLUSTER__SITES", "127.0.0.1:9"),
+            ("RELAYBOX__CLUSTER__MASTER", "localhost:3001:3001"),
+            ("RELAYBOX__CLUSTER__CALL_TIMEOUT", "1"),
+        ],
+    );
+    let started = std::time::Instant::now();
+    let regions = loop {
+        let (status, regions) = node.get("/admin/regions");
+        assert_eq!(status, 200, "{regions}");
+        if regions["regions"][0]["failures"].as_u64() >= Some(1) {
+            break regions;
+        }
+        assert!(started.elapsed().as_secs() < 10, "{regions}");
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    };
+    assert_eq!(regions["regions"][0]["server"], "127.0.0.1:9");
+    assert_eq!(regions["forgotten_after"], 5);
+}

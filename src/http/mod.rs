@@ -227,6 +227,7 @@ fn inbox_handler<'a>(
         Route::AdminStats => Box::pin(admin::stats(state, req, body)),
         Route::AdminStatus => Box::pin(async { Ok(admin::status(state).await) }),
         Route::AdminConfig => Box::pin(std::future::ready(Ok(admin::config(state)))),
+        Route::AdminRegions => Box::pin(admin::regions(state)),
         Route::AdminDrain { on } => Box::pin(async move { Ok(admin::drain(state, on).await) }),
         Route::AdminLog { change: false } => Box::pin(std::future::ready(Ok(admin::log::show()))),
         Route::AdminLog { change: true } => {

@@ -23,6 +23,8 @@ pub enum Route {
     AdminStatus,
     /// `GET /admin/config`: the effective settings, secrets redacted.
     AdminConfig,
+    /// `GET /admin/regions`: the other regions known, and their failed calls.
+    AdminRegions,
     /// `POST /admin/drain` (`on`), `DELETE /admin/drain`: stop or resume taking long polls.
     AdminDrain {
         on: bool,
@@ -203,6 +205,7 @@ impl Route {
                 | Route::AdminStats
                 | Route::AdminStatus
                 | Route::AdminConfig
+                | Route::AdminRegions
                 | Route::AdminDrain { .. }
                 | Route::AdminLog { .. }
                 | Route::AdminChart { .. }
@@ -252,6 +255,9 @@ impl Route {
             }
             [a, c] if org.is_none() && is(a, "admin") && is(c, "config") => {
                 (method == Method::GET).then_some(Route::AdminConfig)
+            }
+            [a, r] if org.is_none() && is(a, "admin") && is(r, "regions") => {
+                (method == Method::GET).then_some(Route::AdminRegions)
             }
             [a, l] if org.is_none() && is(a, "admin") && is(l, "log") => match *method {
                 Method::GET => Some(Route::AdminLog { change: false }),

@@ -8,6 +8,7 @@ mod charts;
 mod config;
 mod drain;
 pub mod log;
+mod regions;
 mod stats;
 mod status;
 
@@ -18,6 +19,7 @@ pub use self::alerts::alert_test;
 pub use self::charts::chart;
 pub use self::config::config;
 pub use self::drain::drain;
+pub use self::regions::regions;
 pub use self::stats::stats;
 pub use self::status::status;
 use super::response::ApiError;
