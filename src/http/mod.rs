@@ -114,7 +114,7 @@ async fn dispatch(
             Some(refusal) => refusal,
             // Probes, operators and HEAD/OPTIONS never promote a standby.
             None => match front
-                .state(route.promotes() && req.method() != Method::HEAD)
+                .state(route.promotes() && !matches!(*req.method(), Method::HEAD | Method::OPTIONS))
                 .await
             {
                 Ok(state) => answer(route, req, payload, state, &front.connections).await,
