@@ -83,17 +83,25 @@ impl Front {
             let reason = refusal.unwrap_or_else(|| "starting".to_owned());
             return Err(unavailable(&reason));
         }
-        self.replication
-            .serve()
-            .await
-            .map_err(|e| unavailable(&e))?;
-        // Promoted: the node starts (its store, shards, …), then serves.
-        loop {
-            let started = self.serving.notified();
-            if let Some(state) = self.state.get() {
-                return Ok(state);
+        // Promoted, the node starts (its store, shards, …), then serves: both bounded, so that
+        // a start that fails leaves no request waiting for ever.
+        let serving = async {
+            self.replication.serve().await?;
+            loop {
+                let started = self.serving.notified();
+                if let Some(state) = self.state.get() {
+                    return Ok(state);
+                }
+                started.await;
             }
-            started.await;
+        };
+        match tokio::time::timeout(self.replication.patience(), serving).await {
+            Ok(served) => served.map_err(|e: String| unavailable(&e)),
+            Err(_) => {
+                let refusal = self.replication.state().refusal();
+                let reason = refusal.unwrap_or_else(|| "promoted, but not serving yet".to_owned());
+                Err(unavailable(&reason))
+            }
         }
     }
 

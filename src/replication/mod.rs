@@ -106,22 +106,27 @@ impl Replication {
     }
 
     /// Waits until the node serves, promoting it first if it is a standby; `Err` with the
-    /// reason when it does not within `replication.promote_wait`, or is fenced.
+    /// reason when it is fenced. Unbounded: the caller bounds it ([`Replication::patience`]).
     pub async fn serve(&self) -> Result<(), String> {
-        if let Some(refusal) = self.state.borrow().refusal() {
-            if matches!(*self.state.borrow(), State::Fenced { .. }) {
-                return Err(refusal);
-            }
-            self.actor.do_send(Promote);
-        } else {
-            return Ok(());
+        match self.state() {
+            State::Primary { .. } => return Ok(()),
+            fenced @ State::Fenced { .. } => return Err(fenced.refusal().unwrap_or_default()),
+            State::Standby { .. } | State::Promoting { .. } => self.actor.do_send(Promote),
         }
         let mut state = self.state.clone();
-        let serving = state.wait_for(|s| matches!(s, State::Primary { .. } | State::Fenced { .. }));
-        match tokio::time::timeout(self.wait, serving).await {
-            Ok(Ok(state)) => state.refusal().map_or(Ok(()), Err),
-            _ => Err(self.state().refusal().unwrap_or_default()),
+        let settled = state
+            .wait_for(|s| matches!(s, State::Primary { .. } | State::Fenced { .. }))
+            .await;
+        match settled.map(|s| s.refusal()) {
+            Ok(None) => Ok(()),
+            Ok(Some(refusal)) => Err(refusal),
+            Err(_) => Err("the node's replication has stopped".to_owned()),
         }
+    }
+
+    /// How long a request waits for the node to serve (`replication.promote_wait`).
+    pub fn patience(&self) -> Duration {
+        self.wait
     }
 
     /// Waits until the node is primary (a standby: until promoted).

@@ -151,14 +151,16 @@ impl RedisServer {
         let mut cmd = redis::cmd("REPLICAOF");
         cmd.arg(&upstream.host).arg(upstream.port);
         self.query::<()>(&cmd).await?;
-        self.keep_role().await
+        self.keep_role().await;
+        Ok(())
     }
 
     /// Makes this server a master, keeping its data.
     pub async fn detach(&self) -> Result<(), ServerError> {
         self.query::<()>(redis::cmd("REPLICAOF").arg("NO").arg("ONE"))
             .await?;
-        self.keep_role().await
+        self.keep_role().await;
+        Ok(())
     }
 
     /// Asks this server, a master, to hand over to its replica `to`: it pauses writes, waits
@@ -199,7 +201,7 @@ impl RedisServer {
 
     /// `CONFIG REWRITE`, so that a restarted server keeps the role it was given. A server
     /// started without a configuration file cannot: that is logged, not fatal.
-    async fn keep_role(&self) -> Result<(), ServerError> {
+    async fn keep_role(&self) {
         if let Err(e) = self.query::<()>(redis::cmd("CONFIG").arg("REWRITE")).await {
             tracing::warn!(
                 error = %e,
@@ -207,7 +209,6 @@ impl RedisServer {
                  would bring back the old one"
             );
         }
-        Ok(())
     }
 }
 
