@@ -13,7 +13,7 @@ use std::collections::hash_map::Entry;
 use std::path::Path;
 
 use self::kinds::Total;
-pub use self::kinds::{Chart, KINDS, PERIODS, Period, Size, file_name};
+pub use self::kinds::{Chart, PERIODS, Period, Size, file_name};
 use self::svg::{Plot, Series};
 use super::report::{Query, Report, ReportError, Row, Stats};
 use crate::config::Settings;
