@@ -26,6 +26,7 @@ pub mod config;
 pub mod http;
 pub mod inbox;
 pub mod logging;
+pub mod meter;
 pub mod model;
 pub mod node;
 pub mod range;

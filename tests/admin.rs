@@ -21,7 +21,12 @@ fn get(url: &str, token: Option<&str>) -> (u16, reqwest::header::HeaderMap) {
 /// Bearer challenge, and no data.
 fn admin_routes_need_the_token(backend: Backend) {
     let node = TestNode::start_with(backend, &[("RELAYBOX__ADMIN__TOKEN", TOKEN)]);
-    for path in ["/admin/stats", "/admin/ranges", "/admin/charts/cpu.1h.svg"] {
+    for path in [
+        "/admin/stats",
+        "/admin/ranges",
+        "/admin/charts/cpu.1h.svg",
+        "/metrics",
+    ] {
         let url = node.url(path);
         let (status, headers) = get(&url, None);
         assert_eq!(status, 401, "{path} without the token");
@@ -42,8 +47,10 @@ fn admin_routes_need_the_token(backend: Backend) {
 fn admin_routes_move_to_their_listener(backend: Backend) {
     let admin = format!("127.0.0.1:{}", free_port());
     let node = TestNode::start_with(backend, &[("RELAYBOX__ADMIN__LISTEN", admin.as_str())]);
-    assert_eq!(node.get("/admin/stats").0, 404, "moved away");
-    assert_eq!(get(&format!("http://{admin}/admin/stats"), None).0, 200);
+    for path in ["/admin/stats", "/metrics"] {
+        assert_eq!(node.get(path).0, 404, "{path} moved away");
+        assert_eq!(get(&format!("http://{admin}{path}"), None).0, 200, "{path}");
+    }
     for probe in ["/health", "/ready"] {
         assert_eq!(
             get(&format!("http://{admin}{probe}"), None).0,

@@ -105,6 +105,10 @@ fn a_standby_waits_and_probes_do_not_promote_it() {
         let (status, body) = standby.get(path);
         assert_eq!(status, 503, "{path}: {body}");
     }
+    // Scraped, it says what it is.
+    let scrape = common::scrape::Scrape::of(&standby);
+    assert_eq!(scrape.value(r#"relaybox_role{role="standby"}"#), 1.0);
+    assert_eq!(scrape.value(r#"relaybox_role{role="primary"}"#), 0.0);
     // HEAD and OPTIONS, even on the relay's paths (which take any method, to answer it).
     for method in [reqwest::Method::HEAD, reqwest::Method::OPTIONS] {
         let asked = (standby.client())

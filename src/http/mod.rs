@@ -11,10 +11,12 @@ mod front;
 mod groups;
 pub mod headers;
 mod inbox;
+mod metrics;
 mod ranges;
 mod relay;
 pub mod request;
 pub mod response;
+pub mod route_kind;
 pub mod routes;
 mod streams;
 
@@ -32,6 +34,7 @@ pub use self::connections::Connections;
 pub use self::front::Front;
 use self::request::{Body, read_body};
 use self::response::{ApiError, Reply, json, not_found};
+use self::route_kind::RouteKind;
 use self::routes::{RelayRoute, Route};
 use crate::inbox::Inbox;
 use crate::stats::counters;
@@ -100,11 +103,17 @@ async fn dispatch(
     payload: web::Payload,
     front: web::Data<Front>,
 ) -> HttpResponse {
+    let arrived = Instant::now();
     let listener = req
         .app_data::<Listener>()
         .copied()
         .unwrap_or(Listener::Public);
-    let response = match Route::parse(req.method(), req.path()) {
+    let route = Route::parse(req.method(), req.path());
+    let kind = match &route {
+        Ok(Some(route)) => route.kind(),
+        _ => RouteKind::Unmatched,
+    };
+    let response = match route {
         Ok(Some(Route::Health)) => front.health(),
         Ok(Some(Route::Ready)) => front.ready().await,
         Ok(Some(route)) if !front.serves(&route, listener) => {
@@ -112,6 +121,8 @@ async fn dispatch(
         }
         Ok(Some(route)) => match front.refusal(&route, &req) {
             Some(refusal) => refusal,
+            // Answered whatever the node's role, from what it has.
+            None if route == Route::Metrics => metrics::metrics(&front).await,
             // Probes, operators and HEAD/OPTIONS never promote a standby.
             None => match front
                 .state(route.promotes() && !matches!(*req.method(), Method::HEAD | Method::OPTIONS))
@@ -124,7 +135,9 @@ async fn dispatch(
         Ok(None) => not_found(req.method().as_str(), &req.uri().to_string()),
         Err(e) => actix_web::ResponseError::error_response(&ApiError::bad_request(e.to_string())),
     };
-    counters().answered(response.status().as_u16());
+    let status = response.status().as_u16();
+    counters().answered(status);
+    metrics::record(kind, status, arrived.elapsed());
     response
 }
 
@@ -272,7 +285,11 @@ fn inbox_handler<'a>(
         Route::GetGroup { name } => Box::pin(groups::get(inbox, name)),
         Route::ChangeGroup { name } => Box::pin(groups::change(inbox, body, name)),
         Route::DeleteGroup { name } => Box::pin(groups::delete(inbox, name)),
-        Route::WebSocket { .. } | Route::Relay(_) | Route::Health | Route::Ready => {
+        Route::WebSocket { .. }
+        | Route::Relay(_)
+        | Route::Health
+        | Route::Ready
+        | Route::Metrics => {
             unreachable!("served by dispatch")
         }
     }

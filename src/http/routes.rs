@@ -15,6 +15,8 @@ pub enum Route {
     Health,
     /// `GET /ready`: the node serves, and its store answers.
     Ready,
+    /// `GET /metrics`: the node's figures in Prometheus's text format.
+    Metrics,
     /// `GET /admin/ranges`: the customer-ID pool and every node's blocks.
     AdminRanges,
     /// `GET /admin/stats`: the region's archived statistics.
@@ -197,11 +199,12 @@ impl Route {
         )
     }
 
-    /// Whether this is one of the operators' routes (`/admin/…`).
+    /// Whether this is one of the operators' routes (`/admin/…`, `/metrics`).
     pub fn is_admin(&self) -> bool {
         matches!(
             self,
-            Route::AdminRanges
+            Route::Metrics
+                | Route::AdminRanges
                 | Route::AdminStats
                 | Route::AdminStatus
                 | Route::AdminConfig
@@ -244,6 +247,9 @@ impl Route {
             [] if org.is_none() && method == Method::GET => Some(Route::DeployInfo),
             [h] if org.is_none() && method == Method::GET && is(h, "health") => Some(Route::Health),
             [r] if org.is_none() && method == Method::GET && is(r, "ready") => Some(Route::Ready),
+            [m] if org.is_none() && method == Method::GET && is(m, "metrics") => {
+                Some(Route::Metrics)
+            }
             [a, r] if org.is_none() && is(a, "admin") && is(r, "ranges") => {
                 (method == Method::GET).then_some(Route::AdminRanges)
             }

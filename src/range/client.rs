@@ -19,6 +19,12 @@ const BATCH: u64 = 100;
 /// How often a failed refill is tried again while callers wait.
 const RETRY: Duration = Duration::from_millis(250);
 
+/// How many IDs the node can still hand out: those taken off its blocks and those left in
+/// them (as of the last take or refill).
+#[derive(Message)]
+#[rtype(result = "u64")]
+pub struct Left;
+
 /// The next ID, through `reply`.
 #[derive(Message)]
 #[rtype(result = "()")]
@@ -36,6 +42,8 @@ pub struct RangeClient {
     patience: Duration,
     /// IDs taken off the stored blocks and not handed out yet.
     window: Option<IdRange>,
+    /// IDs left in the stored blocks, as of the last take or refill.
+    stored: u64,
     waiting: VecDeque<oneshot::Sender<Result<u64, IdError>>>,
     taking: bool,
     refilling: bool,
@@ -58,6 +66,7 @@ impl RangeClient {
             block_size,
             patience,
             window: None,
+            stored: 0,
             waiting: VecDeque::new(),
             taking: false,
             refilling: false,
@@ -103,6 +112,7 @@ impl RangeClient {
             match result {
                 Ok(Some((batch, left))) => {
                     act.window = Some(batch);
+                    act.stored = left;
                     act.serve();
                     if left < act.block_size / 2 {
                         act.refill(ctx);
@@ -111,7 +121,10 @@ impl RangeClient {
                         act.take(ctx);
                     }
                 }
-                Ok(None) => act.refill(ctx),
+                Ok(None) => {
+                    act.stored = 0;
+                    act.refill(ctx);
+                }
                 Err(e) => act.fail_waiting(&IdError::Store(e)),
             }
         }));
@@ -140,6 +153,7 @@ impl RangeClient {
                 Ok(block) => {
                     info!(%block, "new block of customer IDs");
                     act.failing_since = None;
+                    act.stored += block.len();
                     if !act.waiting.is_empty() {
                         act.take(ctx);
                     }
@@ -180,5 +194,13 @@ impl Handler<NextId> for RangeClient {
         if !self.waiting.is_empty() {
             self.take(ctx);
         }
+    }
+}
+
+impl Handler<Left> for RangeClient {
+    type Result = u64;
+
+    fn handle(&mut self, _: Left, _: &mut Self::Context) -> u64 {
+        self.stored + self.window.map_or(0, |w| w.len())
     }
 }

@@ -195,6 +195,12 @@ impl Ranges {
             .unwrap_or_else(|_| Err(IdError::Unreachable("the node is stopping".to_owned())))
     }
 
+    /// How many customer IDs this node can still hand out from its blocks (`None` when its
+    /// client is gone: the node is stopping).
+    pub async fn left(&self) -> Option<u64> {
+        self.client.send(client::Left).await.ok()
+    }
+
     /// The block size a node asks for when a call names none.
     pub fn block_size(&self) -> u64 {
         self.block_size

@@ -40,6 +40,19 @@ pub enum State {
 }
 
 impl State {
+    /// Every role's name, as [`State::role`] gives it.
+    pub const ROLES: &[&str] = &["standby", "promoting", "primary", "fenced"];
+
+    /// The role's name.
+    pub fn role(&self) -> &'static str {
+        match self {
+            State::Standby { .. } => "standby",
+            State::Promoting { .. } => "promoting",
+            State::Primary { .. } => "primary",
+            State::Fenced { .. } => "fenced",
+        }
+    }
+
     /// Why the node does not serve (`None` when it does), for answers and readiness.
     pub fn refusal(&self) -> Option<String> {
         match self {

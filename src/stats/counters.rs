@@ -8,17 +8,25 @@
 use std::hash::{BuildHasher, Hash};
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 
-/// Events in the current period.
+/// Events: those of the current period for the statistics, and all since the node started
+/// for the metrics (a Prometheus counter only rises). Counting is one atomic add.
 #[derive(Debug, Default)]
-pub struct Count(AtomicU64);
+pub struct Count {
+    total: AtomicU64,
+    /// `total` when the last period was taken.
+    taken: AtomicU64,
+}
 
 impl Count {
     pub const fn new() -> Self {
-        Count(AtomicU64::new(0))
+        Count {
+            total: AtomicU64::new(0),
+            taken: AtomicU64::new(0),
+        }
     }
 
     pub fn add(&self, n: u64) {
-        self.0.fetch_add(n, Ordering::Relaxed);
+        self.total.fetch_add(n, Ordering::Relaxed);
     }
 
     pub fn one(&self) {
@@ -27,7 +35,13 @@ impl Count {
 
     /// The period's count, starting the next at 0.
     pub fn take(&self) -> u64 {
-        self.0.swap(0, Ordering::Relaxed)
+        let total = self.total.load(Ordering::Relaxed);
+        total.wrapping_sub(self.taken.swap(total, Ordering::Relaxed))
+    }
+
+    /// Every event since the node started.
+    pub fn total(&self) -> u64 {
+        self.total.load(Ordering::Relaxed)
     }
 }
 
@@ -219,7 +233,7 @@ mod tests {
     }
 
     #[test]
-    fn counts_reset_with_each_period() {
+    fn counts_reset_with_each_period_and_their_totals_do_not() {
         let c = Counters::default();
         c.pushed.add(3);
         c.answered(204);
@@ -227,6 +241,9 @@ mod tests {
         c.answered(999);
         assert_eq!(c.pushed.take(), 3);
         assert_eq!(c.pushed.take(), 0);
+        c.pushed.one();
+        assert_eq!(c.pushed.take(), 1);
+        assert_eq!(c.pushed.total(), 4, "the total goes on rising");
         assert_eq!(c.answers[1].take(), 1);
         assert_eq!(c.answers[4].take(), 1);
     }

@@ -1,4 +1,4 @@
-//! What the process itself uses, read from `/proc` (Linux): CPU time, peak memory, open
+//! What the process itself uses, read from `/proc` (Linux): CPU time, memory, open
 //! descriptors and their limit. Each reading is `None` where `/proc` cannot say.
 
 /// Clock ticks per second of `/proc/<pid>/stat`'s times: `USER_HZ`, which Linux fixes at 100
@@ -17,9 +17,19 @@ pub fn cpu_seconds() -> Option<f64> {
 
 /// The most resident memory the process has had, in KiB (`VmHWM`).
 pub fn peak_rss_kib() -> Option<u64> {
+    status_kib("VmHWM:")
+}
+
+/// The process's resident memory now, in KiB (`VmRSS`).
+pub fn rss_kib() -> Option<u64> {
+    status_kib("VmRSS:")
+}
+
+/// A figure in KiB of `/proc/self/status`, by its field name.
+fn status_kib(field: &str) -> Option<u64> {
     let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
-    line["VmHWM:".len()..]
+    let line = status.lines().find(|l| l.starts_with(field))?;
+    line[field.len()..]
         .trim()
         .trim_end_matches("kB")
         .trim()

@@ -139,6 +139,12 @@ pub trait Queues: Send + Sync + 'static {
         None
     }
 
+    /// Each server the backend calls, by name, with how those calls go (times, failures): for
+    /// the node's metrics. None for a backend inside the process.
+    fn meters(&self) -> Vec<(String, Arc<crate::meter::CallMeter>)> {
+        Vec::new()
+    }
+
     /// The node is stopping: finishes what the backend does in the background (putting back
     /// what a take whose answer was lost had taken), waiting at most `within`. Returns how many
     /// such pieces of work are left unfinished.

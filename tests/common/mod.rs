@@ -6,6 +6,7 @@
 pub mod link;
 pub mod receiver;
 pub mod relay;
+pub mod scrape;
 pub mod smtp;
 
 use std::io::{BufRead, BufReader, Read, Write};

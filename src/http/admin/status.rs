@@ -41,6 +41,7 @@ pub async fn status(state: &AppState) -> HttpResponse {
         "draining": state.inbox.draining(),
         "process": {
             "cpu_seconds": process::cpu_seconds(),
+            "rss_kib": process::rss_kib(),
             "rss_peak_kib": process::peak_rss_kib(),
             "open_files": process::open_files(),
             "open_files_limit": process::open_file_limit(),

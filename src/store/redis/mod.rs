@@ -19,6 +19,7 @@ mod directory;
 mod id_books;
 mod keys;
 mod locations;
+mod metered;
 mod queues;
 mod scripts;
 mod server;
@@ -45,12 +46,14 @@ use super::{
 };
 use crate::config::StoreSettings;
 use crate::config::redact;
+use crate::meter::CallMeter;
 use crate::model::Location;
 use crate::model::{
     DelayedPush, DeliveryState, Mark, Message, Meta, NewTransaction, Priority, QueueInfo,
     QueueName, QueuedRef, StateChange, TxId, unix_now, unix_now_ms,
 };
 use crate::model::{IdRange, PoolCut};
+use metered::Metered;
 use server::Server;
 
 /// How many due unacknowledged deliveries one sweep returns at most.

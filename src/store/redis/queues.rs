@@ -26,6 +26,17 @@ impl Queues for RedisStore {
         self.shard(shard).ping().await
     }
 
+    fn meters(&self) -> Vec<(String, Arc<CallMeter>)> {
+        let mut meters: Vec<(String, Arc<CallMeter>)> = Vec::new();
+        for server in self.shards.iter().chain([&self.transactions]) {
+            // Shards on one server share its connection, and so its meter.
+            if !meters.iter().any(|(name, _)| **name == *server.name) {
+                meters.push((server.name.to_string(), Arc::clone(&server.meter)));
+            }
+        }
+        meters
+    }
+
     fn demotions(&self) -> Option<tokio::sync::watch::Receiver<Option<String>>> {
         Some(self.demoted.subscribe())
     }

@@ -17,6 +17,8 @@ pub(super) struct Server {
     pub(super) config: ConnectionManagerConfig,
     /// Set to a server's name when it answers `READONLY`: shared by the store's servers.
     pub(super) demoted: Arc<tokio::sync::watch::Sender<Option<String>>>,
+    /// How this node's calls to the server go.
+    pub(super) meter: Arc<CallMeter>,
 }
 
 thread_local! {
@@ -80,6 +82,7 @@ impl Server {
             url: url.into(),
             client,
             config,
+            meter: Arc::default(),
         })
     }
 
@@ -131,9 +134,9 @@ impl Server {
     }
 
     /// This thread's connection to the server (made on first use; cheap to clone: it is
-    /// multiplexed and reconnects by itself).
-    pub(super) fn conn(&self) -> ConnectionManager {
-        CONNECTIONS.with(|conns| {
+    /// multiplexed and reconnects by itself), measured.
+    pub(super) fn conn(&self) -> Metered {
+        let inner = CONNECTIONS.with(|conns| {
             conns
                 .borrow_mut()
                 .entry(Arc::clone(&self.url))
@@ -145,7 +148,11 @@ impl Server {
                     .expect("the settings were checked when the server was first reached")
                 })
                 .clone()
-        })
+        });
+        Metered {
+            inner,
+            meter: Arc::clone(&self.meter),
+        }
     }
 }
 

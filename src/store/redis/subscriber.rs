@@ -23,13 +23,13 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use ::redis::aio::{ConnectionManager, PubSubSink, PubSubStream};
+use ::redis::aio::{PubSubSink, PubSubStream};
 use ::redis::{Client, Msg};
 use futures_util::StreamExt;
 use tokio::sync::mpsc;
 use tracing::{info, warn};
 
-use super::{keys, scripts};
+use super::{Metered, keys, scripts};
 use crate::model::Priority;
 use crate::store::{Interest, Notifications, ShardEvent};
 
@@ -50,7 +50,7 @@ const ALIVE_FOR: Duration = Duration::from_secs(6);
 
 /// Says on the server behind `conn` that node `node` is alive, for [`ALIVE_FOR`]; its set of
 /// the hashes where it counts waiters lasts as long.
-pub async fn say_alive(conn: &mut ConnectionManager, node: &str) -> ::redis::RedisResult<()> {
+pub async fn say_alive(conn: &mut Metered, node: &str) -> ::redis::RedisResult<()> {
     let secs = ALIVE_FOR.as_secs();
     ::redis::pipe()
         .set_ex(keys::node_alive(node), 1, secs)
@@ -60,7 +60,7 @@ pub async fn say_alive(conn: &mut ConnectionManager, node: &str) -> ::redis::Red
 }
 
 /// Drops every count of waiters node `node` keeps on the server behind `conn`.
-async fn forget_waiting(conn: &mut ConnectionManager, node: &str) -> ::redis::RedisResult<()> {
+async fn forget_waiting(conn: &mut Metered, node: &str) -> ::redis::RedisResult<()> {
     scripts::FORGET_WAITING
         .key(keys::node_waits(node))
         .arg(keys::waiting_field(node))
@@ -72,12 +72,7 @@ async fn forget_waiting(conn: &mut ConnectionManager, node: &str) -> ::redis::Re
 /// the shard's command connection: it is woken up whenever the server is back, so that the
 /// first request after an outage does not find it still broken. Announcements `from` this node
 /// are ignored.
-pub fn spawn(
-    client: Client,
-    commands: ConnectionManager,
-    name: Arc<str>,
-    from: Arc<str>,
-) -> Notifications {
+pub fn spawn(client: Client, commands: Metered, name: Arc<str>, from: Arc<str>) -> Notifications {
     let (events, events_rx) = mpsc::unbounded_channel();
     let (interest_tx, interest) = mpsc::unbounded_channel();
     let listener = Listener {
@@ -99,7 +94,7 @@ pub fn spawn(
 /// The task behind [`spawn`].
 struct Listener {
     client: Client,
-    commands: ConnectionManager,
+    commands: Metered,
     name: Arc<str>,
     from: Arc<str>,
     events: mpsc::UnboundedSender<ShardEvent>,
