@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{Backend, TestNode, free_port};
+use common::{Backend, TestNode, free_port, relay};
 
 const TOKEN: &str = "an-admin-token-for-tests";
 
@@ -110,12 +110,24 @@ fn the_status_of_a_node(backend: Backend) {
 /// holds them again.
 fn a_drained_node_answers_its_long_polls(backend: Backend) {
     use std::time::{Duration, Instant};
-    let node = std::sync::Arc::new(TestNode::start_with(backend, &[]));
+    let node = std::sync::Arc::new(TestNode::start_with(
+        backend,
+        &[("RELAYBOX__RELAY__TIMEOUT_AGENT", "30")],
+    ));
     let held = {
         let node = std::sync::Arc::clone(&node);
         std::thread::spawn(move || {
             let started = Instant::now();
             (node.pop("q", "timeout=30").data.len(), started.elapsed())
+        })
+    };
+    relay::connect(&node, "5001");
+    let desktop = {
+        let node = std::sync::Arc::clone(&node);
+        std::thread::spawn(move || {
+            let started = Instant::now();
+            let polled = relay::poll_once(&node, "5001");
+            (polled.status().as_u16(), started.elapsed())
         })
     };
     std::thread::sleep(Duration::from_millis(500));
@@ -130,11 +142,15 @@ fn a_drained_node_answers_its_long_polls(backend: Backend) {
         waited < Duration::from_secs(10),
         "answered at the drain, not after 30 s"
     );
+    let (status, waited) = desktop.join().unwrap();
+    assert_eq!(status, 200, "the desktop's poll answered 'no client'");
+    assert!(waited < Duration::from_secs(10), "at the drain: {waited:?}");
     let started = Instant::now();
     assert!(node.pop("q", "timeout=20").data.is_empty());
+    assert_eq!(relay::poll_once(&node, "5001").status(), 200);
     assert!(
         started.elapsed() < Duration::from_secs(5),
-        "a new pop is answered at once"
+        "a new pop and a new poll are answered at once"
     );
     assert_eq!(node.get("/admin/status").1["draining"], true);
     let undone = node.delete("/admin/drain");
@@ -149,7 +165,98 @@ fn a_drained_node_answers_its_long_polls(backend: Backend) {
     assert_eq!(node.pop("q", "timeout=1").payloads(), ["after"]);
 }
 
+/// The queues and connections of a node: the deepest queues, one queue in detail, a purge,
+/// the held requests page by page, the desktops attached; bad queries refused.
+fn queues_connections_and_desktops(backend: Backend) {
+    use serde_json::json;
+    use std::time::Duration;
+    let node = TestNode::start_with(backend, &[("RELAYBOX__RELAY__TIMEOUT_AGENT", "30")]);
+    node.push(&["deep"], "h1", "H");
+    node.push(&["deep"], "h2", "H");
+    node.push(&["deep"], "l1", "L");
+    node.push(&["shallow"], "s1", "H");
+    let _pop = node.hold_pop("waited-on");
+    let _other = node.hold_pop("waited-on-too");
+    relay::connect(&node, "6001");
+    // Not joined: the poll is cut off when the node goes at the end.
+    let poll = relay::client()
+        .post(node.url("/agent/3001"))
+        .header("X-IWP-ProductUnivId", "6001");
+    std::thread::spawn(move || poll.send());
+    std::thread::sleep(Duration::from_millis(500));
+
+    let (status, top) = node.get("/admin/queues?top=1");
+    assert_eq!(status, 200, "{top}");
+    assert_eq!(
+        top["queues"],
+        json!([{"queue": "UNSEC:deep", "high": 2, "low": 1}])
+    );
+    assert_eq!(top["complete"], true);
+    let (_, deep) = node.get("/admin/queues/UNSEC:deep");
+    assert_eq!(
+        (deep["high"].as_u64(), deep["low"].as_u64()),
+        (Some(2), Some(1))
+    );
+    assert!(
+        deep["oldest_ms"].as_i64().is_some_and(|ms| ms >= 0),
+        "{deep}"
+    );
+    let (_, waited) = node.get("/admin/queues/UNSEC:waited-on");
+    assert_eq!(
+        (waited["waiting_here"].as_u64(), &waited["blocked"]),
+        (Some(1), &json!(true))
+    );
+
+    let (status, first) = node.get("/admin/connections?limit=1");
+    assert_eq!(status, 200, "{first}");
+    assert_eq!(first["connections"][0]["kind"], "pop");
+    assert_eq!(first["connections"][0]["queue"], "UNSEC:waited-on");
+    let next = first["next"].as_str().expect("a next page");
+    let (_, rest) = node.get(&format!("/admin/connections?after={next}"));
+    let kinds: Vec<&str> = (rest["connections"].as_array().unwrap().iter())
+        .map(|c| c["kind"].as_str().unwrap())
+        .collect();
+    assert_eq!(kinds, ["pop", "desktop_poll"], "{rest}");
+    assert_eq!(rest["next"], json!(null));
+    let (_, desktops) = node.get("/admin/desktops");
+    assert_eq!(desktops["desktops"][0]["customer"], "6001");
+    assert_eq!(
+        desktops["desktops"][0]["polls_waiting_ms"]
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
+
+    let (status, purged) = node.delete("/admin/queues/UNSEC:deep");
+    assert_eq!((status, &purged["purged"]), (200, &json!(3)), "{purged}");
+    assert!(node.peek("deep", "").data.is_empty());
+    assert_eq!(
+        node.peek("shallow", "").payloads(),
+        ["s1"],
+        "the others stay"
+    );
+
+    for bad in [
+        "/admin/queues?top=0",
+        "/admin/queues?budget=1000000",
+        "/admin/queues?depth=3",
+        "/admin/queues/deep",
+        "/admin/connections?after=x",
+        "/admin/connections?limit=5000",
+        "/admin/desktops?limit=no",
+    ] {
+        let (status, body) = node.get(bad);
+        assert_eq!(status, 400, "{bad}: {body}");
+        assert!(
+            !body["errors"][0].as_str().unwrap().is_empty(),
+            "{bad}: {body}"
+        );
+    }
+}
+
 crate::both_backends!(
+    queues_connections_and_desktops,
     admin_routes_need_the_token,
     admin_routes_move_to_their_listener,
     the_status_of_a_node,

@@ -248,6 +248,15 @@ fn inbox_handler<'a>(
         }
         Route::AdminChart { file } => Box::pin(admin::chart(state, req, file)),
         Route::AdminAlertTest => Box::pin(admin::alert_test(state)),
+        Route::AdminConnections => Box::pin(admin::connections(state, req)),
+        Route::AdminDesktops => Box::pin(admin::desktops(state, req)),
+        Route::AdminQueues => Box::pin(admin::queues::deepest(state, req)),
+        Route::AdminQueue { name, purge: false } => {
+            Box::pin(async move { admin::queues::detail(state, &name).await })
+        }
+        Route::AdminQueue { name, purge: true } => {
+            Box::pin(async move { admin::queues::purge(state, &name).await })
+        }
         Route::Provision { org } => Box::pin(inbox::provision(inbox, req, body, org)),
         Route::GetTransaction { org: _, id } => {
             Box::pin(inbox::get_transaction(inbox, req, body, id))

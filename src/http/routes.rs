@@ -41,6 +41,17 @@ pub enum Route {
     },
     /// `POST /admin/alerts/test`: mails a test alert.
     AdminAlertTest,
+    /// `GET /admin/connections`: the requests held open, paged.
+    AdminConnections,
+    /// `GET /admin/desktops`: the desktops whose sessions live here, paged.
+    AdminDesktops,
+    /// `GET /admin/queues`: the deepest queues.
+    AdminQueues,
+    /// `GET /admin/queues/<name>` one queue; `DELETE` (`purge`) empties it.
+    AdminQueue {
+        name: String,
+        purge: bool,
+    },
     /// `POST /trans`, or `/org/<org>/trans`.
     Provision {
         org: Option<String>,
@@ -213,6 +224,10 @@ impl Route {
                 | Route::AdminLog { .. }
                 | Route::AdminChart { .. }
                 | Route::AdminAlertTest
+                | Route::AdminConnections
+                | Route::AdminDesktops
+                | Route::AdminQueues
+                | Route::AdminQueue { .. }
         )
     }
 
@@ -250,44 +265,51 @@ impl Route {
             [m] if org.is_none() && method == Method::GET && is(m, "metrics") => {
                 Some(Route::Metrics)
             }
-            [a, r] if org.is_none() && is(a, "admin") && is(r, "ranges") => {
-                (method == Method::GET).then_some(Route::AdminRanges)
-            }
-            [a, s] if org.is_none() && is(a, "admin") && is(s, "stats") => {
-                (method == Method::GET).then_some(Route::AdminStats)
-            }
-            [a, s] if org.is_none() && is(a, "admin") && is(s, "status") => {
-                (method == Method::GET).then_some(Route::AdminStatus)
-            }
-            [a, c] if org.is_none() && is(a, "admin") && is(c, "config") => {
-                (method == Method::GET).then_some(Route::AdminConfig)
-            }
-            [a, r] if org.is_none() && is(a, "admin") && is(r, "regions") => {
-                (method == Method::GET).then_some(Route::AdminRegions)
-            }
-            [a, l] if org.is_none() && is(a, "admin") && is(l, "log") => match *method {
-                Method::GET => Some(Route::AdminLog { change: false }),
-                Method::PUT => Some(Route::AdminLog { change: true }),
-                _ => None,
-            },
-            [a, d] if org.is_none() && is(a, "admin") && is(d, "drain") => match *method {
-                Method::POST => Some(Route::AdminDrain { on: true }),
-                Method::DELETE => Some(Route::AdminDrain { on: false }),
-                _ => None,
-            },
-            [a, al, t] if org.is_none() && is(a, "admin") && is(al, "alerts") && is(t, "test") => {
-                (method == Method::POST).then_some(Route::AdminAlertTest)
-            }
-            [a, c, file] if org.is_none() && is(a, "admin") && is(c, "charts") => {
-                let file = param(file)?;
-                (method == Method::GET).then_some(Route::AdminChart { file })
-            }
+            [a, rest @ ..] if org.is_none() && is(a, "admin") => Route::admin(method, rest)?,
             [t, rest @ ..] if is(t, "trans") => Route::transactions(method, org, rest)?,
             [q, rest @ ..] if is(q, "queue") => Route::queues(method, org, rest)?,
             [g, rest @ ..] if is(g, "group") => Route::groups(method, rest)?,
             _ => None,
         };
         Ok(route)
+    }
+
+    /// `/admin/…`: the operators' routes.
+    fn admin(m: &Method, rest: &[&str]) -> Result<Option<Route>, BadSegment> {
+        let get = |route| (m == Method::GET).then_some(route);
+        Ok(match rest {
+            [r] if is(r, "ranges") => get(Route::AdminRanges),
+            [s] if is(s, "stats") => get(Route::AdminStats),
+            [s] if is(s, "status") => get(Route::AdminStatus),
+            [c] if is(c, "config") => get(Route::AdminConfig),
+            [r] if is(r, "regions") => get(Route::AdminRegions),
+            [c] if is(c, "connections") => get(Route::AdminConnections),
+            [d] if is(d, "desktops") => get(Route::AdminDesktops),
+            [q] if is(q, "queues") => get(Route::AdminQueues),
+            [l] if is(l, "log") => match *m {
+                Method::GET => Some(Route::AdminLog { change: false }),
+                Method::PUT => Some(Route::AdminLog { change: true }),
+                _ => None,
+            },
+            [d] if is(d, "drain") => match *m {
+                Method::POST => Some(Route::AdminDrain { on: true }),
+                Method::DELETE => Some(Route::AdminDrain { on: false }),
+                _ => None,
+            },
+            [q, name] if is(q, "queues") => {
+                let name = param(name)?;
+                match *m {
+                    Method::GET => Some(Route::AdminQueue { name, purge: false }),
+                    Method::DELETE => Some(Route::AdminQueue { name, purge: true }),
+                    _ => None,
+                }
+            }
+            [al, t] if is(al, "alerts") && is(t, "test") => {
+                (m == Method::POST).then_some(Route::AdminAlertTest)
+            }
+            [c, file] if is(c, "charts") => get(Route::AdminChart { file: param(file)? }),
+            _ => None,
+        })
     }
 
     /// `/trans[/…]`, org variants included where PopBox has them.

@@ -13,6 +13,7 @@ pub mod js;
 pub mod params;
 pub mod provision;
 pub mod secure;
+mod survey;
 
 use std::collections::{BTreeMap, HashMap};
 use std::future::Future;
@@ -33,6 +34,7 @@ use groups::{group_names, with_queues};
 pub use provision::TransactionUpdate;
 pub use secure::Access;
 use secure::Guard;
+pub use survey::QueueDetail;
 
 use crate::config::InboxSettings;
 use crate::session::{PopSession, StreamItem, SubscriptionSession};

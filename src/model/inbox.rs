@@ -245,6 +245,17 @@ impl QueueName {
         })
     }
 
+    /// The name back from its key alone (`[<org>:]UNSEC:<id>` or `…SEC:<id>`, as an operator
+    /// reads it in a list of queues); `None` if it is not one.
+    pub fn from_key(key: &str) -> Option<Self> {
+        // An org as keys spell it holds no `:`, so the listener is the first or second part.
+        fn after(rest: &str) -> Option<&str> {
+            (rest.strip_prefix("UNSEC:")).or_else(|| rest.strip_prefix("SEC:"))
+        }
+        let id = after(key).or_else(|| after(key.split_once(':')?.1))?;
+        Self::from_parts(key, id)
+    }
+
     /// The namespaced name, unique across tenants and listeners.
     pub fn key(&self) -> &str {
         &self.key
@@ -428,6 +439,23 @@ mod tests {
     fn shard_hash_is_popbox_compatible() {
         // 'q' = 113, '1' = 49
         assert_eq!(shard_of("q1", 1000), 162);
+        for (ns, id) in [
+            (Namespace::plain(None), "q1"),
+            (Namespace::plain(Some("acme".into())), "a:b"),
+            (
+                Namespace {
+                    org: Some("SEC".into()),
+                    secure: true,
+                },
+                "SEC:x",
+            ),
+        ] {
+            let name = ns.queue(id);
+            let back = QueueName::from_key(name.key()).unwrap();
+            assert_eq!((back.key(), back.id()), (name.key(), id));
+        }
+        assert!(QueueName::from_key("q1").is_none());
+        assert!(QueueName::from_key("acme:q1").is_none());
         assert_eq!(shard_of("q1", 16), 162 % 16);
         assert_eq!(shard_of("", 4), 0);
         // Non-ASCII counts UTF-16 units, as JavaScript does.

@@ -12,22 +12,26 @@ mod customer;
 pub mod headers;
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use actix::prelude::*;
 use actix_web::http::StatusCode;
 use actix_web::http::header::{HeaderName, HeaderValue};
+use futures_util::future::join_all;
 use tokio::sync::oneshot;
 
 pub use crate::model::Location;
 pub use body::BodyReceiver;
-pub use customer::{ClientOutcome, CustomerSession, PollOutcome, ReplyVerdict, Report};
+pub use customer::{
+    ClientOutcome, CustomerSession, DesktopView, PollOutcome, ReplyVerdict, Report,
+};
 
 use crate::cluster::Cluster;
 use crate::config::RelaySettings;
 use crate::store::{Store, StoreResult};
-use customer::{Client, Poll, Reply};
+use customer::{Client, Describe, DrainPolls, Poll, Reply};
 
 /// Identifies one interaction (an app's request and the desktop's reply); unguessable.
 pub type RequestId = String;
@@ -68,6 +72,8 @@ struct Inner {
     sessions: Mutex<HashMap<String, Addr<CustomerSession>>>,
     /// Which customer each interaction under way belongs to (`/agentreply` names only the id).
     interactions: Mutex<HashMap<RequestId, String>>,
+    /// Desktop polls are answered at once (see [`Relay::drain`]).
+    draining: AtomicBool,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -98,6 +104,7 @@ impl Relay {
                 cluster,
                 sessions: Mutex::default(),
                 interactions: Mutex::default(),
+                draining: AtomicBool::new(false),
             }),
         }
     }
@@ -125,6 +132,34 @@ impl Relay {
         let addr = CustomerSession::new(customer.to_owned(), self.clone()).start();
         sessions.insert(customer.to_owned(), addr.clone());
         addr
+    }
+
+    /// Stops (`true`) or resumes holding desktop polls: draining, every held poll is answered
+    /// "no client" now, and every new one at once (after any app request waiting for it).
+    pub async fn drain(&self, draining: bool) {
+        self.inner.draining.store(draining, Ordering::Relaxed);
+        if draining {
+            let sessions: Vec<_> = lock(&self.inner.sessions).values().cloned().collect();
+            join_all(sessions.iter().map(|s| s.send(DrainPolls))).await;
+        }
+    }
+
+    pub fn draining(&self) -> bool {
+        self.inner.draining.load(Ordering::Relaxed)
+    }
+
+    /// The sessions of this node's desktops, by customer id, from the first after `after`:
+    /// at most `limit`.
+    pub async fn desktops(&self, after: Option<&str>, limit: usize) -> Vec<DesktopView> {
+        let mut sessions: Vec<(String, Addr<CustomerSession>)> = lock(&self.inner.sessions)
+            .iter()
+            .filter(|(customer, _)| after.is_none_or(|after| customer.as_str() > after))
+            .map(|(customer, addr)| (customer.clone(), addr.clone()))
+            .collect();
+        sessions.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+        sessions.truncate(limit);
+        let views = join_all(sessions.iter().map(|(_, s)| s.send(Describe))).await;
+        views.into_iter().flatten().collect()
     }
 
     /// A session leaves the registry (it goes on passing on what still reaches it).

@@ -81,6 +81,7 @@ impl Actor for PopSession {
                 id: self.waiter_id,
                 max: self.max,
                 mark: self.mark,
+                subscription: false,
                 notify: ctx.address().recipient(),
             },
         });

@@ -67,6 +67,7 @@ impl SubscriptionSession {
                 id: self.waiter_id,
                 max: 1,
                 mark: self.mark,
+                subscription: true,
                 notify: ctx.address().recipient(),
             },
         });

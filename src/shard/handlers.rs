@@ -7,9 +7,11 @@ use futures_util::FutureExt;
 use futures_util::future::LocalBoxFuture;
 use tracing::warn;
 
-use super::messages::{CancelWait, Closing, Hold, Push, PutBack, Run, Wait, WaiterNotice};
+use super::messages::{
+    CancelWait, Closing, Hold, ListWaiters, Push, PutBack, Run, Wait, WaiterNotice, WaiterView,
+};
 use super::{Registered, ShardActor};
-use crate::model::{QueueName, TxId};
+use crate::model::{Mark, QueueName, TxId, unix_now_ms};
 use crate::store::{StoreError, StoreResult};
 
 impl Handler<Wait> for ShardActor {
@@ -38,6 +40,7 @@ impl Handler<Wait> for ShardActor {
             waiter: msg.waiter,
             counted: false,
             looked: false,
+            since: unix_now_ms(),
         };
         let waiters = &mut self.queues.entry(msg.queue.clone()).or_default().waiters;
         // Most queues have one waiter (a device's own inbox): room for exactly one, not the
@@ -223,5 +226,24 @@ impl Handler<Closing> for ShardActor {
         }
         // Awaited, so that a node stopping gracefully leaves no queue counted as `blocked`.
         Box::pin(self.release_waiters())
+    }
+}
+
+impl Handler<ListWaiters> for ShardActor {
+    type Result = Vec<WaiterView>;
+
+    fn handle(&mut self, _: ListWaiters, _ctx: &mut Self::Context) -> Vec<WaiterView> {
+        let registered = (self.queues.iter())
+            .flat_map(|(queue, entry)| entry.waiters.iter().map(move |r| (queue, r)));
+        registered
+            .map(|(queue, r)| WaiterView {
+                id: r.waiter.id,
+                queue: queue.clone(),
+                subscription: r.waiter.subscription,
+                reliable: matches!(r.waiter.mark, Mark::Unacked { .. }),
+                max: r.waiter.max,
+                since: r.since,
+            })
+            .collect()
     }
 }

@@ -28,6 +28,8 @@ pub struct Waiter {
     pub id: u64,
     pub max: usize,
     pub mark: Mark,
+    /// A subscription's (else a pop's).
+    pub subscription: bool,
     pub notify: Recipient<WaiterNotice>,
 }
 
@@ -106,3 +108,20 @@ impl<R: 'static> actix::Message for Run<R> {
 #[derive(Message)]
 #[rtype(result = "()")]
 pub struct Closing(pub bool);
+
+/// The waiters registered now, for the operators (`GET /admin/connections`).
+#[derive(Message)]
+#[rtype(result = "Vec<WaiterView>")]
+pub struct ListWaiters;
+
+/// A waiter as the operators see it.
+#[derive(Debug, Clone)]
+pub struct WaiterView {
+    pub id: u64,
+    pub queue: QueueName,
+    pub subscription: bool,
+    pub reliable: bool,
+    pub max: usize,
+    /// When it began waiting (Unix milliseconds); a subscription waits anew after each message.
+    pub since: i64,
+}

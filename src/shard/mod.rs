@@ -40,7 +40,9 @@ use crate::stats::counters;
 use crate::store::{Interest, ShardEvent, ShardId, Store, StoreResult, TakenRef, WaitAccounting};
 pub use delivery::Delivery;
 use delivery::{Home, Taken};
-pub use messages::{CancelWait, Closing, Hold, Push, Run, Wait, Waiter, WaiterNotice};
+pub use messages::{
+    CancelWait, Closing, Hold, ListWaiters, Push, Run, Wait, Waiter, WaiterNotice, WaiterView,
+};
 
 /// The fewest gates of pushes a shard keeps before it drops those whose push was answered.
 const UNANSWERED_AT_LEAST: usize = 64;
@@ -56,6 +58,8 @@ struct Registered {
     counted: bool,
     /// Its first take has been sent (that one records `lastPop`).
     looked: bool,
+    /// When it began waiting (Unix milliseconds).
+    since: i64,
 }
 
 /// The take in flight for a queue, and the waiters whose `blocked` accounting it carries.

@@ -79,6 +79,7 @@ fn waiter(id: u64, max: usize, notify: Recipient<WaiterNotice>) -> Waiter {
         id,
         max,
         mark: Mark::Delivered,
+        subscription: false,
         notify,
     }
 }

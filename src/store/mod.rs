@@ -103,11 +103,11 @@ pub struct WaitAccounting {
     pub uncount_if_taken: bool,
 }
 
-/// Everything a node keeps: one value (`Arc<dyn Store>`) for six concerns, each a trait of its
-/// own that every backend implements in a file of its own, in this order.
-pub trait Store: Queues + Directory + Locations + IdBooks + Delays + Archives {}
+/// Everything a node keeps: one value (`Arc<dyn Store>`) for seven concerns, each a trait of
+/// its own that every backend implements in a file of its own, in this order.
+pub trait Store: Queues + Directory + Locations + IdBooks + Delays + Archives + Survey {}
 
-impl<T: Queues + Directory + Locations + IdBooks + Delays + Archives> Store for T {}
+impl<T: Queues + Directory + Locations + IdBooks + Delays + Archives + Survey> Store for T {}
 
 /// Queues and transactions: storing and pushing messages, taking them for consumers, putting
 /// them back, and the state of each. Queue operations name their shard.
@@ -437,6 +437,48 @@ pub trait Archives: Send + Sync + 'static {
 
     /// Records alert `key` (`None`: forgets it).
     async fn alert_note(&self, key: &str, record: Option<&str>) -> StoreResult<()>;
+}
+
+/// A queue's depth, by its full name (namespace prefix and id: `UNSEC:q1`, `acme:SEC:q2`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QueueDepth {
+    pub name: String,
+    pub high: u64,
+    pub low: u64,
+}
+
+/// The deepest queues found, and how far the search went.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Deepest {
+    /// Deepest first.
+    pub queues: Vec<QueueDepth>,
+    /// Queues looked at.
+    pub looked_at: usize,
+    /// Whether those were all the queues there are (else: the budget ran out first).
+    pub complete: bool,
+}
+
+/// The operators' look into the queues: bounded work, whatever the store holds.
+#[async_trait]
+pub trait Survey: Send + Sync + 'static {
+    /// The `top` deepest non-empty queues among the first `budget` looked at (on Redis: found
+    /// with `SCAN`, never `KEYS`, server by server).
+    async fn deepest(&self, top: usize, budget: usize) -> StoreResult<Deepest>;
+
+    /// How many entries `queue` has, of each priority.
+    async fn depth(&self, shard: ShardId, queue: &QueueName) -> StoreResult<QueueDepth>;
+
+    /// Empties `queue` and answers how many entries it had. Its transactions stay, and expire
+    /// as they would; a delivery taken and not yet acknowledged is not in the queue.
+    async fn purge(&self, shard: ShardId, queue: &QueueName) -> StoreResult<u64>;
+}
+
+/// The `top` deepest of `depths`, deepest first (ties by name).
+pub fn deepest_of(mut depths: Vec<QueueDepth>, top: usize) -> Vec<QueueDepth> {
+    depths.retain(|d| d.high + d.low > 0);
+    depths.sort_by(|a, b| (b.high + b.low, &a.name).cmp(&(a.high + a.low, &b.name)));
+    depths.truncate(top);
+    depths
 }
 
 /// How many replicas must have a write before a client is told it succeeded, and for how long

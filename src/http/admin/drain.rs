@@ -1,6 +1,6 @@
-//! `POST /admin/drain`: the node stops taking long polls — every held pop and subscription is
-//! answered with nothing, and every new one at once — so that it can leave the load balancer
-//! without cutting anyone off. `DELETE /admin/drain` takes them again.
+//! `POST /admin/drain`: the node stops taking long polls — every held pop, subscription and
+//! desktop poll is answered with nothing, and every new one at once — so that it can leave the
+//! load balancer without cutting anyone off. `DELETE /admin/drain` takes them again.
 
 use actix_web::HttpResponse;
 use serde_json::json;
@@ -9,7 +9,7 @@ use super::super::AppState;
 use super::super::response::json;
 
 pub async fn drain(state: &AppState, draining: bool) -> HttpResponse {
-    state.inbox.drain(draining).await;
+    tokio::join!(state.inbox.drain(draining), state.relay.drain(draining));
     tracing::info!(draining, "drain changed by an operator");
     json(&json!({ "draining": draining }))
 }

@@ -13,6 +13,8 @@ mod lease;
 mod locations;
 mod queues;
 mod range_book;
+mod survey;
+
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::path::Path;
 use std::sync::atomic::{AtomicI64, Ordering};
@@ -30,8 +32,8 @@ use crate::model::{
     QueueName, QueuedRef, StateChange, TxId, shard_of, unix_now, unix_now_ms,
 };
 use crate::store::{
-    Archives, Delays, Directory, HISTORY_LIMIT, IdBooks, Locations, Notifications, Queues, ShardId,
-    StoreResult, TakenRef, WaitAccounting,
+    Archives, Deepest, Delays, Directory, HISTORY_LIMIT, IdBooks, Locations, Notifications,
+    QueueDepth, Queues, ShardId, StoreResult, Survey, TakenRef, WaitAccounting, deepest_of,
 };
 
 /// How long an idle, empty queue keeps its `lastPop` before it is forgotten.

@@ -81,6 +81,14 @@ pub fn list_of(queue_key: &str, priority: Priority) -> String {
     [list, queue_key].concat()
 }
 
+/// What `SCAN` matches to find every queue's lists (both priorities).
+pub const LISTS: &str = "PB:Q|[HL]:*";
+
+/// The queue key ([`QueueName::key`]) of a list found by [`LISTS`].
+pub fn queue_of_list(list: &str) -> Option<&str> {
+    (list.strip_prefix("PB:Q|H:")).or_else(|| list.strip_prefix("PB:Q|L:"))
+}
+
 pub fn user_info(queue: &QueueName) -> String {
     ["PB:Q|", queue.key(), ":userInfo"].concat()
 }

@@ -24,6 +24,7 @@ mod queues;
 mod scripts;
 mod server;
 mod subscriber;
+mod survey;
 mod sync;
 
 use std::cell::RefCell;
@@ -41,8 +42,9 @@ use async_trait::async_trait;
 use tracing::{error, warn};
 
 use super::{
-    Archives, Delays, Directory, Durability, HISTORY_LIMIT, IdBooks, Locations, Notifications,
-    Queues, ShardId, StoreError, StoreResult, TakenRef, WaitAccounting,
+    Archives, Deepest, Delays, Directory, Durability, HISTORY_LIMIT, IdBooks, Locations,
+    Notifications, QueueDepth, Queues, ShardId, StoreError, StoreResult, Survey, TakenRef,
+    WaitAccounting, deepest_of,
 };
 use crate::config::StoreSettings;
 use crate::config::redact;
@@ -135,6 +137,17 @@ impl RedisStore {
 
     fn shard(&self, shard: ShardId) -> &Server {
         &self.shards[shard]
+    }
+
+    /// Each server of the store once (shards may share one; the transactions' may be apart).
+    fn servers(&self) -> Vec<&Server> {
+        let mut servers: Vec<&Server> = Vec::new();
+        for server in self.shards.iter().chain([&self.transactions]) {
+            if !servers.iter().any(|s| s.name == server.name) {
+                servers.push(server);
+            }
+        }
+        servers
     }
 
     /// Marks taken references and loads their metadata, on the transactions server.

@@ -27,14 +27,9 @@ impl Queues for RedisStore {
     }
 
     fn meters(&self) -> Vec<(String, Arc<CallMeter>)> {
-        let mut meters: Vec<(String, Arc<CallMeter>)> = Vec::new();
-        for server in self.shards.iter().chain([&self.transactions]) {
-            // Shards on one server share its connection, and so its meter.
-            if !meters.iter().any(|(name, _)| **name == *server.name) {
-                meters.push((server.name.to_string(), Arc::clone(&server.meter)));
-            }
-        }
-        meters
+        (self.servers().into_iter())
+            .map(|server| (server.name.to_string(), Arc::clone(&server.meter)))
+            .collect()
     }
 
     fn demotions(&self) -> Option<tokio::sync::watch::Receiver<Option<String>>> {

@@ -9,6 +9,8 @@
 //! (transfer 2); the interaction ends when that response ends, whichever way. Every failure
 //! reaches both sides.
 
+mod inspect;
+
 use std::collections::{HashMap, VecDeque};
 use std::time::{Duration, Instant};
 
@@ -17,6 +19,7 @@ use actix_web::http::StatusCode;
 use tokio::sync::oneshot;
 use tracing::debug;
 
+pub use self::inspect::{Describe, DesktopView, DrainPolls};
 use super::{Location, Relay, Relayed, RequestId};
 use crate::stats::counters;
 
@@ -132,6 +135,7 @@ struct WaitingPoll {
     id: u64,
     reply: oneshot::Sender<PollOutcome>,
     timer: SpawnHandle,
+    since: Instant,
 }
 
 struct WaitingApp {
@@ -390,6 +394,12 @@ impl Handler<Poll> for CustomerSession {
             return;
         }
         self.apps.retain(|a| !(a.queued && a.reply.is_closed()));
+        if self.relay.draining() {
+            // Nothing for it now, and no waiting on a node about to leave.
+            self.mark_present();
+            let _ = msg.reply.send(PollOutcome::NoClient);
+            return;
+        }
         let id = self.next_poll;
         self.next_poll += 1;
         let timer = ctx.run_later(self.relay.timeouts().agent, move |act, _| {
@@ -403,6 +413,7 @@ impl Handler<Poll> for CustomerSession {
             id,
             reply: msg.reply,
             timer,
+            since: Instant::now(),
         });
     }
 }

@@ -1,0 +1,113 @@
+//! The operators' look into the queues on Redis: found with `SCAN` (never `KEYS`, which
+//! blocks a server for as long as it has keys), a bounded number per call.
+//!
+//! One concern of the backend, split out of its module: it uses the module's types and helpers
+//! as its own.
+
+use super::*;
+
+/// Keys a `SCAN` step asks for.
+const SCAN_STEP: usize = 1000;
+
+#[async_trait]
+impl Survey for RedisStore {
+    async fn deepest(&self, top: usize, budget: usize) -> StoreResult<Deepest> {
+        let (mut depths, mut complete) = (Vec::new(), true);
+        // The queues' servers: the transactions' may hold none.
+        let servers = (self.servers().into_iter())
+            .filter(|server| self.shards.iter().any(|shard| shard.name == server.name));
+        for server in servers {
+            let (found, whole) = queues_on(server, budget - depths.len()).await?;
+            depths.extend(lengths(server, found).await?);
+            if !whole {
+                complete = false;
+                break;
+            }
+        }
+        Ok(Deepest {
+            looked_at: depths.len(),
+            queues: deepest_of(depths, top),
+            complete,
+        })
+    }
+
+    async fn depth(&self, shard: ShardId, queue: &QueueName) -> StoreResult<QueueDepth> {
+        let depths = lengths(self.shard(shard), vec![queue.key().to_owned()]).await?;
+        Ok(depths
+            .into_iter()
+            .next()
+            .expect("one queue asked, one answered"))
+    }
+
+    async fn purge(&self, shard: ShardId, queue: &QueueName) -> StoreResult<u64> {
+        let server = self.shard(shard);
+        let (high, low) = (
+            keys::list(queue, Priority::High),
+            keys::list(queue, Priority::Low),
+        );
+        let (h, l): (u64, u64) = ::redis::pipe()
+            .atomic()
+            .llen(&high)
+            .llen(&low)
+            .del(&[&high, &low])
+            .ignore()
+            .query_async(&mut server.conn())
+            .await
+            .map_err(|e| server.error(e))?;
+        Ok(h + l)
+    }
+}
+
+/// The queue keys on `server`, up to `budget` of them; whether that was all.
+async fn queues_on(server: &Server, budget: usize) -> StoreResult<(Vec<String>, bool)> {
+    let mut found = std::collections::BTreeSet::new();
+    let mut cursor = 0u64;
+    loop {
+        let (next, lists): (u64, Vec<String>) = ::redis::cmd("SCAN")
+            .arg(cursor)
+            .arg("MATCH")
+            .arg(keys::LISTS)
+            .arg("COUNT")
+            .arg(SCAN_STEP)
+            .arg("TYPE")
+            .arg("list")
+            .query_async(&mut server.conn())
+            .await
+            .map_err(|e| server.error(e))?;
+        for list in &lists {
+            if let Some(queue) = keys::queue_of_list(list) {
+                if found.len() == budget && !found.contains(queue) {
+                    return Ok((found.into_iter().collect(), false));
+                }
+                found.insert(queue.to_owned());
+            }
+        }
+        if next == 0 {
+            return Ok((found.into_iter().collect(), true));
+        }
+        cursor = next;
+    }
+}
+
+/// Each queue's depths, in one pipeline.
+async fn lengths(server: &Server, queues: Vec<String>) -> StoreResult<Vec<QueueDepth>> {
+    if queues.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut pipe = ::redis::pipe();
+    for queue in &queues {
+        pipe.llen(keys::list_of(queue, Priority::High))
+            .llen(keys::list_of(queue, Priority::Low));
+    }
+    let lengths: Vec<u64> = pipe
+        .query_async(&mut server.conn())
+        .await
+        .map_err(|e| server.error(e))?;
+    Ok((queues.into_iter().zip(lengths.chunks(2)))
+        .map(|(name, n)| QueueDepth {
+            name,
+            high: n[0],
+            low: n[1],
+        })
+        .collect())
+}
