@@ -51,13 +51,22 @@ impl Front {
         }
     }
 
-    /// The answer to `req` if it may not use `route` (the admin routes' rules,
-    /// [`admin::refusal`]).
+    /// The answer to `req` if it may not use `route`: the admin routes' rules
+    /// ([`admin::refusal`]), except for the dashboard's files and sign-in, which hold no data.
     pub fn refusal(&self, route: &Route, req: &HttpRequest) -> Option<HttpResponse> {
-        route
-            .is_admin()
-            .then(|| admin::refusal(req, self.admin.token.as_deref()))
+        (route.is_admin() && !route.is_open())
+            .then(|| self.admission(req))
             .flatten()
+            .map(admin::Refusal::answer)
+    }
+
+    /// Why `req` may not use the admin routes, if it may not.
+    pub fn admission(&self, req: &HttpRequest) -> Option<admin::Refusal> {
+        admin::refusal(req, self.admin_token())
+    }
+
+    pub fn admin_token(&self) -> Option<&str> {
+        self.admin.token.as_deref()
     }
 
     /// The node serves from now on, with `state`.

@@ -32,7 +32,7 @@ use actix_web::http::{ConnectionType, Method, StatusCode};
 
 pub use self::connections::Connections;
 pub use self::front::Front;
-use self::request::{Body, read_body};
+use self::request::{Body, read_body, read_bytes};
 use self::response::{ApiError, Reply, json, not_found};
 use self::route_kind::RouteKind;
 use self::routes::{RelayRoute, Route};
@@ -121,15 +121,19 @@ async fn dispatch(
         }
         Ok(Some(route)) => match front.refusal(&route, &req) {
             Some(refusal) => refusal,
-            // Answered whatever the node's role, from what it has.
-            None if route == Route::Metrics => metrics::metrics(&front).await,
-            // Probes, operators and HEAD/OPTIONS never promote a standby.
-            None => match front
-                .state(route.promotes() && !matches!(*req.method(), Method::HEAD | Method::OPTIONS))
-                .await
-            {
-                Ok(state) => answer(route, req, payload, state, &front.connections).await,
-                Err(refusal) => refusal,
+            None => match stateless(&route, &req, &front).await {
+                Some(answer) => answer,
+                // Probes, operators and HEAD/OPTIONS never promote a standby.
+                None => match front
+                    .state(
+                        route.promotes()
+                            && !matches!(*req.method(), Method::HEAD | Method::OPTIONS),
+                    )
+                    .await
+                {
+                    Ok(state) => answer(route, req, payload, state, &front.connections).await,
+                    Err(refusal) => refusal,
+                },
             },
         },
         Ok(None) => not_found(req.method().as_str(), &req.uri().to_string()),
@@ -139,6 +143,21 @@ async fn dispatch(
     counters().answered(status);
     metrics::record(kind, status, arrived.elapsed());
     response
+}
+
+/// The answer to a request that needs nothing the node starts (its store, shards…), whatever
+/// its role: the metrics, from what it has, and the dashboard's files and session.
+async fn stateless(route: &Route, req: &HttpRequest, front: &Front) -> Option<HttpResponse> {
+    use admin::dashboard;
+    Some(match route {
+        Route::Metrics => metrics::metrics(front).await,
+        Route::AdminDashboard { asset } => dashboard::asset(*asset),
+        Route::AdminSession => {
+            dashboard::session(front.admission(req), front.admin_token().is_some())
+        }
+        Route::AdminLogout => dashboard::logout(),
+        _ => return None,
+    })
 }
 
 /// The answer to a request: its route's, or a refusal when the node is crowded.
@@ -190,6 +209,14 @@ async fn serve(
     // large as the largest handler's (1.3 KiB), and a held pop or long-poll keeps it for minutes.
     match route {
         Route::Relay(route) => relay_handler(route, &req, payload, state).await,
+        Route::AdminLogin => {
+            let token = state.settings.admin.token.as_deref();
+            let login = async {
+                let body = read_bytes(&req, payload, state.inbox.settings()).await?;
+                admin::dashboard::login(&req, body.as_deref().unwrap_or_default(), token)
+            };
+            Box::pin(login).await.unwrap_or_else(|e| e.error_response())
+        }
         Route::WebSocket { org, queue } => {
             // The handshake takes the connection over: no body to read first.
             Box::pin(streams::websocket(&state.inbox, &req, payload, org, queue))
@@ -298,7 +325,11 @@ fn inbox_handler<'a>(
         | Route::Relay(_)
         | Route::Health
         | Route::Ready
-        | Route::Metrics => {
+        | Route::Metrics
+        | Route::AdminLogin
+        | Route::AdminSession
+        | Route::AdminLogout
+        | Route::AdminDashboard { .. } => {
             unreachable!("served by dispatch")
         }
     }

@@ -57,9 +57,37 @@ pub fn content_type(req: &HttpRequest) -> &str {
 /// keep the connection usable) and treated as `{}`.
 pub async fn read_body(
     req: &HttpRequest,
-    mut payload: Payload,
+    payload: Payload,
     limits: &InboxSettings,
 ) -> Result<Body, ApiError> {
+    let Some(bytes) = read_bytes(req, payload, limits).await? else {
+        return Ok(Body::default());
+    };
+    if media_type(req).as_deref() != Some("application/json") {
+        return Ok(Body::default());
+    }
+    if bytes.iter().all(u8::is_ascii_whitespace) {
+        return Err(ApiError::bad_request(
+            "invalid JSON body: the body is empty",
+        ));
+    }
+    let value: Value = serde_json::from_slice(&bytes)
+        .map_err(|e| ApiError::bad_request(format!("invalid JSON body: {e}")))?;
+    match value {
+        Value::Object(_) | Value::Array(_) => Ok(Body(Some(value))),
+        _ => Err(ApiError::bad_request(
+            "invalid JSON body: it must be an object or an array",
+        )),
+    }
+}
+
+/// Reads the body as it came, within the size and time limits; `None` when the request
+/// declares none.
+pub async fn read_bytes(
+    req: &HttpRequest,
+    mut payload: Payload,
+    limits: &InboxSettings,
+) -> Result<Option<BytesMut>, ApiError> {
     let headers = req.headers();
     let declared = match headers.get(CONTENT_LENGTH) {
         Some(v) => Some(
@@ -71,7 +99,7 @@ pub async fn read_body(
         None => None,
     };
     if declared.is_none() && !headers.contains_key(TRANSFER_ENCODING) {
-        return Ok(Body::default());
+        return Ok(None);
     }
     let limit = match declared {
         Some(len) if len > limits.max_body_size => {
@@ -97,23 +125,7 @@ pub async fn read_body(
     let bytes = tokio::time::timeout(Duration::from_secs(limits.body_timeout), read)
         .await
         .map_err(|_| ApiError::body_timeout(limits.body_timeout))??;
-
-    if media_type(req).as_deref() != Some("application/json") {
-        return Ok(Body::default());
-    }
-    if bytes.iter().all(u8::is_ascii_whitespace) {
-        return Err(ApiError::bad_request(
-            "invalid JSON body: the body is empty",
-        ));
-    }
-    let value: Value = serde_json::from_slice(&bytes)
-        .map_err(|e| ApiError::bad_request(format!("invalid JSON body: {e}")))?;
-    match value {
-        Value::Object(_) | Value::Array(_) => Ok(Body(Some(value))),
-        _ => Err(ApiError::bad_request(
-            "invalid JSON body: it must be an object or an array",
-        )),
-    }
+    Ok(Some(bytes))
 }
 
 /// Request parameters, looked up as PopBox does: path first (the route already has those),

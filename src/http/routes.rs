@@ -3,6 +3,8 @@
 //! peeks queue `Q1`).
 
 use actix_web::http::Method;
+
+use super::admin::dashboard::Asset;
 use percent_encoding::percent_decode_str;
 
 /// A request the node knows how to serve, with its path parameters.
@@ -41,6 +43,16 @@ pub enum Route {
     },
     /// `POST /admin/alerts/test`: mails a test alert.
     AdminAlertTest,
+    /// `GET /admin/`, `/admin/dashboard.js`, `/admin/dashboard.css`: the dashboard's files.
+    AdminDashboard {
+        asset: Asset,
+    },
+    /// `GET /admin/session`: whether this browser may read the admin API.
+    AdminSession,
+    /// `POST /admin/login`: signs a browser in with the token (a form).
+    AdminLogin,
+    /// `POST /admin/logout`: signs it out.
+    AdminLogout,
     /// `GET /admin/connections`: the requests held open, paged.
     AdminConnections,
     /// `GET /admin/desktops`: the desktops whose sessions live here, paged.
@@ -224,10 +236,26 @@ impl Route {
                 | Route::AdminLog { .. }
                 | Route::AdminChart { .. }
                 | Route::AdminAlertTest
+                | Route::AdminDashboard { .. }
+                | Route::AdminSession
+                | Route::AdminLogin
+                | Route::AdminLogout
                 | Route::AdminConnections
                 | Route::AdminDesktops
                 | Route::AdminQueues
                 | Route::AdminQueue { .. }
+        )
+    }
+
+    /// Whether this admin route is open to anyone: the dashboard's files and signing in and
+    /// out, which hold no data.
+    pub fn is_open(&self) -> bool {
+        matches!(
+            self,
+            Route::AdminDashboard { .. }
+                | Route::AdminSession
+                | Route::AdminLogin
+                | Route::AdminLogout
         )
     }
 
@@ -277,7 +305,15 @@ impl Route {
     /// `/admin/…`: the operators' routes.
     fn admin(m: &Method, rest: &[&str]) -> Result<Option<Route>, BadSegment> {
         let get = |route| (m == Method::GET).then_some(route);
+        let post = |route| (m == Method::POST).then_some(route);
         Ok(match rest {
+            [] => get(Route::AdminDashboard { asset: Asset::Page }),
+            [s] if is(s, "session") => get(Route::AdminSession),
+            [l] if is(l, "login") => post(Route::AdminLogin),
+            [l] if is(l, "logout") => post(Route::AdminLogout),
+            [file] if Asset::named(file).is_some() => get(Route::AdminDashboard {
+                asset: Asset::named(file).expect("just found"),
+            }),
             [r] if is(r, "ranges") => get(Route::AdminRanges),
             [s] if is(s, "stats") => get(Route::AdminStats),
             [s] if is(s, "status") => get(Route::AdminStatus),
@@ -304,9 +340,7 @@ impl Route {
                     _ => None,
                 }
             }
-            [al, t] if is(al, "alerts") && is(t, "test") => {
-                (m == Method::POST).then_some(Route::AdminAlertTest)
-            }
+            [al, t] if is(al, "alerts") && is(t, "test") => post(Route::AdminAlertTest),
             [c, file] if is(c, "charts") => get(Route::AdminChart { file: param(file)? }),
             _ => None,
         })

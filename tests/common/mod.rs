@@ -3,6 +3,7 @@
 //! helpers. The node is killed when the handle is dropped.
 #![allow(dead_code)]
 
+pub mod browser;
 pub mod link;
 pub mod receiver;
 pub mod relay;

@@ -7,6 +7,7 @@ mod alerts;
 mod charts;
 mod config;
 mod connections;
+pub mod dashboard;
 mod desktops;
 mod drain;
 pub mod log;
@@ -43,34 +44,51 @@ impl From<ReportError> for ApiError {
     }
 }
 
-/// The answer to `req` if it may not use the admin routes, given the node's `admin.token`.
-pub fn refusal(req: &HttpRequest, token: Option<&str>) -> Option<HttpResponse> {
-    use subtle::ConstantTimeEq;
-    let refused = |status, message: &str| {
-        actix_web::ResponseError::error_response(&ApiError::new(status, vec![message.to_owned()]))
-    };
-    match token {
-        Some(token) => {
-            let given = (req.headers().get(header::AUTHORIZATION))
-                .and_then(|v| v.to_str().ok())
-                .and_then(|v| v.strip_prefix("Bearer "));
-            if given.is_some_and(|given| bool::from(given.as_bytes().ct_eq(token.as_bytes()))) {
-                return None;
+/// Why a request may not use the admin routes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    /// `admin.token` is set, and the request does not carry it.
+    NoToken,
+    /// No token is set, and the client is not on a loopback address.
+    NotLoopback,
+}
+
+impl Refusal {
+    pub fn reason(self) -> &'static str {
+        match self {
+            Refusal::NoToken => "the admin routes need Authorization: Bearer <admin.token>",
+            Refusal::NotLoopback => {
+                "without admin.token the admin routes answer clients on loopback addresses only"
             }
-            let mut refusal = refused(
-                StatusCode::UNAUTHORIZED,
-                "the admin routes need Authorization: Bearer <admin.token>",
-            );
+        }
+    }
+
+    /// `401` with a Bearer challenge, or `403`; no data either way.
+    pub fn answer(self) -> HttpResponse {
+        let status = match self {
+            Refusal::NoToken => StatusCode::UNAUTHORIZED,
+            Refusal::NotLoopback => StatusCode::FORBIDDEN,
+        };
+        let mut answer = actix_web::ResponseError::error_response(&ApiError::new(
+            status,
+            vec![self.reason().to_owned()],
+        ));
+        if self == Refusal::NoToken {
             let challenge = header::HeaderValue::from_static(r#"Bearer realm="relaybox admin""#);
-            refusal
+            answer
                 .headers_mut()
                 .insert(header::WWW_AUTHENTICATE, challenge);
-            Some(refusal)
         }
+        answer
+    }
+}
+
+/// Why `req` may not use the admin routes, given the node's `admin.token`; `None` if it may.
+/// A browser signed in to the dashboard carries the token as a cookie.
+pub fn refusal(req: &HttpRequest, token: Option<&str>) -> Option<Refusal> {
+    match token {
+        Some(token) => (!dashboard::carries(req, token)).then_some(Refusal::NoToken),
         None if req.peer_addr().is_some_and(|peer| peer.ip().is_loopback()) => None,
-        None => Some(refused(
-            StatusCode::FORBIDDEN,
-            "without admin.token the admin routes answer clients on loopback addresses only",
-        )),
+        None => Some(Refusal::NotLoopback),
     }
 }

@@ -1,6 +1,6 @@
 //! `GET /admin/status`: what this node is and how it is doing — version, uptime, its store and
-//! each shard's answer time, its replication role, its process (CPU, memory, descriptors) and
-//! the connections it holds, by kind.
+//! each shard's answer time, its replication role, its process (CPU, memory, descriptors), what
+//! it has done since it started (messages, relays) and the connections it holds, by kind.
 
 use std::time::Instant;
 
@@ -45,6 +45,17 @@ pub async fn status(state: &AppState) -> HttpResponse {
             "rss_peak_kib": process::peak_rss_kib(),
             "open_files": process::open_files(),
             "open_files_limit": process::open_file_limit(),
+        },
+        "totals": {
+            "provisioned": c.provisioned.total(),
+            "pushed": c.pushed.total(),
+            "popped": c.popped.total(),
+            "acked": c.acked.total(),
+            "returned": c.returned.total(),
+            "expired": c.expired.total(),
+            "interactions_started": c.interactions_started.total(),
+            "interactions_ended": c.interactions_ended.total(),
+            "interactions_failed": c.interactions_failed.total(),
         },
         "connections": {
             "open": open,
