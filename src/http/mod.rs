@@ -12,6 +12,7 @@ mod groups;
 pub mod headers;
 mod inbox;
 mod metrics;
+pub mod openapi;
 mod ranges;
 mod relay;
 pub mod request;
@@ -146,11 +147,13 @@ async fn dispatch(
 }
 
 /// The answer to a request that needs nothing the node starts (its store, shards…), whatever
-/// its role: the metrics, from what it has, and the dashboard's files and session.
+/// its role: the metrics, from what it has, the API's description, and the dashboard's files
+/// and session.
 async fn stateless(route: &Route, req: &HttpRequest, front: &Front) -> Option<HttpResponse> {
     use admin::dashboard;
     Some(match route {
         Route::Metrics => metrics::metrics(front).await,
+        Route::OpenApi => openapi::openapi(),
         Route::AdminDashboard { asset } => dashboard::asset(*asset),
         Route::AdminSession => {
             dashboard::session(front.admission(req), front.admin_token().is_some())
@@ -326,6 +329,7 @@ fn inbox_handler<'a>(
         | Route::Health
         | Route::Ready
         | Route::Metrics
+        | Route::OpenApi
         | Route::AdminLogin
         | Route::AdminSession
         | Route::AdminLogout

@@ -19,6 +19,8 @@ pub enum Route {
     Ready,
     /// `GET /metrics`: the node's figures in Prometheus's text format.
     Metrics,
+    /// `GET /openapi.json`: the whole API, described.
+    OpenApi,
     /// `GET /admin/ranges`: the customer-ID pool and every node's blocks.
     AdminRanges,
     /// `GET /admin/stats`: the region's archived statistics.
@@ -260,9 +262,13 @@ impl Route {
     }
 
     /// Whether a request on this route promotes a standby: every route that needs the store,
-    /// not the probes (`/`, `/health`, `/ready`) nor the operators' `/admin/…`.
+    /// not the probes (`/`, `/health`, `/ready`), the API's description nor the operators'.
     pub fn promotes(&self) -> bool {
-        !self.is_admin() && !matches!(self, Route::DeployInfo | Route::Health | Route::Ready)
+        !self.is_admin()
+            && !matches!(
+                self,
+                Route::DeployInfo | Route::Health | Route::Ready | Route::OpenApi
+            )
     }
 
     /// `Ok(None)` when no route matches (the caller answers 404).
@@ -292,6 +298,9 @@ impl Route {
             [r] if org.is_none() && method == Method::GET && is(r, "ready") => Some(Route::Ready),
             [m] if org.is_none() && method == Method::GET && is(m, "metrics") => {
                 Some(Route::Metrics)
+            }
+            [o] if org.is_none() && method == Method::GET && is(o, "openapi.json") => {
+                Some(Route::OpenApi)
             }
             [a, rest @ ..] if org.is_none() && is(a, "admin") => Route::admin(method, rest)?,
             [t, rest @ ..] if is(t, "trans") => Route::transactions(method, org, rest)?,
