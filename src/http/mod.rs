@@ -152,7 +152,8 @@ async fn dispatch(
 async fn stateless(route: &Route, req: &HttpRequest, front: &Front) -> Option<HttpResponse> {
     use admin::dashboard;
     Some(match route {
-        Route::Metrics => metrics::metrics(front).await,
+        // In a box of its own: a scrape's future is large, and every request's would be too.
+        Route::Metrics => Box::pin(metrics::metrics(front)).await,
         Route::OpenApi => openapi::openapi(),
         Route::AdminDashboard { asset } => dashboard::asset(*asset),
         Route::AdminSession => {
