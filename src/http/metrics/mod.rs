@@ -20,6 +20,7 @@ pub use self::requests::record;
 use super::AppState;
 use super::front::Front;
 use crate::replication::State;
+use crate::stats::counters::{Count, Counters};
 use crate::stats::{counters, process};
 
 /// How long a scrape waits for the store's figure (the customer-ID pool) before leaving it out.
@@ -55,38 +56,47 @@ fn by<V: Into<Value> + Copy>(
         .collect()
 }
 
-fn inbox(f: &mut Families) {
-    let c = counters();
-    f.counter(
+/// The inbox's counters exported as they are: name, help, the counter.
+type Exported = (&'static str, &'static str, fn(&Counters) -> &Count);
+
+const INBOX: [Exported; 6] = [
+    (
         "relaybox_transactions_provisioned",
         "Transactions provisioned: each pushes one message into one or more queues.",
-        c.provisioned.total(),
-    );
-    f.counter(
+        |c| &c.provisioned,
+    ),
+    (
         "relaybox_messages_pushed",
         "Messages pushed into queues.",
-        c.pushed.total(),
-    );
-    f.counter(
+        |c| &c.pushed,
+    ),
+    (
         "relaybox_messages_popped",
         "Messages popped (plain and reliable pops, subscriptions).",
-        c.popped.total(),
-    );
-    f.counter(
+        |c| &c.popped,
+    ),
+    (
         "relaybox_messages_acked",
         "Reliable deliveries acknowledged.",
-        c.acked.total(),
-    );
-    f.counter(
+        |c| &c.acked,
+    ),
+    (
         "relaybox_messages_returned",
         "Reliable deliveries put back in their queue, unacknowledged after timeoutACK.",
-        c.returned.total(),
-    );
-    f.counter(
+        |c| &c.returned,
+    ),
+    (
         "relaybox_messages_expired",
         "Queue entries dropped because their transaction expired.",
-        c.expired.total(),
-    );
+        |c| &c.expired,
+    ),
+];
+
+fn inbox(f: &mut Families) {
+    let c = counters();
+    for (name, help, count) in INBOX {
+        f.counter(name, help, count(c).total());
+    }
     let callbacks = [
         ("delivered", c.callbacks_delivered.total()),
         ("failed", c.callbacks_failed.total()),
