@@ -191,6 +191,7 @@ async fn start(
     let inbox = Inbox::new(
         start_shards(&store, settings, arbiters),
         settings.inbox.clone(),
+        settings.store.queue_hash,
     );
     let (state, cluster) = app_state(settings, &store, inbox.clone(), front, alerts.clone()).await;
     if settings.stats.enabled {

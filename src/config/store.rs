@@ -3,6 +3,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::{ConfigError, check};
+use crate::model::QueueHash;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -30,6 +31,9 @@ pub struct StoreSettings {
     pub shards: usize,
     /// Seconds between sweeps that drop expired transactions and queue entries.
     pub sweep_interval: u64,
+    /// How a queue's id picks its shard: `crc16` (Redis Cluster's slots, shards as ranges
+    /// of them) or `popbox` (PopBox's character sum, for a Redis set a PopBox wrote).
+    pub queue_hash: QueueHash,
     /// Redis: the queue shards, in order (the order decides where each queue lives).
     pub redis_servers: Vec<String>,
     /// Redis: the server for transaction metadata; default the first shard.
@@ -47,6 +51,7 @@ impl Default for StoreSettings {
             backend: Backend::Memory,
             shards: 16,
             sweep_interval: 30,
+            queue_hash: QueueHash::default(),
             redis_servers: vec!["redis://127.0.0.1:6379/0".to_owned()],
             redis_transactions: None,
             redis_timeout_ms: 1000,

@@ -27,7 +27,7 @@ use serde_json::{Map, Value};
 use tokio::sync::mpsc;
 
 pub use crate::model::inbox::*;
-pub use crate::model::{Answered, Answering, answer_pair};
+pub use crate::model::{Answered, Answering, QueueHash, answer_pair};
 pub use error::InboxError;
 pub use groups::{GroupChange, NewGroup, unknown_group};
 use groups::{group_names, with_queues};
@@ -54,10 +54,12 @@ pub struct Inbox {
     guard: Arc<Guard>,
     /// Waits are answered at once (see [`Inbox::drain`]).
     draining: Arc<AtomicBool>,
+    /// Which shard each queue and transaction is on.
+    hash: QueueHash,
 }
 
 impl Inbox {
-    pub fn new(shards: Vec<Addr<ShardActor>>, settings: InboxSettings) -> Self {
+    pub fn new(shards: Vec<Addr<ShardActor>>, settings: InboxSettings, hash: QueueHash) -> Self {
         assert!(!shards.is_empty(), "an inbox needs at least one shard");
         let admin = settings
             .admin_user
@@ -66,6 +68,7 @@ impl Inbox {
         Inbox {
             guard: Arc::new(Guard::new(admin)),
             draining: Arc::default(),
+            hash,
             shards: shards.into(),
             settings: Arc::new(settings),
         }
@@ -80,7 +83,7 @@ impl Inbox {
     }
 
     fn shard_index(&self, name: &str) -> usize {
-        shard_of(name, self.shards.len())
+        self.hash.shard(name, self.shards.len())
     }
 
     fn queue_shard(&self, queue: &QueueName) -> &Addr<ShardActor> {

@@ -366,13 +366,6 @@ pub struct QueueInfo {
     pub last_pop: Option<i64>,
 }
 
-/// Queue names and transaction ids map to shards with PopBox's hash (the sum of the UTF-16 code
-/// units, modulo the shard count), so a Redis deployment written by PopBox keeps its layout.
-pub fn shard_of(name: &str, shards: usize) -> usize {
-    let sum: u64 = name.encode_utf16().map(u64::from).sum();
-    (sum % shards.max(1) as u64) as usize
-}
-
 /// Ids for waiters, unique within the process.
 pub fn next_waiter_id() -> u64 {
     static NEXT: AtomicU64 = AtomicU64::new(1);
@@ -436,9 +429,7 @@ mod tests {
     }
 
     #[test]
-    fn shard_hash_is_popbox_compatible() {
-        // 'q' = 113, '1' = 49
-        assert_eq!(shard_of("q1", 1000), 162);
+    fn a_queue_name_comes_back_from_its_key() {
         for (ns, id) in [
             (Namespace::plain(None), "q1"),
             (Namespace::plain(Some("acme".into())), "a:b"),
@@ -456,9 +447,5 @@ mod tests {
         }
         assert!(QueueName::from_key("q1").is_none());
         assert!(QueueName::from_key("acme:q1").is_none());
-        assert_eq!(shard_of("q1", 16), 162 % 16);
-        assert_eq!(shard_of("", 4), 0);
-        // Non-ASCII counts UTF-16 units, as JavaScript does.
-        assert_eq!(shard_of("é", 1000), 0xe9);
     }
 }

@@ -12,9 +12,11 @@ pub mod desktop;
 pub mod ids;
 pub mod inbox;
 pub mod iwp;
+pub mod shard_hash;
 
 pub use answered::{Answered, Answering, answer_pair};
 pub use archive::{Resolution, utc};
 pub use desktop::Location;
 pub use ids::{IdRange, PoolCut};
 pub use inbox::*;
+pub use shard_hash::QueueHash;

@@ -57,28 +57,42 @@ pub struct RedisServer {
     child: Option<Child>,
     pub port: u16,
     dir: tempfile::TempDir,
+    kind: Kind,
+}
+
+/// How a test's `redis-server` runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Plain,
     /// Append-only file with an fsync per write, so that a killed server restarts with every
     /// write it acknowledged.
-    durable: bool,
+    Durable,
+    /// With cluster support (on its own: no slots assigned), e.g. to ask `CLUSTER KEYSLOT`.
+    ClusterNode,
 }
 
 impl RedisServer {
     /// A server that persists nothing.
     pub fn start() -> Self {
-        Self::start_with(false)
+        Self::start_with(Kind::Plain)
     }
 
     /// A server that survives `kill` and `restart` with everything it acknowledged.
     pub fn start_durable() -> Self {
-        Self::start_with(true)
+        Self::start_with(Kind::Durable)
     }
 
-    fn start_with(durable: bool) -> Self {
+    /// A server with cluster support, serving no slots.
+    pub fn start_cluster_node() -> Self {
+        Self::start_with(Kind::ClusterNode)
+    }
+
+    fn start_with(kind: Kind) -> Self {
         let mut server = RedisServer {
             child: None,
             port: 0,
             dir: tempfile::tempdir().unwrap(),
-            durable,
+            kind,
         };
         for _ in 0..5 {
             // Another process may take the port between our probe and redis binding it.
@@ -116,7 +130,8 @@ impl RedisServer {
             .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1", "--save", ""])
             // A replica's first sync at once, not after Redis's default 5 s.
             .args(["--repl-diskless-sync-delay", "0"])
-            .args(if self.durable { ["--appendonly", "yes", "--appendfsync", "always"] } else { ["--appendonly", "no", "--appendfsync", "no"] })
+            .args(if self.kind == Kind::Durable { ["--appendonly", "yes", "--appendfsync", "always"] } else { ["--appendonly", "no", "--appendfsync", "no"] })
+            .args(if self.kind == Kind::ClusterNode { &["--cluster-enabled", "yes"][..] } else { &[] })
             .arg("--dir")
             .arg(self.dir.path())
             .stdout(Stdio::null())

@@ -28,8 +28,8 @@ use crate::model::{IdRange, PoolCut};
 use range_book::RangeBook;
 
 use crate::model::{
-    DelayedPush, DeliveryState, Mark, Message, Meta, NewTransaction, Priority, QueueInfo,
-    QueueName, QueuedRef, StateChange, TxId, shard_of, unix_now, unix_now_ms,
+    DelayedPush, DeliveryState, Mark, Message, Meta, NewTransaction, Priority, QueueHash,
+    QueueInfo, QueueName, QueuedRef, StateChange, TxId, unix_now, unix_now_ms,
 };
 use crate::store::{
     Archives, Deepest, Delays, Directory, HISTORY_LIMIT, IdBooks, Locations, Notifications,
@@ -215,7 +215,8 @@ impl MemoryStore {
     }
 
     fn transactions_of(&self, id: &TxId) -> MutexGuard<'_, HashMap<TxId, TxRecord>> {
-        lock(&self.transactions[shard_of(id.as_str(), self.transactions.len())])
+        let partition = QueueHash::default().shard(id.as_str(), self.transactions.len());
+        lock(&self.transactions[partition])
     }
 
     /// Runs `f` on a live transaction, dropping it first if it has expired.

@@ -29,7 +29,9 @@
 //!   `Idempotency-Key` made; `PB:I|<digest>:pushed:<shard>` (the shard's server): that its
 //!   queues got it. Both expire with the transaction;
 //! - `PB:G|<name>` (transactions server): set of a group's queue ids. PopBox used the bare name,
-//!   which let a group name address any key; the prefix keeps groups to themselves.
+//!   which let a group name address any key; the prefix keeps groups to themselves;
+//! - `RB:H|layout` (the first shard's server, on a set of several): the hash that placed the
+//!   queues on their servers (`store.queue_hash`), written by the first node to start.
 //!
 //! The keys a push makes are joined with `concat`, which allocates once: `format!` grows its
 //! buffer a piece at a time, and at six keys a push that was a few percent of the node's work.
@@ -67,6 +69,9 @@ pub fn delayed(id: &TxId) -> String {
 
 /// The reliable deliveries awaiting an acknowledgement on a shard server.
 pub const UNACKED: &str = "PB:A|unacked";
+
+/// Which hash placed the queues on a set of several servers.
+pub const LAYOUT: &str = "RB:H|layout";
 
 pub fn list(queue: &QueueName, priority: Priority) -> String {
     list_of(queue.key(), priority)

@@ -51,8 +51,8 @@ use crate::config::redact;
 use crate::meter::CallMeter;
 use crate::model::Location;
 use crate::model::{
-    DelayedPush, DeliveryState, Mark, Message, Meta, NewTransaction, Priority, QueueInfo,
-    QueueName, QueuedRef, StateChange, TxId, unix_now, unix_now_ms,
+    DelayedPush, DeliveryState, Mark, Message, Meta, NewTransaction, Priority, QueueHash,
+    QueueInfo, QueueName, QueuedRef, StateChange, TxId, unix_now, unix_now_ms,
 };
 use crate::model::{IdRange, PoolCut};
 use metered::Metered;
@@ -114,6 +114,7 @@ impl RedisStore {
             Some(same) => same.clone(),
             None => Server::connect(transactions_url, timeout, &demoted).await?,
         };
+        check_layout(&shards, settings.queue_hash).await?;
         let origin: Arc<str> = uuid::Uuid::new_v4().simple().to_string().into();
         // Alive before its first waiter counts: a count whose node is not is dropped when read.
         for server in &shards {
@@ -177,6 +178,34 @@ impl RedisStore {
             .map(|fields| (!fields.is_empty()).then(|| fields.into_iter().collect()))
             .collect())
     }
+}
+
+/// Refuses a set of several servers whose queues another hash placed: a node reading them by
+/// its own would not find most of them, and would push beside them. The first node to start
+/// records its hash; the others must have the same. One server holds every queue whatever
+/// the hash, so it records nothing.
+async fn check_layout(shards: &[Server], hash: QueueHash) -> Result<(), StoreError> {
+    let first = &shards[0];
+    if shards.iter().all(|s| s.name == first.name) {
+        return Ok(());
+    }
+    let (placed,): (String,) = ::redis::pipe()
+        .set_nx(keys::LAYOUT, hash.name())
+        .ignore()
+        .get(keys::LAYOUT)
+        .query_async(&mut first.conn())
+        .await
+        .map_err(|e| first.error(e))?;
+    if placed == hash.name() {
+        return Ok(());
+    }
+    Err(StoreError::Config(format!(
+        "store.queue_hash is \"{}\", but the queues on these servers were placed by \"{placed}\" \
+         ({} on {}): set store.queue_hash = \"{placed}\"",
+        hash.name(),
+        keys::LAYOUT,
+        first.name
+    )))
 }
 
 /// A line of a transaction's history (`keys::history`): its state in `queue` became `state`
