@@ -130,7 +130,15 @@ fn main() -> ExitCode {
         }
         Command::Run => {
             relaybox::logging::init(&settings.log);
-            let done = match system().block_on(relaybox::node::run(settings.clone())) {
+            let node = system();
+            let ran = node.block_on(relaybox::node::run(settings.clone()));
+            if ran.is_err() {
+                // It failed after starting actors (a listener that cannot bind, say): dropped,
+                // the system would poll them outside any runtime and panic over the error.
+                // The process ends now anyway.
+                std::mem::forget(node);
+            }
+            let done = match ran {
                 Ok(Stopped::Fenced(reason)) if settings.admin.listen.is_some() => system()
                     .block_on(relaybox::node::serve_fenced(&settings, reason))
                     .map(|()| String::new()),

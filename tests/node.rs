@@ -420,3 +420,23 @@ fn malformed_requests_do_not_flood_the_log() {
     assert!(errors.is_empty(), "{errors:#?}");
     assert_eq!(reported(&log), 1, "one line for 90 malformed requests");
 }
+
+/// A node whose listener cannot bind (the port is taken) stops with status 1 and says why —
+/// not with a panic of the actors it had started, which used to bury the reason.
+#[test]
+fn a_taken_port_stops_the_node_naming_the_error() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let address = taken.local_addr().unwrap().to_string();
+    let data = tempfile::tempdir().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_relaybox"))
+        .arg("--config")
+        .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/cluster.toml"))
+        .env("RELAYBOX__NODE__LISTEN", &address)
+        .env("RELAYBOX__NODE__DATA_DIR", data.path())
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("Address already in use"), "{err}");
+    assert!(!err.contains("panicked"), "{err}");
+}

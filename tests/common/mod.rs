@@ -250,12 +250,29 @@ pub fn reachable_at(address: &str) -> Vec<(&'static str, &str)> {
     ]
 }
 
+/// A loopback port free now, for a server a test starts a moment later. Taken below the
+/// kernel's range for outgoing connections (32768 and up): a port the kernel hands out (`:0`)
+/// is one that any test's next outgoing connection may take before the server binds it. Each
+/// process walks its own stretch of the range, from its id, so parallel test binaries rarely
+/// meet; each port is checked free before it is given.
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    use std::sync::atomic::{AtomicU32, Ordering};
+    const FIRST: u32 = 10_000;
+    const COUNT: u32 = 22_000;
+    static NEXT: AtomicU32 = AtomicU32::new(u32::MAX);
+    let _ = NEXT.compare_exchange(
+        u32::MAX,
+        std::process::id().wrapping_mul(2_654_435_761) % COUNT,
+        Ordering::Relaxed,
+        Ordering::Relaxed,
+    );
+    loop {
+        let port = FIRST + NEXT.fetch_add(1, Ordering::Relaxed) % COUNT;
+        let port = u16::try_from(port).expect("under 32768");
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
 }
 
 pub struct TestNode {
