@@ -120,6 +120,12 @@ fn a_standby_waits_and_probes_do_not_promote_it() {
     sleep(Duration::from_millis(500));
     assert_eq!(role(&r1), "slave", "nothing promoted it");
     assert_eq!(ready(&primary).0, 200, "the primary serves");
+    // The primary's status shows the chain below its server.
+    eventually("the primary sees its replica", || {
+        let (_, status) = primary.get("/admin/status");
+        let replica = &status["chain"][0]["replicas"][0];
+        replica["address"] == format!("127.0.0.1:{}", r1.port) && replica["state"] == "online"
+    });
 }
 
 /// The first request to the standby promotes its set by a coordinated failover: the message

@@ -22,6 +22,7 @@ use tokio::sync::watch;
 
 use self::actor::{Fence, Promote, ReplicationActor};
 use self::promote::{AttachError, Pair};
+pub use self::server::Replica;
 use self::server::{Link, RedisServer, ServerError};
 use crate::config::{Role, Settings};
 
@@ -159,4 +160,41 @@ impl Replication {
         let fenced = state.wait_for(|s| matches!(s, State::Fenced { .. })).await;
         fenced.map_or_else(|_| String::new(), |s| s.refusal().unwrap_or_default())
     }
+}
+
+/// One server of the node's store and the replicas attached to it: the chain below it, as the
+/// operators see it.
+#[derive(Debug, Clone, Serialize)]
+pub struct Chained {
+    pub server: String,
+    pub replicas: Vec<Replica>,
+    /// Why its replicas could not be read.
+    pub error: Option<String>,
+}
+
+/// Each of `servers` (Redis URLs, credentials kept out of the answer) with its replicas, read
+/// with `INFO replication`, each bounded by `timeout`.
+pub async fn chain(servers: &[String], timeout: Duration) -> Vec<Chained> {
+    let mut seen: Vec<&String> = Vec::new();
+    let distinct = servers.iter().filter(|url| {
+        let new = !seen.contains(url);
+        seen.push(url);
+        new
+    });
+    let reads = distinct.map(|url| async move {
+        let read = async { RedisServer::new(url, timeout)?.replicas().await };
+        match read.await {
+            Ok(replicas) => Chained {
+                server: crate::config::redact(url),
+                replicas,
+                error: None,
+            },
+            Err(e) => Chained {
+                server: crate::config::redact(url),
+                replicas: Vec::new(),
+                error: Some(e.to_string()),
+            },
+        }
+    });
+    futures_util::future::join_all(reads.collect::<Vec<_>>()).await
 }

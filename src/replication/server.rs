@@ -55,6 +55,19 @@ pub struct Link {
     pub last_heard: Option<i64>,
 }
 
+/// A replica as its master sees it (`INFO replication`'s `slaveN` lines).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Replica {
+    /// `host:port`, as the replica announced itself.
+    pub address: String,
+    /// `online` once in sync; `wait_bgsave`, `send_bulk` before.
+    pub state: String,
+    /// Bytes of the replication stream it has acknowledged.
+    pub offset: i64,
+    /// Seconds since it last acknowledged.
+    pub lag: i64,
+}
+
 #[derive(Debug, Clone)]
 pub struct RedisServer {
     /// The URL without credentials.
@@ -199,6 +212,12 @@ impl RedisServer {
         })
     }
 
+    /// The replicas attached to this server.
+    pub async fn replicas(&self) -> Result<Vec<Replica>, ServerError> {
+        let info: String = self.query(redis::cmd("INFO").arg("replication")).await?;
+        Ok(replicas_in(&info))
+    }
+
     /// `CONFIG REWRITE`, so that a restarted server keeps the role it was given. A server
     /// started without a configuration file cannot: that is logged, not fatal.
     async fn keep_role(&self) {
@@ -212,8 +231,57 @@ impl RedisServer {
     }
 }
 
+/// The `slaveN:ip=…,port=…,state=…,offset=…,lag=…` lines of `INFO replication`.
+fn replicas_in(info: &str) -> Vec<Replica> {
+    (info.lines())
+        .filter(|line| {
+            line.strip_prefix("slave")
+                .is_some_and(|rest| rest.starts_with(|c: char| c.is_ascii_digit()))
+        })
+        .filter_map(|line| {
+            let fields: Vec<(&str, &str)> = (line.split_once(':')?.1.trim().split(','))
+                .filter_map(|pair| pair.split_once('='))
+                .collect();
+            let field = |name: &str| fields.iter().find(|(k, _)| *k == name).map(|(_, v)| *v);
+            let number = |name: &str| field(name).and_then(|v| v.parse().ok()).unwrap_or(0);
+            Some(Replica {
+                address: format!("{}:{}", field("ip")?, field("port")?),
+                state: field("state").unwrap_or_default().to_owned(),
+                offset: number("offset"),
+                lag: number("lag"),
+            })
+        })
+        .collect()
+}
+
 /// `localhost` and `127.0.0.1` (and the like) name the same host here.
 fn same_host(a: &str, b: &str) -> bool {
     let loopback = |h: &str| h == "localhost" || h.starts_with("127.") || h == "::1";
     a == b || (loopback(a) && loopback(b))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn replicas_are_read_from_info_replication() {
+        let info = "# Replication\r\nrole:master\r\nconnected_slaves:2\r\n\
+            slave0:ip=127.0.0.1,port=6380,state=online,offset=1234,lag=0\r\n\
+            slave1:ip=10.0.0.2,port=6381,state=wait_bgsave,offset=0,lag=3\r\n\
+            slave_read_only:1\r\nmaster_repl_offset:1234\r\n";
+        let replicas = replicas_in(info);
+        assert_eq!(replicas.len(), 2, "{replicas:?}");
+        assert_eq!(
+            replicas[0],
+            Replica {
+                address: "127.0.0.1:6380".into(),
+                state: "online".into(),
+                offset: 1234,
+                lag: 0
+            }
+        );
+        assert_eq!(replicas[1].state, "wait_bgsave");
+        assert!(replicas_in("role:master\r\nconnected_slaves:0\r\n").is_empty());
+    }
 }

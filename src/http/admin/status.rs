@@ -10,7 +10,22 @@ use serde_json::{Value, json};
 
 use super::super::AppState;
 use super::super::response::json;
+use crate::config::Backend;
 use crate::stats::{counters, process};
+
+/// The store's servers and their replicas (Redis only).
+async fn chain(state: &AppState) -> Vec<crate::replication::Chained> {
+    let store = &state.settings.store;
+    if store.backend != Backend::Redis {
+        return Vec::new();
+    }
+    let servers: Vec<String> = (store.redis_servers.iter())
+        .chain(&store.redis_transactions)
+        .cloned()
+        .collect();
+    let timeout = std::time::Duration::from_millis(store.redis_timeout_ms);
+    crate::replication::chain(&servers, timeout).await
+}
 
 pub async fn status(state: &AppState) -> HttpResponse {
     let store = &state.store;
@@ -38,6 +53,7 @@ pub async fn status(state: &AppState) -> HttpResponse {
         "uptime": state.started.elapsed().as_secs(),
         "store": {"backend": state.backend, "shards": shards},
         "replication": state.replication.state(),
+        "chain": chain(state).await,
         "draining": state.inbox.draining(),
         "process": {
             "cpu_seconds": process::cpu_seconds(),

@@ -70,6 +70,11 @@ function showStatus(status) {
   const p = status.process;
   text("rss", p.rss_kib == null ? "–" : `${Math.round(p.rss_kib / 1024)} MiB`);
   text("fds", p.open_files == null ? "–" : `${p.open_files} / ${p.open_files_limit ?? "∞"}`);
+  // A primary's chain: the replicas below each of its Redis servers.
+  const below = (status.chain || []).flatMap((c) => c.replicas.length
+    ? c.replicas.map((r) => [[r.address], [c.server], [r.state], [r.offset, true]])
+    : [[[c.server], ["–"], [c.error ?? "no replica"], ["–"]]]);
+  if (below.length) rows("replication", below, (cells) => cells);
   rows("shards", status.store.shards, (s) => [
     [s.shard, true], [s.name], [s.ok ? `${s.ms.toFixed(2)} ms` : s.error],
   ]);
