@@ -1,7 +1,9 @@
-//! The operators' surface under `/admin/…`. Access (checked once for every admin route, by
-//! [`refusal`]): with `admin.token`, the request must carry it as a bearer token (`401`
-//! otherwise, no data); without one, only clients on loopback addresses are answered (`403`).
-//! With `admin.listen` the routes are served there, and not on the node's own listener.
+//! The operators' surface under `/admin/…` (and `/metrics`), one module per surface. Access
+//! (checked once for every admin route, by [`refusal`]): with `admin.token`, the request must
+//! carry it as a bearer token or the dashboard's sign-in cookie (`401` otherwise, no data);
+//! without one, only clients on loopback addresses are answered (`403`). The dashboard's files
+//! and its sign-in hold no data and are open to all. With `admin.listen` the routes are served
+//! there, and not on the node's own listener.
 
 mod alerts;
 mod charts;
