@@ -269,6 +269,32 @@ fn queues_connections_and_desktops(backend: Backend) {
     }
 }
 
+/// On Redis the deepest queues are looked for with bounded work: among 100,000 keys that are
+/// not queues, a small budget answers at once, saying the search was not complete; the
+/// default one finds them.
+#[test]
+fn the_deepest_queues_cost_redis_bounded_work() {
+    if common::skip_redis() {
+        return;
+    }
+    let node = TestNode::start_with(Backend::Redis, &[]);
+    let redis = node.own_redis();
+    let fill = "for i = 1, 100000 do redis.call('SET', 'filler:' .. i, 'x') end";
+    redis.cli(&["EVAL", fill, "0"]);
+    assert!(redis.cli(&["DBSIZE"]).trim().parse::<u64>().unwrap() >= 100_000);
+    for queue in ["a", "b", "c"] {
+        node.push(&[queue], "m", "H");
+    }
+    let started = std::time::Instant::now();
+    let (status, small) = node.get("/admin/queues?budget=10");
+    assert_eq!(status, 200, "{small}");
+    assert_eq!(small["complete"], false, "{small}");
+    assert!(started.elapsed() < std::time::Duration::from_secs(1));
+    let (_, whole) = node.get("/admin/queues");
+    assert_eq!(whole["complete"], true, "{whole}");
+    assert_eq!(whole["looked_at"], 3, "{whole}");
+}
+
 crate::both_backends!(
     queues_connections_and_desktops,
     admin_routes_need_the_token,

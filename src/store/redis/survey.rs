@@ -1,5 +1,5 @@
 //! The operators' look into the queues on Redis: found with `SCAN` (never `KEYS`, which
-//! blocks a server for as long as it has keys), a bounded number per call.
+//! blocks a server for as long as it has keys), a bounded number of keys per call.
 //!
 //! One concern of the backend, split out of its module: it uses the module's types and helpers
 //! as its own.
@@ -8,6 +8,10 @@ use super::*;
 
 /// Keys a `SCAN` step asks for.
 const SCAN_STEP: usize = 1000;
+
+/// Keys examined, at most, for each queue of the budget: a set whose keys are mostly not
+/// queues (transactions, their states) would otherwise be scanned to its end to fill it.
+const KEYS_PER_QUEUE: usize = 20;
 
 #[async_trait]
 impl Survey for RedisStore {
@@ -58,11 +62,13 @@ impl Survey for RedisStore {
     }
 }
 
-/// The queue keys on `server`, up to `budget` of them; whether that was all.
+/// The queue keys on `server`, up to `budget` of them, examining at most [`KEYS_PER_QUEUE`]
+/// keys for each; whether that was all.
 async fn queues_on(server: &Server, budget: usize) -> StoreResult<(Vec<String>, bool)> {
     let mut found = std::collections::BTreeSet::new();
     let mut cursor = 0u64;
-    loop {
+    let steps = (budget * KEYS_PER_QUEUE).div_ceil(SCAN_STEP).max(1);
+    for _ in 0..steps {
         let (next, lists): (u64, Vec<String>) = ::redis::cmd("SCAN")
             .arg(cursor)
             .arg("MATCH")
@@ -87,6 +93,7 @@ async fn queues_on(server: &Server, budget: usize) -> StoreResult<(Vec<String>, 
         }
         cursor = next;
     }
+    Ok((found.into_iter().collect(), false))
 }
 
 /// Each queue's depths, in one pipeline.
