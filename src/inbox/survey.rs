@@ -56,7 +56,9 @@ impl Inbox {
                 .map(|first| unix_now_ms().saturating_sub(first.at)),
             None => None,
         };
-        let waiting_here = (self.waiters().await.iter())
+        // Only the queue's own shard registers its waiters.
+        let registered = self.queue_shard(&queue).send(ListWaiters).await;
+        let waiting_here = (registered.unwrap_or_default().iter())
             .filter(|w| w.queue == queue)
             .count();
         Ok(QueueDetail {
