@@ -192,6 +192,7 @@ async fn start(
         start_shards(&store, settings, arbiters),
         settings.inbox.clone(),
         settings.store.queue_hash,
+        store.places_transactions(),
     );
     let (state, cluster) = app_state(settings, &store, inbox.clone(), front, alerts.clone()).await;
     if settings.stats.enabled {

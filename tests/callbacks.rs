@@ -137,7 +137,7 @@ fn https_callbacks_work() {
     assert_eq!(calls[0].body["transaction"], id.as_str());
 }
 
-crate::both_backends!(
+crate::every_store!(
     one_call_per_delivery,
     no_call_for_an_abandoned_pop,
     failed_calls_are_retried,

@@ -89,4 +89,4 @@ fn a_delayed_message_survives_a_restart() {
     assert!(second.pop("d4", "timeout=1").transactions.is_empty());
 }
 
-crate::both_backends!(delayed_message_arrives_when_due, delay_is_validated_first);
+crate::every_store!(delayed_message_arrives_when_due, delay_is_validated_first);

@@ -164,7 +164,7 @@ fn provisioning_to_groups(backend: Backend) {
     );
 }
 
-crate::both_backends!(
+crate::every_store!(
     create_append_change_delete,
     bad_group_requests,
     group_names_cannot_touch_other_data,

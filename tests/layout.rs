@@ -64,7 +64,7 @@ fn queues_spread_by_crc16_and_a_node_with_another_hash_is_refused() {
         first.len() >= 10 && second.len() >= 10,
         "spread: {first:?} / {second:?}"
     );
-    assert_eq!(a.cli(&["GET", "RB:H|layout"]).trim(), "crc16");
+    assert_eq!(a.cli(&["GET", "RB:H|layout"]).trim(), "crc16 spread");
 
     let urls = format!("{},{}", a.url(), b.url());
     let err = refused_start(&urls, &[("RELAYBOX__STORE__QUEUE_HASH", "popbox")]);
@@ -91,7 +91,40 @@ fn popbox_hash_places_queues_as_popbox_did() {
     node.push(&["q2"], "m", "H");
     assert_eq!(queues_on(&a), ["q1"]);
     assert_eq!(queues_on(&b), ["q2"]);
-    assert_eq!(a.cli(&["GET", "RB:H|layout"]).trim(), "popbox");
+    assert_eq!(a.cli(&["GET", "RB:H|layout"]).trim(), "popbox spread");
+}
+
+/// Transactions spread over the set, or all on one server (`store.redis_transactions`): a set
+/// written one way refuses a node set the other, naming the setting to change. A record of the
+/// hash alone is from before transactions spread, when they all lived on one server.
+#[test]
+fn a_node_placing_transactions_otherwise_than_the_set_is_refused() {
+    if skip_redis() {
+        return;
+    }
+    let (a, b) = (RedisServer::start(), RedisServer::start());
+    let urls = format!("{},{}", a.url(), b.url());
+    let on_first = a.url();
+    let one = [("RELAYBOX__STORE__REDIS_TRANSACTIONS", on_first.as_str())];
+    for (recorded, env, setting) in [
+        ("crc16 spread", &one[..], "remove store.redis_transactions"),
+        ("crc16 one", &[][..], "set store.redis_transactions"),
+        ("crc16", &[][..], "set store.redis_transactions"),
+    ] {
+        a.cli(&["SET", "RB:H|layout", recorded]);
+        let err = refused_start(&urls, env);
+        assert!(
+            err.contains(setting) && err.contains(recorded),
+            "{recorded}: says to {setting}: {err}"
+        );
+    }
+    // Set the way it was written, it starts, and keeps every transaction on that server.
+    let node = TestNode::on_redis(&[&a, &b], &one);
+    for i in 1..=10 {
+        node.push(&[&format!("q{i}")], "m", "H");
+    }
+    let on_b = b.cli(&["--scan", "--pattern", "PB:T|*"]);
+    assert_eq!(on_b.trim(), "", "no transaction on the second server");
 }
 
 #[test]

@@ -79,6 +79,7 @@ fn deploy_info(backend: Backend) {
     let (name, shards) = match backend {
         Backend::Memory => ("memory", 16),
         Backend::Redis => ("redis", 1),
+        Backend::RedisSet => ("redis", 3),
     };
     assert_eq!(info["backend"], name);
     assert_eq!(info["shards"], shards);

@@ -290,7 +290,7 @@ fn many_clients_disconnecting_lose_nothing(backend: Backend) {
     drop(alive);
 }
 
-crate::both_backends!(
+crate::every_store!(
     high_before_low_fifo_within_and_max,
     max_defaults_and_limits,
     an_empty_queue_waits_for_the_timeout,

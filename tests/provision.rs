@@ -378,7 +378,7 @@ fn bad_idempotency_keys_are_refused(backend: Backend) {
     );
 }
 
-crate::both_backends!(
+crate::every_store!(
     an_idempotency_key_makes_a_retry_safe,
     bad_idempotency_keys_are_refused,
     a_message_goes_into_every_queue_it_names,

@@ -246,7 +246,7 @@ fn wait_until_blocked(node: &TestNode, queue: &str) {
     }
 }
 
-crate::both_backends!(
+crate::every_store!(
     a_take_never_crosses_delivery_modes,
     acked_in_time_stays_delivered,
     unacked_goes_back_to_the_head,

@@ -285,7 +285,7 @@ fn credentials_are_stored_as_salted_slow_hashes() {
     assert_ne!(a, b, "salted");
 }
 
-crate::both_backends!(
+crate::every_store!(
     names_cannot_reach_other_keys,
     creating_secure_queues,
     credentials_guard_every_queue_route,

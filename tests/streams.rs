@@ -348,7 +348,7 @@ fn a_push_whose_producer_leaves_still_reaches_the_waiter(backend: Backend) {
     }
 }
 
-crate::both_backends!(
+crate::every_store!(
     a_push_is_answered_before_its_message_arrives,
     a_push_whose_producer_leaves_still_reaches_the_waiter,
     one_document_per_chunk,

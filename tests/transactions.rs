@@ -244,7 +244,7 @@ fn history_keeps_the_latest_thousand(backend: Backend) {
     assert_eq!(data[999]["queue"], "cap1004");
 }
 
-crate::both_backends!(
+crate::every_store!(
     metadata_and_queue_views,
     unknown_transactions_read_as_empty,
     state_endpoint,

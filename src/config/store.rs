@@ -36,7 +36,9 @@ pub struct StoreSettings {
     pub queue_hash: QueueHash,
     /// Redis: the queue shards, in order (the order decides where each queue lives).
     pub redis_servers: Vec<String>,
-    /// Redis: the server for transaction metadata; default the first shard.
+    /// Redis: one server for every transaction and the region's records (PopBox's layout).
+    /// Default: each transaction on the server its id hashes to, the region's records on the
+    /// first.
     pub redis_transactions: Option<String>,
     /// Redis: how long to wait for a connection or an answer before a request fails with 503.
     pub redis_timeout_ms: u64,

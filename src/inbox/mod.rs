@@ -25,6 +25,7 @@ use actix::Addr;
 use futures_util::future::join_all;
 use serde_json::{Map, Value};
 use tokio::sync::mpsc;
+use tracing::warn;
 
 pub use crate::model::inbox::*;
 pub use crate::model::{Answered, Answering, QueueHash, answer_pair};
@@ -56,10 +57,18 @@ pub struct Inbox {
     draining: Arc<AtomicBool>,
     /// Which shard each queue and transaction is on.
     hash: QueueHash,
+    /// Whether the store keeps a transaction on its id's shard, so that new ids are placed
+    /// (see [`crate::store::Queues::places_transactions`]).
+    place_ids: bool,
 }
 
 impl Inbox {
-    pub fn new(shards: Vec<Addr<ShardActor>>, settings: InboxSettings, hash: QueueHash) -> Self {
+    pub fn new(
+        shards: Vec<Addr<ShardActor>>,
+        settings: InboxSettings,
+        hash: QueueHash,
+        place_ids: bool,
+    ) -> Self {
         assert!(!shards.is_empty(), "an inbox needs at least one shard");
         let admin = settings
             .admin_user
@@ -69,6 +78,7 @@ impl Inbox {
             guard: Arc::new(Guard::new(admin)),
             draining: Arc::default(),
             hash,
+            place_ids,
             shards: shards.into(),
             settings: Arc::new(settings),
         }
@@ -94,6 +104,20 @@ impl Inbox {
         &self.shards[self.shard_index(id.as_str())]
     }
 
+    /// Gives `tx` an id on `shard`, when the store keeps transactions where their ids say.
+    fn place(&self, tx: &mut NewTransaction, shard: usize) {
+        if !self.place_ids {
+            return;
+        }
+        match TxId::generate_where(|id| self.shard_index(id) == shard) {
+            Some(id) => tx.id = id,
+            None => warn!(
+                shard,
+                "found no transaction id on the shard; one elsewhere costs a round trip"
+            ),
+        }
+    }
+
     /// Runs one store operation on the shard that owns the data.
     async fn run<R, F, Fut>(&self, shard: &Addr<ShardActor>, op: F) -> Result<R, InboxError>
     where
@@ -114,12 +138,21 @@ impl Inbox {
     pub async fn provision(
         &self,
         ns: &Namespace,
-        tx: NewTransaction,
+        mut tx: NewTransaction,
         answered: Answered,
     ) -> Result<TxId, InboxError> {
-        let tx = Arc::new(tx);
         let groups: Vec<(usize, Vec<QueueName>)> =
             self.by_shard(ns, &tx.queues).into_iter().collect();
+        // Beside its first queues; with an idempotency key, where the key says, so that every
+        // retry finds the record of the key with the transaction it made.
+        let home = match &tx.once {
+            Some(once) => Some(self.shard_index(once)),
+            None => groups.first().map(|(shard, _)| *shard),
+        };
+        if let Some(home) = home {
+            self.place(&mut tx, home);
+        }
+        let tx = Arc::new(tx);
         let pushed = self.push_to_shards(&tx, groups, Some(answered)).await;
         match &pushed {
             Ok(_) => counters().provisioned.one(),
@@ -135,9 +168,11 @@ impl Inbox {
     pub async fn provision_later(
         &self,
         ns: &Namespace,
-        tx: NewTransaction,
+        mut tx: NewTransaction,
         delay: Duration,
     ) -> Result<TxId, InboxError> {
+        // With the region's held pushes, which live with shard 0.
+        self.place(&mut tx, 0);
         let queues: Vec<QueueName> = tx.queues.iter().map(|q| ns.queue(q)).collect();
         let push = DelayedPush::new(tx.id.clone(), tx.priority, tx.expires_at, &queues);
         let due = unix_now_ms().saturating_add(delay.as_millis().min(i64::MAX as u128) as i64);
@@ -218,10 +253,13 @@ impl Inbox {
         };
         let mut tx = Arc::clone(tx);
         if answered.is_some() {
-            // One shard stores the transaction along with its own pushes; the others only push.
-            let (first, first_queues) = groups
-                .pop()
-                .unwrap_or_else(|| (self.shard_index(tx.id.as_str()), Vec::new()));
+            // One shard stores the transaction along with its own pushes, its own if it has
+            // queues there; the others only push.
+            let home = self.shard_index(tx.id.as_str());
+            let (first, first_queues) = match groups.iter().position(|(s, _)| *s == home) {
+                Some(at) => groups.swap_remove(at),
+                None => groups.pop().unwrap_or((home, Vec::new())),
+            };
             let id = flatten(push(first, &tx, first_queues, true).await)?;
             if id != tx.id {
                 tx = Arc::new(NewTransaction {

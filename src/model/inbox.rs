@@ -37,6 +37,21 @@ impl TxId {
         TxId(uuid::Uuid::new_v4().to_string())
     }
 
+    /// A new id for which `wanted` holds, if one of the 65,536 tried does. A store may keep a
+    /// transaction where its id hashes to: an id chosen so lands it beside its queue. The
+    /// tries vary the last random bits of one UUID, so each costs no random number.
+    pub fn generate_where(wanted: impl Fn(&str) -> bool) -> Option<Self> {
+        let mut bytes = uuid::Uuid::new_v4().into_bytes();
+        let start = u16::from_be_bytes([bytes[14], bytes[15]]);
+        let mut text = [0u8; uuid::fmt::Hyphenated::LENGTH];
+        (0..=u16::MAX).find_map(|n| {
+            [bytes[14], bytes[15]] = start.wrapping_add(n).to_be_bytes();
+            let id = uuid::Builder::from_random_bytes(bytes).into_uuid();
+            let id = id.hyphenated().encode_lower(&mut text);
+            wanted(id).then(|| TxId(id.to_owned()))
+        })
+    }
+
     pub fn as_str(&self) -> &str {
         &self.0
     }
@@ -390,6 +405,28 @@ pub struct NewTransaction {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn generated_ids_are_uuids_where_wanted() {
+        let hash = crate::model::QueueHash::Crc16;
+        for shard in 0..8 {
+            let id = TxId::generate_where(|id| hash.shard(id, 8) == shard).unwrap();
+            let parsed = uuid::Uuid::parse_str(id.as_str()).unwrap();
+            assert_eq!(parsed.get_version_num(), 4);
+            assert_eq!(
+                parsed.hyphenated().to_string(),
+                id.as_str(),
+                "lowercase, hyphenated"
+            );
+            assert_eq!(hash.shard(id.as_str(), 8), shard);
+        }
+        assert_ne!(
+            TxId::generate_where(|_| true),
+            TxId::generate_where(|_| true),
+            "random"
+        );
+        assert_eq!(TxId::generate_where(|_| false), None);
+    }
 
     #[test]
     fn queue_name_keeps_prefix_and_id_apart() {

@@ -133,6 +133,15 @@ pub trait Queues: Send + Sync + 'static {
         Ok(())
     }
 
+    /// Whether the backend keeps each transaction on the shard its id hashes to (by
+    /// `store.queue_hash`), so that a new transaction is best given an id on the shard of one
+    /// of its queues (see [`TxId::generate_where`]): a push and its pop then touch one server.
+    /// A held push's transaction must then be on shard 0, with the region's held pushes, and
+    /// one with an idempotency key on the shard of the key.
+    fn places_transactions(&self) -> bool {
+        false
+    }
+
     /// The name of a server found demoted to a read-only replica (a newer primary took it
     /// over), once one is: a backend that can be replicated says so here.
     fn demotions(&self) -> Option<tokio::sync::watch::Receiver<Option<String>>> {

@@ -23,7 +23,11 @@ use serde_json::{Value, json};
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {
     Memory,
+    /// One Redis server.
     Redis,
+    /// Three Redis servers, queues and transactions spread over them: most transactions then
+    /// live apart from some of their queues.
+    RedisSet,
 }
 
 /// Runs each named test (a `fn(Backend)`) once per backend, as `memory::name` and `redis::name`.
@@ -37,6 +41,21 @@ macro_rules! both_backends {
             $( #[test] fn $name() {
                 if $crate::common::skip_redis() { return; }
                 super::$name($crate::common::Backend::Redis)
+            } )*
+        }
+    };
+}
+
+/// As [`both_backends`], and on a set of three Redis servers too (`redis_set::name`): for the
+/// inbox's behaviour, which must not change when transactions live apart from their queues.
+#[macro_export]
+macro_rules! every_store {
+    ($($name:ident),* $(,)?) => {
+        $crate::both_backends!($($name),*);
+        mod redis_set {
+            $( #[test] fn $name() {
+                if $crate::common::skip_redis() { return; }
+                super::$name($crate::common::Backend::RedisSet)
             } )*
         }
     };
@@ -281,7 +300,7 @@ pub struct TestNode {
     client: Client,
     log: Arc<Mutex<Vec<String>>>,
     /// Redis servers this node owns (stopped with it).
-    _redis: Option<RedisServer>,
+    _redis: Vec<RedisServer>,
     /// The HTTPS listener, its certificate and a client that trusts it.
     tls: Option<Tls>,
     /// The node's own `node.data_dir`, unless the test gave one.
@@ -304,10 +323,11 @@ impl TestNode {
     pub fn start_with(backend: Backend, env: &[(&str, &str)]) -> Self {
         match backend {
             Backend::Memory => Self::launch(env),
-            Backend::Redis => {
-                let redis = RedisServer::start();
-                let mut node = Self::on_redis(&[&redis], env);
-                node._redis = Some(redis);
+            Backend::Redis | Backend::RedisSet => {
+                let count = if backend == Backend::Redis { 1 } else { 3 };
+                let servers: Vec<RedisServer> = (0..count).map(|_| RedisServer::start()).collect();
+                let mut node = Self::on_redis(&servers.iter().collect::<Vec<_>>(), env);
+                node._redis = servers;
                 node
             }
         }
@@ -348,11 +368,9 @@ impl TestNode {
         }
     }
 
-    /// The private redis-server of a node started on `Backend::Redis`.
+    /// The (first) private redis-server of a node started on `Backend::Redis` or `RedisSet`.
     pub fn own_redis(&self) -> &RedisServer {
-        self._redis
-            .as_ref()
-            .expect("a node started on Backend::Redis")
+        (self._redis.first()).expect("a node started on Backend::Redis or RedisSet")
     }
 
     /// The HTTPS listener's URL for `path` (the certificate is for `localhost`).
@@ -456,7 +474,7 @@ impl TestNode {
             addr,
             client,
             log,
-            _redis: None,
+            _redis: Vec::new(),
             tls: None,
             _data: data,
         }

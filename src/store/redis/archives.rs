@@ -1,4 +1,4 @@
-//! Statistics archives in the Redis store, on the transactions server.
+//! Statistics archives in the Redis store, on the regional server.
 //!
 //! One concern of the backend, split out of its module: it uses the module's types and helpers
 //! as its own.
@@ -13,7 +13,7 @@ impl Archives for RedisStore {
         at: i64,
         slots: &[(u64, usize, String)],
     ) -> StoreResult<()> {
-        let server = &self.transactions;
+        let server = &self.regional;
         let mut pipe = ::redis::pipe();
         pipe.hset(keys::ARCHIVE_NODES, node, at);
         for (span, slot, record) in slots {
@@ -33,7 +33,7 @@ impl Archives for RedisStore {
         if slots.is_empty() {
             return Ok(Vec::new());
         }
-        let server = &self.transactions;
+        let server = &self.regional;
         let records: Vec<Option<String>> = server
             .conn()
             .hmget(keys::archive(node, span), slots)
@@ -44,7 +44,7 @@ impl Archives for RedisStore {
     }
 
     async fn archive_nodes(&self) -> StoreResult<BTreeMap<String, i64>> {
-        let server = &self.transactions;
+        let server = &self.regional;
         server
             .conn()
             .hgetall(keys::ARCHIVE_NODES)
@@ -53,7 +53,7 @@ impl Archives for RedisStore {
     }
 
     async fn alert_lease(&self, holder: &str, ttl: Duration) -> StoreResult<bool> {
-        let server = &self.transactions;
+        let server = &self.regional;
         let current: Option<String> = scripts::LEASE
             .key(keys::ALERT_LEASE)
             .arg(holder)
@@ -66,7 +66,7 @@ impl Archives for RedisStore {
     }
 
     async fn alert_book(&self) -> StoreResult<BTreeMap<String, String>> {
-        let server = &self.transactions;
+        let server = &self.regional;
         server
             .conn()
             .hgetall(keys::ALERT_BOOK)
@@ -75,7 +75,7 @@ impl Archives for RedisStore {
     }
 
     async fn alert_note(&self, key: &str, record: Option<&str>) -> StoreResult<()> {
-        let server = &self.transactions;
+        let server = &self.regional;
         let mut conn = server.conn();
         let noted = match record {
             Some(record) => conn.hset(keys::ALERT_BOOK, key, record).await,

@@ -13,7 +13,18 @@ impl Delays for RedisStore {
         push: &DelayedPush,
         due_ms: i64,
     ) -> StoreResult<TxId> {
-        let server = &self.transactions;
+        // Held pushes are the region's, on one server; the transaction joins them there, so
+        // that it and its push are stored in one step (the inbox places its id so).
+        let server = &self.regional;
+        if self.tx_server(&tx.id).name != server.name {
+            return Err(StoreError::Backend {
+                shard: server.name.to_string(),
+                reason: format!(
+                    "a held push's transaction ({}) must live on the first shard",
+                    tx.id
+                ),
+            });
+        }
         let mut pipe = ::redis::pipe();
         pipe.atomic();
         self.provision_commands(&mut pipe, tx.into(), Some(tx), &[]);
@@ -36,7 +47,7 @@ impl Delays for RedisStore {
         lease_until_ms: i64,
         max: usize,
     ) -> StoreResult<Vec<DelayedPush>> {
-        let server = &self.transactions;
+        let server = &self.regional;
         let records: Vec<String> = scripts::CLAIM_DUE
             .key(keys::DELAYED_DUE)
             .arg(now_ms)
@@ -58,7 +69,7 @@ impl Delays for RedisStore {
     }
 
     async fn settle_due(&self, id: &TxId) -> StoreResult<()> {
-        let server = &self.transactions;
+        let server = &self.regional;
         ::redis::pipe()
             .atomic()
             .zrem(keys::DELAYED_DUE, id.as_str())

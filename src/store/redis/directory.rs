@@ -8,7 +8,7 @@ use super::*;
 #[async_trait]
 impl Directory for RedisStore {
     async fn group_add(&self, name: &str, members: &[String]) -> StoreResult<()> {
-        let server = &self.transactions;
+        let server = &self.regional;
         server
             .conn()
             .sadd::<_, _, ()>(keys::group(name), members)
@@ -17,7 +17,7 @@ impl Directory for RedisStore {
     }
 
     async fn group_members(&self, name: &str) -> StoreResult<Vec<String>> {
-        let server = &self.transactions;
+        let server = &self.regional;
         server
             .conn()
             .smembers(keys::group(name))
@@ -31,7 +31,7 @@ impl Directory for RedisStore {
         add: &[String],
         remove: &[String],
     ) -> StoreResult<bool> {
-        let server = &self.transactions;
+        let server = &self.regional;
         let found: i64 = scripts::GROUP_CHANGE
             .key(keys::group(name))
             .arg(add.len())
@@ -44,7 +44,7 @@ impl Directory for RedisStore {
     }
 
     async fn group_delete(&self, name: &str) -> StoreResult<()> {
-        let server = &self.transactions;
+        let server = &self.regional;
         server
             .conn()
             .del::<_, ()>(keys::group(name))

@@ -8,7 +8,7 @@ use super::*;
 #[async_trait]
 impl IdBooks for RedisStore {
     async fn pool(&self) -> StoreResult<Option<IdRange>> {
-        let server = &self.transactions;
+        let server = &self.regional;
         let (from, to): (Option<u64>, Option<u64>) = ::redis::cmd("HMGET")
             .arg(keys::POOL)
             .arg("from")
@@ -20,7 +20,7 @@ impl IdBooks for RedisStore {
     }
 
     async fn pool_seed(&self, pool: IdRange, replace: bool) -> StoreResult<bool> {
-        let server = &self.transactions;
+        let server = &self.regional;
         let set: i64 = scripts::POOL_SEED
             .key(keys::POOL)
             .arg(pool.from)
@@ -38,7 +38,7 @@ impl IdBooks for RedisStore {
         ttl: Duration,
         take: bool,
     ) -> StoreResult<Option<String>> {
-        let server = &self.transactions;
+        let server = &self.regional;
         scripts::LEASE
             .key(keys::POOL_LEASE)
             .arg(holder)
@@ -50,7 +50,7 @@ impl IdBooks for RedisStore {
     }
 
     async fn pool_cut(&self, holder: &str, size: u64) -> StoreResult<PoolCut> {
-        let server = &self.transactions;
+        let server = &self.regional;
         let cut: Vec<i64> = scripts::POOL_CUT
             .key(keys::POOL)
             .key(keys::POOL_LEASE)
@@ -71,7 +71,7 @@ impl IdBooks for RedisStore {
     }
 
     async fn blocks(&self) -> StoreResult<BTreeMap<String, Vec<IdRange>>> {
-        let server = &self.transactions;
+        let server = &self.regional;
         let mut conn = server.conn();
         let owners: Vec<String> = conn
             .smembers(keys::BLOCK_OWNERS)
@@ -100,7 +100,7 @@ impl IdBooks for RedisStore {
     }
 
     async fn block_add(&self, node: &str, block: IdRange) -> StoreResult<()> {
-        let server = &self.transactions;
+        let server = &self.regional;
         ::redis::pipe()
             .atomic()
             .rpush(keys::blocks(node), block.to_string())
@@ -113,7 +113,7 @@ impl IdBooks for RedisStore {
     }
 
     async fn block_take(&self, node: &str, max: u64) -> StoreResult<Option<(IdRange, u64)>> {
-        let server = &self.transactions;
+        let server = &self.regional;
         let taken: Vec<i64> = scripts::BLOCK_TAKE
             .key(keys::blocks(node))
             .arg(max)

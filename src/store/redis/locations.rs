@@ -8,7 +8,7 @@ use super::*;
 #[async_trait]
 impl Locations for RedisStore {
     async fn attach(&self, customer: &str, location: &Location, ttl: Duration) -> StoreResult<()> {
-        let server = &self.transactions;
+        let server = &self.regional;
         let record = serde_json::to_string(location).expect("locations serialise");
         let ttl_ms = ttl.as_millis().clamp(1, u64::MAX as u128) as u64;
         ::redis::cmd("SET")
@@ -22,7 +22,7 @@ impl Locations for RedisStore {
     }
 
     async fn locate(&self, customer: &str) -> StoreResult<Option<Location>> {
-        let server = &self.transactions;
+        let server = &self.regional;
         let record: Option<String> = server
             .conn()
             .get(keys::location(customer))
@@ -32,7 +32,7 @@ impl Locations for RedisStore {
     }
 
     async fn member_add(&self, server_name: &str) -> StoreResult<()> {
-        let server = &self.transactions;
+        let server = &self.regional;
         server
             .conn()
             .hset_nx::<_, _, _, ()>(keys::MEMBERS, server_name, 0)
@@ -41,7 +41,7 @@ impl Locations for RedisStore {
     }
 
     async fn members(&self) -> StoreResult<Vec<(String, u32)>> {
-        let server = &self.transactions;
+        let server = &self.regional;
         let members: HashMap<String, u32> = server
             .conn()
             .hgetall(keys::MEMBERS)
@@ -53,7 +53,7 @@ impl Locations for RedisStore {
     }
 
     async fn member_failed(&self, server_name: &str, limit: u32) -> StoreResult<bool> {
-        let server = &self.transactions;
+        let server = &self.regional;
         let removed: i64 = scripts::MEMBER_FAILED
             .key(keys::MEMBERS)
             .arg(server_name)
@@ -65,7 +65,7 @@ impl Locations for RedisStore {
     }
 
     async fn member_ok(&self, server_name: &str) -> StoreResult<()> {
-        let server = &self.transactions;
+        let server = &self.regional;
         scripts::MEMBER_OK
             .key(keys::MEMBERS)
             .arg(server_name)

@@ -1,10 +1,17 @@
 //! The Redis backend: durable, shared by every node, sharded over several servers.
 //!
-//! Queues are spread over `redis_servers` by PopBox's hash; transaction metadata and states live
-//! on `redis_transactions` (default: the first shard). Each shard thread that uses a server has
-//! one multiplexed command connection to it (a [`ConnectionManager`], which reconnects by
-//! itself), and each shard one pub/sub connection (see `subscriber`): never one per waiter or
-//! request.
+//! Queues are spread over `redis_servers` by `store.queue_hash`, and so are transactions (their
+//! metadata, states and histories): each lives on the server of its id's shard, the same on
+//! every node ([`Placement`]). The inbox gives a new transaction an id placed on the shard of
+//! one of its queues, so that a push into one queue, and the pop that takes it, are one round
+//! trip on one server; the work spreads with the queues. With `redis_transactions` set, every
+//! transaction lives on that one server instead (PopBox's layout). The records of the region —
+//! groups, desktops' locations, ID books, held pushes, statistics — live on one server
+//! (`regional`): `redis_transactions` or the first.
+//!
+//! Each shard thread that uses a server has one multiplexed command connection to it (a
+//! [`ConnectionManager`], which reconnects by itself), and each shard one pub/sub connection
+//! (see `subscriber`): never one per waiter or request.
 //!
 //! Every operation is one script or transaction per server it touches. When queues and
 //! transactions share a server, a push and a pop that finds messages are one round trip each; a
@@ -20,6 +27,7 @@ mod id_books;
 mod keys;
 mod locations;
 mod metered;
+mod placement;
 mod queues;
 mod scripts;
 mod server;
@@ -56,6 +64,7 @@ use crate::model::{
 };
 use crate::model::{IdRange, PoolCut};
 use metered::Metered;
+use placement::{Placement, meta_of};
 use server::Server;
 
 /// How many due unacknowledged deliveries one sweep returns at most.
@@ -68,7 +77,9 @@ const TOKEN_MARGIN: Duration = Duration::from_secs(60);
 
 pub struct RedisStore {
     shards: Vec<Server>,
-    transactions: Server,
+    /// The region's records: groups, locations, ID books, held pushes, statistics.
+    regional: Server,
+    transactions: Placement,
     /// How long an interrupted take or put-back is retried.
     recovery: Duration,
     /// How long the record of a take or put-back is kept (seconds): past its last retry.
@@ -106,15 +117,17 @@ impl RedisStore {
             };
             shards.push(server);
         }
-        let transactions_url = settings
-            .redis_transactions
-            .as_deref()
-            .unwrap_or(&settings.redis_servers[0]);
-        let transactions = match shards.iter().find(|s| *s.name == redact(transactions_url)) {
-            Some(same) => same.clone(),
-            None => Server::connect(transactions_url, timeout, &demoted).await?,
+        let (regional, transactions) = match &settings.redis_transactions {
+            None => (shards[0].clone(), Placement::Spread(settings.queue_hash)),
+            Some(url) => match shards.iter().find(|s| *s.name == redact(url)) {
+                Some(same) => (same.clone(), Placement::One),
+                None => (
+                    Server::connect(url, timeout, &demoted).await?,
+                    Placement::One,
+                ),
+            },
         };
-        check_layout(&shards, settings.queue_hash).await?;
+        check_layout(&shards, settings.queue_hash, &transactions).await?;
         let origin: Arc<str> = uuid::Uuid::new_v4().simple().to_string().into();
         // Alive before its first waiter counts: a count whose node is not is dropped when read.
         for server in &shards {
@@ -124,6 +137,7 @@ impl RedisStore {
         }
         Ok(RedisStore {
             shards,
+            regional,
             transactions,
             recovery: Duration::from_secs(settings.redis_recovery),
             token_lifetime: settings.redis_recovery + TOKEN_MARGIN.as_secs(),
@@ -143,66 +157,58 @@ impl RedisStore {
     /// Each server of the store once (shards may share one; the transactions' may be apart).
     fn servers(&self) -> Vec<&Server> {
         let mut servers: Vec<&Server> = Vec::new();
-        for server in self.shards.iter().chain([&self.transactions]) {
+        for server in self.shards.iter().chain([&self.regional]) {
             if !servers.iter().any(|s| s.name == server.name) {
                 servers.push(server);
             }
         }
         servers
     }
-
-    /// Marks taken references and loads their metadata, on the transactions server.
-    async fn mark(
-        &self,
-        refs: &[TxId],
-        queue: &QueueName,
-        state: DeliveryState,
-    ) -> StoreResult<Vec<Option<Meta>>> {
-        if refs.is_empty() {
-            return Ok(Vec::new());
-        }
-        let mut invocation = scripts::MARK.prepare_invoke();
-        for id in refs {
-            invocation.key(keys::meta(id)).key(keys::state(id));
-        }
-        invocation
-            .arg(queue.id())
-            .arg(state.as_str())
-            .arg(history_line(queue.id(), state, unix_now_ms()));
-        let metas: Vec<Vec<(String, String)>> = invocation
-            .invoke_async(&mut self.transactions.conn())
-            .await
-            .map_err(|e| self.transactions.error(e))?;
-        Ok(metas
-            .into_iter()
-            .map(|fields| (!fields.is_empty()).then(|| fields.into_iter().collect()))
-            .collect())
-    }
 }
 
-/// Refuses a set of several servers whose queues another hash placed: a node reading them by
-/// its own would not find most of them, and would push beside them. The first node to start
-/// records its hash; the others must have the same. One server holds every queue whatever
-/// the hash, so it records nothing.
-async fn check_layout(shards: &[Server], hash: QueueHash) -> Result<(), StoreError> {
+/// Refuses a set of several servers whose queues another hash placed, or whose transactions
+/// another placement: a node reading them its own way would not find most of them, and would
+/// write beside them. The first node to start records its layout (`"<hash> <placement>"`; a
+/// record of the hash alone is from before transactions spread, when they all lived on one
+/// server); the others must have the same. One server holds everything whatever the layout,
+/// so it records nothing.
+async fn check_layout(
+    shards: &[Server],
+    hash: QueueHash,
+    transactions: &Placement,
+) -> Result<(), StoreError> {
     let first = &shards[0];
     if shards.iter().all(|s| s.name == first.name) {
         return Ok(());
     }
-    let (placed,): (String,) = ::redis::pipe()
-        .set_nx(keys::LAYOUT, hash.name())
+    let ours = format!("{} {}", hash.name(), transactions.name());
+    let (recorded,): (String,) = ::redis::pipe()
+        .set_nx(keys::LAYOUT, &ours)
         .ignore()
         .get(keys::LAYOUT)
         .query_async(&mut first.conn())
         .await
         .map_err(|e| first.error(e))?;
-    if placed == hash.name() {
+    let (placed, spread) = recorded.split_once(' ').unwrap_or((&recorded, "one"));
+    let advice = if placed != hash.name() {
+        format!(
+            "the queues on these servers were placed by \"{placed}\", not \"{}\": set \
+             store.queue_hash = \"{placed}\"",
+            hash.name()
+        )
+    } else if spread != transactions.name() && spread == "one" {
+        "the transactions on these servers all live on one server: set \
+         store.redis_transactions to it (the first server, unless it was set)"
+            .to_owned()
+    } else if spread != transactions.name() {
+        "the transactions on these servers are spread over them: remove \
+         store.redis_transactions"
+            .to_owned()
+    } else {
         return Ok(());
-    }
+    };
     Err(StoreError::Config(format!(
-        "store.queue_hash is \"{}\", but the queues on these servers were placed by \"{placed}\" \
-         ({} on {}): set store.queue_hash = \"{placed}\"",
-        hash.name(),
+        "{advice} ({} on {} is \"{recorded}\")",
         keys::LAYOUT,
         first.name
     )))

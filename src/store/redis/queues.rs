@@ -16,7 +16,7 @@ impl Queues for RedisStore {
     }
 
     async fn ping(&self) -> StoreResult<()> {
-        for server in self.shards.iter().chain([&self.transactions]) {
+        for server in self.servers() {
             server.ping().await?;
         }
         Ok(())
@@ -30,6 +30,10 @@ impl Queues for RedisStore {
         (self.servers().into_iter())
             .map(|server| (server.name.to_string(), Arc::clone(&server.meter)))
             .collect()
+    }
+
+    fn places_transactions(&self) -> bool {
+        matches!(self.transactions, Placement::Spread(_)) && self.servers().len() > 1
     }
 
     fn demotions(&self) -> Option<tokio::sync::watch::Receiver<Option<String>>> {
@@ -59,9 +63,10 @@ impl Queues for RedisStore {
         queues: &[QueueName],
     ) -> StoreResult<TxId> {
         let (server, once) = (self.shard(shard), tx.once.as_deref());
-        // Stored on the transactions server, and pushed in the same step when the queues are
-        // there too.
-        let together = server.name == self.transactions.name;
+        // Stored on its own server, and pushed in the same step when the queues are there too
+        // (the inbox places new ids so that they are).
+        let home = self.tx_server(&tx.id);
+        let together = server.name == home.name;
         let (here, marks) = if together {
             let keys = |once: &str| vec![keys::once(once), keys::once_pushed(once, shard)];
             (queues, Marks::of(once, keys, &tx.id, tx.expires_at))
@@ -69,7 +74,7 @@ impl Queues for RedisStore {
             let keys = |once: &str| vec![keys::once(once)];
             (&[][..], Marks::of(once, keys, &tx.id, tx.expires_at))
         };
-        let held = (self.run_provision(&self.transactions, tx, Some(tx), here, marks)).await?;
+        let held = (self.run_provision(home, tx, Some(tx), here, marks)).await?;
         if together && held.is_none() {
             return Ok(tx.id.clone());
         }
@@ -144,8 +149,9 @@ impl Queues for RedisStore {
         accounting: WaitAccounting,
     ) -> StoreResult<Vec<TakenRef>> {
         let server = self.shard(shard);
-        // Marking in the same script saves a round trip when the transactions live here too.
-        let together = server.name == self.transactions.name;
+        // The take marks the transactions that live here itself: one round trip for the
+        // common case, a message whose transaction was placed with its queue.
+        let together = self.marks_on(server);
         let token = keys::token();
         let now = unix_now_ms();
         let due = mark.ack_deadline(now);
@@ -189,29 +195,10 @@ impl Queues for RedisStore {
                 }
             })?;
         let taken = refs(high, low);
-        let metas = if together {
-            metas
-                .into_iter()
-                .map(|fields| (!fields.is_empty()).then(|| fields.into_iter().collect()))
-                .collect()
-        } else {
-            let ids: Vec<TxId> = taken.iter().map(|r| r.tx.clone()).collect();
-            match self.mark(&ids, queue, mark.state()).await {
-                Ok(metas) => metas,
-                Err(e) => {
-                    // Nobody will get these: put them back before reporting the failure.
-                    if let Err(again) = self.requeue_on(server, queue, &taken).await {
-                        error!(%queue, error = %again, "messages taken but neither marked nor put back");
-                    }
-                    return Err(e);
-                }
-            }
-        };
-        Ok(taken
-            .into_iter()
-            .zip(metas)
-            .map(|(queued, meta)| TakenRef { queued, meta })
-            .collect())
+        let mut metas: Vec<Option<Meta>> = metas.into_iter().map(meta_of).collect();
+        metas.resize(taken.len(), None);
+        self.mark_elsewhere(server, queue, mark.state(), taken, metas)
+            .await
     }
 
     async fn requeue(
@@ -220,18 +207,29 @@ impl Queues for RedisStore {
         queue: &QueueName,
         refs: &[QueuedRef],
     ) -> StoreResult<()> {
-        let ids: Vec<TxId> = refs.iter().map(|r| r.tx.clone()).collect();
-        let metas = self
-            .retrying(&self.transactions, || {
-                self.mark(&ids, queue, DeliveryState::Pending)
-            })
-            .await?;
-        let live: Vec<QueuedRef> = refs
-            .iter()
-            .zip(metas)
-            .filter(|(_, meta)| meta.is_some())
-            .map(|(r, _)| r.clone())
-            .collect();
+        let marked = self
+            .per_tx_server(
+                refs,
+                |r| &r.tx,
+                |server, refs| async move {
+                    let pending = DeliveryState::Pending;
+                    (self.retrying(server, || self.mark_on(server, &refs, queue, pending))).await
+                },
+            )
+            .await;
+        // Back go all but those found gone: one whose state could not be reset is back in
+        // its queue all the same, with a stale state until it is taken again.
+        let mut live = Vec::with_capacity(refs.len());
+        for (r, marked) in refs.iter().zip(marked) {
+            match marked {
+                Ok(None) => {}
+                Ok(Some(_)) => live.push(r.clone()),
+                Err(e) => {
+                    warn!(%queue, tx = %r.tx, error = %e, "put back with its state not reset to Pending");
+                    live.push(r.clone());
+                }
+            }
+        }
         self.requeue_on(self.shard(shard), queue, &live).await
     }
 
@@ -239,24 +237,32 @@ impl Queues for RedisStore {
         if ids.is_empty() {
             return Ok(Vec::new());
         }
-        let found: Vec<bool> = scripts::ACK_STATES
-            .arg(queue.id())
-            .arg(history_line(
-                queue.id(),
-                DeliveryState::Delivered,
-                unix_now_ms(),
-            ))
-            .arg(ids.iter().map(TxId::as_str).collect::<Vec<_>>())
-            .invoke_async::<Vec<i64>>(&mut self.transactions.conn())
-            .await
-            .map_err(|e| self.transactions.error(e))?
-            .into_iter()
-            .map(|f| f == 1)
-            .collect();
-        let acked: Vec<&str> = ids
-            .iter()
-            .zip(&found)
-            .filter(|(_, found)| **found)
+        let line = history_line(queue.id(), DeliveryState::Delivered, unix_now_ms());
+        let found = self
+            .per_tx_server(
+                ids,
+                |id| id,
+                |server, ids| {
+                    let line = &line;
+                    async move {
+                        let found: Vec<i64> = scripts::ACK_STATES
+                            .arg(queue.id())
+                            .arg(line)
+                            .arg(ids.iter().map(|id| id.as_str()).collect::<Vec<_>>())
+                            .invoke_async(&mut server.conn())
+                            .await
+                            .map_err(|e| server.error(e))?;
+                        // The acknowledged states must survive a failover before the delivery
+                        // leaves the set; a lost `FORGET_UNACKED` is not harmful (the sweep finds
+                        // the state acknowledged and does not return the message).
+                        self.confirm(server).await?;
+                        Ok(found.into_iter().map(|f| f == 1).collect())
+                    }
+                },
+            )
+            .await;
+        let acked: Vec<&str> = (ids.iter().zip(&found))
+            .filter(|(_, found)| matches!(found, Ok(true)))
             .map(|(id, _)| id.as_str())
             .collect();
         if !acked.is_empty() {
@@ -270,10 +276,8 @@ impl Queues for RedisStore {
                 .await
                 .map_err(|e| server.error(e))?;
         }
-        // The acknowledged states must survive a failover; a lost `FORGET_UNACKED` is not
-        // harmful (the sweep finds the state acknowledged and does not return the message).
-        self.confirm(&self.transactions).await?;
-        Ok(found)
+        // Those whose server failed are told by the error; acknowledging again is harmless.
+        found.into_iter().collect()
     }
 
     /// Three steps, each safe to repeat or to race with another node's: read what is due
@@ -301,16 +305,39 @@ impl Queues for RedisStore {
                 Some((member, QueueName::from_parts(&key, &id)?, TxId::from(tx)))
             })
             .collect();
-        let mut reopen = scripts::REOPEN.prepare_invoke();
         let now = unix_now_ms();
-        for (_, queue, tx) in &due {
-            let line = history_line(queue.id(), DeliveryState::Pending, now);
-            reopen.arg(tx.as_str()).arg(queue.id()).arg(line);
+        let reopened = self
+            .per_tx_server(
+                &due,
+                |(_, _, tx)| tx,
+                |server, due| async move {
+                    let mut reopen = scripts::REOPEN.prepare_invoke();
+                    for (_, queue, tx) in due {
+                        let line = history_line(queue.id(), DeliveryState::Pending, now);
+                        reopen.arg(tx.as_str()).arg(queue.id()).arg(line);
+                    }
+                    reopen
+                        .invoke_async::<Vec<String>>(&mut server.conn())
+                        .await
+                        .map_err(|e| server.error(e))
+                },
+            )
+            .await;
+        // Those whose transaction's server failed stay in the set, due, for the next sweep.
+        let mut priorities = Vec::with_capacity(due.len());
+        let mut kept = Vec::with_capacity(due.len());
+        for (entry, reopened) in due.into_iter().zip(reopened) {
+            match reopened {
+                Ok(priority) => {
+                    priorities.push(priority);
+                    kept.push(entry);
+                }
+                Err(e) => {
+                    warn!(error = %e, "a due delivery stays out until its transaction's server answers")
+                }
+            }
         }
-        let priorities: Vec<String> = reopen
-            .invoke_async(&mut self.transactions.conn())
-            .await
-            .map_err(|e| self.transactions.error(e))?;
+        let due = kept;
         let mut give_back = scripts::RETURN_DUE.key(keys::UNACKED);
         give_back.arg(keys::PUSHED_PREFIX).arg(&*self.origin);
         let mut requeued = Vec::new();
@@ -355,14 +382,24 @@ impl Queues for RedisStore {
         if queued.is_empty() {
             return Ok(Vec::new());
         }
-        let mut pipe = ::redis::pipe();
-        for r in &queued {
-            pipe.hget(keys::meta(&r.tx), "payload");
-        }
-        let payloads: Vec<Option<String>> = pipe
-            .query_async(&mut self.transactions.conn())
+        let payloads = self
+            .per_tx_server(
+                &queued,
+                |r| &r.tx,
+                |server, refs| async move {
+                    let mut pipe = ::redis::pipe();
+                    for r in refs {
+                        pipe.hget(keys::meta(&r.tx), "payload");
+                    }
+                    (pipe
+                        .query_async::<Vec<Option<String>>>(&mut server.conn())
+                        .await)
+                        .map_err(|e| server.error(e))
+                },
+            )
             .await
-            .map_err(|e| self.transactions.error(e))?;
+            .into_iter()
+            .collect::<StoreResult<Vec<_>>>()?;
         Ok(queued
             .into_iter()
             .zip(payloads)
@@ -408,22 +445,16 @@ impl Queues for RedisStore {
     }
 
     async fn transaction(&self, id: &TxId) -> StoreResult<Option<Meta>> {
-        let meta: Meta = self
-            .transactions
-            .conn()
-            .hgetall(keys::meta(id))
-            .await
-            .map_err(|e| self.transactions.error(e))?;
+        let server = self.tx_server(id);
+        let meta: Meta =
+            (server.conn().hgetall(keys::meta(id)).await).map_err(|e| server.error(e))?;
         Ok((!meta.is_empty()).then_some(meta))
     }
 
     async fn states(&self, id: &TxId) -> StoreResult<BTreeMap<String, DeliveryState>> {
-        let raw: BTreeMap<String, String> = self
-            .transactions
-            .conn()
-            .hgetall(keys::state(id))
-            .await
-            .map_err(|e| self.transactions.error(e))?;
+        let server = self.tx_server(id);
+        let raw: BTreeMap<String, String> =
+            (server.conn().hgetall(keys::state(id)).await).map_err(|e| server.error(e))?;
         Ok(raw
             .into_iter()
             .filter_map(|(q, s)| DeliveryState::parse(&s).map(|s| (q, s)))
@@ -431,12 +462,9 @@ impl Queues for RedisStore {
     }
 
     async fn history(&self, id: &TxId) -> StoreResult<Vec<StateChange>> {
-        let server = &self.transactions;
-        let lines: Vec<String> = server
-            .conn()
-            .lrange(keys::history(id), 0, -1)
-            .await
-            .map_err(|e| server.error(e))?;
+        let server = self.tx_server(id);
+        let lines: Vec<String> =
+            (server.conn().lrange(keys::history(id), 0, -1).await).map_err(|e| server.error(e))?;
         Ok(lines
             .iter()
             .filter_map(|line| serde_json::from_str(line).ok())
@@ -455,18 +483,15 @@ impl Queues for RedisStore {
         for (k, v) in fields {
             invocation.arg(k).arg(v);
         }
-        let found: i64 = invocation
-            .invoke_async(&mut self.transactions.conn())
-            .await
-            .map_err(|e| self.transactions.error(e))?;
+        let server = self.tx_server(id);
+        let found: i64 =
+            (invocation.invoke_async(&mut server.conn()).await).map_err(|e| server.error(e))?;
         Ok(found == 1)
     }
 
     async fn delete_transaction(&self, id: &TxId) -> StoreResult<()> {
-        self.transactions
-            .conn()
-            .del::<_, ()>(&[keys::meta(id), keys::state(id), keys::history(id)])
-            .await
-            .map_err(|e| self.transactions.error(e))
+        let server = self.tx_server(id);
+        let keys = [keys::meta(id), keys::state(id), keys::history(id)];
+        (server.conn().del::<_, ()>(&keys).await).map_err(|e| server.error(e))
     }
 }
