@@ -80,6 +80,7 @@ fn deploy_info(backend: Backend) {
         Backend::Memory => ("memory", 16),
         Backend::Redis => ("redis", 1),
         Backend::RedisSet => ("redis", 3),
+        Backend::RedisCluster => ("redis-cluster", 16),
     };
     assert_eq!(info["backend"], name);
     assert_eq!(info["shards"], shards);

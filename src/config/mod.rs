@@ -101,6 +101,7 @@ impl Settings {
             .try_parsing(true)
             .list_separator(",")
             .with_list_parse_key("store.redis_servers")
+            .with_list_parse_key("store.redis_cluster")
             .with_list_parse_key("cluster.sites")
             .with_list_parse_key("alerts.receivers")
             .with_list_parse_key("replication.upstream_servers");
@@ -172,6 +173,7 @@ impl Settings {
         let urls = [
             ("store", "redis_servers"),
             ("store", "redis_transactions"),
+            ("store", "redis_cluster"),
             ("replication", "upstream_servers"),
             ("replication", "upstream_transactions"),
         ];

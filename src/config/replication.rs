@@ -94,9 +94,15 @@ impl ReplicationSettings {
             ),
         )?;
         check(
-            self.sync_replicas == 0 || store.backend == Backend::Redis,
+            self.sync_replicas == 0 || store.backend.is_shared(),
             "replication.sync_replicas",
-            "needs store.backend = \"redis\": the embedded store has no replicas",
+            "needs a Redis store: the embedded store has no replicas",
+        )?;
+        // A cluster fails over by itself: roles and chains are for a set of servers.
+        check(
+            store.backend != Backend::RedisCluster || self.role == Role::Primary,
+            "replication.role",
+            "is for store.backend = \"redis\": a Redis Cluster promotes its replicas itself",
         )?;
         if self.role == Role::Primary {
             return check(

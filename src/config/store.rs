@@ -12,6 +12,9 @@ pub enum Backend {
     Memory,
     /// Redis servers: durable, shared by every node, sharded.
     Redis,
+    /// A Redis Cluster: durable, shared, grown and failed over by the cluster itself.
+    #[serde(rename = "redis-cluster")]
+    RedisCluster,
 }
 
 impl Backend {
@@ -19,7 +22,13 @@ impl Backend {
         match self {
             Backend::Memory => "memory",
             Backend::Redis => "redis",
+            Backend::RedisCluster => "redis-cluster",
         }
+    }
+
+    /// Whether every node of a region shares this store (and its statistics, customer IDs…).
+    pub fn is_shared(self) -> bool {
+        self != Backend::Memory
     }
 }
 
@@ -27,7 +36,8 @@ impl Backend {
 #[serde(deny_unknown_fields, default)]
 pub struct StoreSettings {
     pub backend: Backend,
-    /// Partitions of the embedded store, each served by its own shard actor.
+    /// Partitions of the embedded store, or of a Redis Cluster (each a hash tag: a slot), each
+    /// served by its own shard actor.
     pub shards: usize,
     /// Seconds between sweeps that drop expired transactions and queue entries.
     pub sweep_interval: u64,
@@ -36,6 +46,8 @@ pub struct StoreSettings {
     pub queue_hash: QueueHash,
     /// Redis: the queue shards, in order (the order decides where each queue lives).
     pub redis_servers: Vec<String>,
+    /// Redis Cluster: some of its nodes (the others are found from them).
+    pub redis_cluster: Vec<String>,
     /// Redis: one server for every transaction and the region's records (PopBox's layout).
     /// Default: each transaction on the server its id hashes to, the region's records on the
     /// first.
@@ -55,6 +67,7 @@ impl Default for StoreSettings {
             sweep_interval: 30,
             queue_hash: QueueHash::default(),
             redis_servers: vec!["redis://127.0.0.1:6379/0".to_owned()],
+            redis_cluster: Vec::new(),
             redis_transactions: None,
             redis_timeout_ms: 1000,
             redis_recovery: 30,
@@ -69,7 +82,10 @@ impl StoreSettings {
             "store.shards",
             format!("must be from 1 to 1024, not {}", self.shards),
         )?;
-        for url in self.redis_servers.iter().chain(&self.redis_transactions) {
+        for url in (self.redis_servers.iter())
+            .chain(&self.redis_transactions)
+            .chain(&self.redis_cluster)
+        {
             check(
                 ["redis://", "rediss://", "unix://", "redis+unix://"]
                     .iter()
@@ -83,6 +99,18 @@ impl StoreSettings {
             "store.redis_servers",
             "must name at least one server when store.backend = \"redis\"",
         )?;
+        if self.backend == Backend::RedisCluster {
+            check(
+                !self.redis_cluster.is_empty(),
+                "store.redis_cluster",
+                "must name at least one node of the cluster when store.backend = \"redis-cluster\"",
+            )?;
+            check(
+                self.redis_transactions.is_none(),
+                "store.redis_transactions",
+                "is for store.backend = \"redis\": a cluster spreads transactions over its slots",
+            )?;
+        }
         check(
             self.redis_timeout_ms >= 10,
             "store.redis_timeout_ms",

@@ -507,7 +507,7 @@ pub async fn open(settings: &crate::config::Settings) -> Result<Arc<dyn Store>, 
             store.shards,
             &settings.node.data_dir,
         )?),
-        Backend::Redis => {
+        Backend::Redis | Backend::RedisCluster => {
             let durability = Durability {
                 replicas: settings.replication.sync_replicas,
                 timeout: Duration::from_millis(settings.replication.sync_timeout_ms),

@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod browser;
+pub mod cluster;
 pub mod link;
 pub mod receiver;
 pub mod relay;
@@ -28,6 +29,8 @@ pub enum Backend {
     /// Three Redis servers, queues and transactions spread over them: most transactions then
     /// live apart from some of their queues.
     RedisSet,
+    /// A Redis Cluster of three masters, each with a replica.
+    RedisCluster,
 }
 
 /// Runs each named test (a `fn(Backend)`) once per backend, as `memory::name` and `redis::name`.
@@ -46,8 +49,9 @@ macro_rules! both_backends {
     };
 }
 
-/// As [`both_backends`], and on a set of three Redis servers too (`redis_set::name`): for the
-/// inbox's behaviour, which must not change when transactions live apart from their queues.
+/// As [`both_backends`], and on a set of three Redis servers (`redis_set::name`) and a Redis
+/// Cluster (`redis_cluster::name`) too: for the inbox's behaviour, which must not change when
+/// transactions live apart from their queues, or on a cluster.
 #[macro_export]
 macro_rules! every_store {
     ($($name:ident),* $(,)?) => {
@@ -56,6 +60,12 @@ macro_rules! every_store {
             $( #[test] fn $name() {
                 if $crate::common::skip_redis() { return; }
                 super::$name($crate::common::Backend::RedisSet)
+            } )*
+        }
+        mod redis_cluster {
+            $( #[test] fn $name() {
+                if $crate::common::skip_redis() { return; }
+                super::$name($crate::common::Backend::RedisCluster)
             } )*
         }
     };
@@ -150,7 +160,7 @@ impl RedisServer {
             // A replica's first sync at once, not after Redis's default 5 s.
             .args(["--repl-diskless-sync-delay", "0"])
             .args(if self.kind == Kind::Durable { ["--appendonly", "yes", "--appendfsync", "always"] } else { ["--appendonly", "no", "--appendfsync", "no"] })
-            .args(if self.kind == Kind::ClusterNode { &["--cluster-enabled", "yes"][..] } else { &[] })
+            .args(if self.kind == Kind::ClusterNode { &["--cluster-enabled", "yes", "--cluster-node-timeout", "2000"][..] } else { &[] })
             .arg("--dir")
             .arg(self.dir.path())
             .stdout(Stdio::null())
@@ -172,6 +182,11 @@ impl RedisServer {
         let mut line = String::new();
         BufReader::new(stream).read_line(&mut line).ok()?;
         Some(line)
+    }
+
+    /// Whether the process runs (it was not killed).
+    pub fn is_running(&self) -> bool {
+        self.child.is_some()
     }
 
     /// Kills the server (like a crash: nothing is saved).
@@ -301,6 +316,7 @@ pub struct TestNode {
     log: Arc<Mutex<Vec<String>>>,
     /// Redis servers this node owns (stopped with it).
     _redis: Vec<RedisServer>,
+    _cluster: Option<cluster::RedisCluster>,
     /// The HTTPS listener, its certificate and a client that trusts it.
     tls: Option<Tls>,
     /// The node's own `node.data_dir`, unless the test gave one.
@@ -323,6 +339,12 @@ impl TestNode {
     pub fn start_with(backend: Backend, env: &[(&str, &str)]) -> Self {
         match backend {
             Backend::Memory => Self::launch(env),
+            Backend::RedisCluster => {
+                let cluster = cluster::RedisCluster::start(3, 1);
+                let mut node = Self::on_cluster(&cluster, env);
+                node._cluster = Some(cluster);
+                node
+            }
             Backend::Redis | Backend::RedisSet => {
                 let count = if backend == Backend::Redis { 1 } else { 3 };
                 let servers: Vec<RedisServer> = (0..count).map(|_| RedisServer::start()).collect();
@@ -373,6 +395,11 @@ impl TestNode {
         (self._redis.first()).expect("a node started on Backend::Redis or RedisSet")
     }
 
+    /// The private Redis Cluster of a node started on `Backend::RedisCluster`.
+    pub fn own_cluster(&self) -> &cluster::RedisCluster {
+        (self._cluster.as_ref()).expect("a node started on Backend::RedisCluster")
+    }
+
     /// The HTTPS listener's URL for `path` (the certificate is for `localhost`).
     pub fn https_url(&self, path: &str) -> String {
         let tls = self.tls.as_ref().expect("started with start_secure");
@@ -397,6 +424,17 @@ impl TestNode {
     }
 
     /// Starts a node whose queue shards are at `urls` (the first also holds transactions).
+    /// Starts a node on the Redis Cluster `cluster`.
+    pub fn on_cluster(cluster: &cluster::RedisCluster, env: &[(&str, &str)]) -> Self {
+        let urls = cluster.urls().join(",");
+        let mut all = vec![
+            ("RELAYBOX__STORE__BACKEND", "redis-cluster"),
+            ("RELAYBOX__STORE__REDIS_CLUSTER", urls.as_str()),
+        ];
+        all.extend_from_slice(env);
+        Self::launch(&all)
+    }
+
     pub fn on_redis_urls(urls: &[String], env: &[(&str, &str)]) -> Self {
         let urls = urls.join(",");
         let mut all = vec![
@@ -475,6 +513,7 @@ impl TestNode {
             client,
             log,
             _redis: Vec::new(),
+            _cluster: None,
             tls: None,
             _data: data,
         }

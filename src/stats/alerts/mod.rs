@@ -58,7 +58,7 @@ impl Alerts {
         let Some(mut alerts) = Alerts::from_settings(settings).map_err(|e| e.to_string())? else {
             return Err("nothing to watch: no [alerts] is configured".to_owned());
         };
-        if settings.store.backend != crate::config::Backend::Redis {
+        if !settings.store.backend.is_shared() {
             return Err(
                 "nothing to watch from outside: the embedded store's statistics live inside its \
                  node (store.backend = \"redis\" is needed)"

@@ -14,10 +14,11 @@ impl Archives for RedisStore {
         slots: &[(u64, usize, String)],
     ) -> StoreResult<()> {
         let server = &self.regional;
+        let keys = &server.keys;
         let mut pipe = ::redis::pipe();
-        pipe.hset(keys::ARCHIVE_NODES, node, at);
+        pipe.hset(keys.archive_nodes(), node, at);
         for (span, slot, record) in slots {
-            pipe.hset(keys::archive(node, *span), slot, record);
+            pipe.hset(keys.archive(node, *span), slot, record);
         }
         pipe.query_async::<()>(&mut server.conn())
             .await
@@ -34,9 +35,10 @@ impl Archives for RedisStore {
             return Ok(Vec::new());
         }
         let server = &self.regional;
+        let keys = &server.keys;
         let records: Vec<Option<String>> = server
             .conn()
-            .hmget(keys::archive(node, span), slots)
+            .hmget(keys.archive(node, span), slots)
             .await
             .map_err(|e| server.error(e))?;
         let written = slots.iter().zip(records);
@@ -45,17 +47,19 @@ impl Archives for RedisStore {
 
     async fn archive_nodes(&self) -> StoreResult<BTreeMap<String, i64>> {
         let server = &self.regional;
+        let keys = &server.keys;
         server
             .conn()
-            .hgetall(keys::ARCHIVE_NODES)
+            .hgetall(keys.archive_nodes())
             .await
             .map_err(|e| server.error(e))
     }
 
     async fn alert_lease(&self, holder: &str, ttl: Duration) -> StoreResult<bool> {
         let server = &self.regional;
+        let keys = &server.keys;
         let current: Option<String> = scripts::LEASE
-            .key(keys::ALERT_LEASE)
+            .key(keys.alert_lease())
             .arg(holder)
             .arg(ttl.as_millis().max(1) as u64)
             .arg("1")
@@ -67,19 +71,21 @@ impl Archives for RedisStore {
 
     async fn alert_book(&self) -> StoreResult<BTreeMap<String, String>> {
         let server = &self.regional;
+        let keys = &server.keys;
         server
             .conn()
-            .hgetall(keys::ALERT_BOOK)
+            .hgetall(keys.alert_book())
             .await
             .map_err(|e| server.error(e))
     }
 
     async fn alert_note(&self, key: &str, record: Option<&str>) -> StoreResult<()> {
         let server = &self.regional;
+        let keys = &server.keys;
         let mut conn = server.conn();
         let noted = match record {
-            Some(record) => conn.hset(keys::ALERT_BOOK, key, record).await,
-            None => conn.hdel(keys::ALERT_BOOK, key).await,
+            Some(record) => conn.hset(keys.alert_book(), key, record).await,
+            None => conn.hdel(keys.alert_book(), key).await,
         };
         noted.map_err(|e| server.error(e))
     }

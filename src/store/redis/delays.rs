@@ -16,7 +16,8 @@ impl Delays for RedisStore {
         // Held pushes are the region's, on one server; the transaction joins them there, so
         // that it and its push are stored in one step (the inbox places its id so).
         let server = &self.regional;
-        if self.tx_server(&tx.id).name != server.name {
+        let keys = &server.keys;
+        if !self.tx_server(&tx.id).same(server) {
             return Err(StoreError::Backend {
                 shard: server.name.to_string(),
                 reason: format!(
@@ -27,15 +28,15 @@ impl Delays for RedisStore {
         }
         let mut pipe = ::redis::pipe();
         pipe.atomic();
-        self.provision_commands(&mut pipe, tx.into(), Some(tx), &[]);
+        self.provision_commands(&mut pipe, &server.keys, tx.into(), Some(tx), &[]);
         let record = serde_json::to_string(push).expect("held pushes serialise");
         let lifetime = (tx.expires_at - unix_now()).max(1) as u64;
-        pipe.set_ex(keys::delayed(&tx.id), record, lifetime).zadd(
-            keys::DELAYED_DUE,
+        pipe.set_ex(keys.delayed(&tx.id), record, lifetime).zadd(
+            keys.delayed_due(),
             tx.id.as_str(),
             due_ms,
         );
-        let keys = |once: &str| vec![keys::once(once)];
+        let keys = |once: &str| vec![keys.once(once)];
         let marks = Marks::of(tx.once.as_deref(), keys, &tx.id, tx.expires_at);
         let held = self.send(server, pipe, marks).await?;
         Ok(held.map_or_else(|| tx.id.clone(), TxId::from))
@@ -48,8 +49,9 @@ impl Delays for RedisStore {
         max: usize,
     ) -> StoreResult<Vec<DelayedPush>> {
         let server = &self.regional;
+        let keys = &server.keys;
         let records: Vec<String> = scripts::CLAIM_DUE
-            .key(keys::DELAYED_DUE)
+            .key(keys.delayed_due())
             .arg(now_ms)
             .arg(lease_until_ms)
             .arg(max)
@@ -70,11 +72,12 @@ impl Delays for RedisStore {
 
     async fn settle_due(&self, id: &TxId) -> StoreResult<()> {
         let server = &self.regional;
+        let keys = &server.keys;
         ::redis::pipe()
             .atomic()
-            .zrem(keys::DELAYED_DUE, id.as_str())
+            .zrem(keys.delayed_due(), id.as_str())
             .ignore()
-            .del(keys::delayed(id))
+            .del(keys.delayed(id))
             .ignore()
             .query_async::<()>(&mut server.conn())
             .await

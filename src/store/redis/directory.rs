@@ -9,18 +9,20 @@ use super::*;
 impl Directory for RedisStore {
     async fn group_add(&self, name: &str, members: &[String]) -> StoreResult<()> {
         let server = &self.regional;
+        let keys = &server.keys;
         server
             .conn()
-            .sadd::<_, _, ()>(keys::group(name), members)
+            .sadd::<_, _, ()>(keys.group(name), members)
             .await
             .map_err(|e| server.error(e))
     }
 
     async fn group_members(&self, name: &str) -> StoreResult<Vec<String>> {
         let server = &self.regional;
+        let keys = &server.keys;
         server
             .conn()
-            .smembers(keys::group(name))
+            .smembers(keys.group(name))
             .await
             .map_err(|e| server.error(e))
     }
@@ -32,8 +34,9 @@ impl Directory for RedisStore {
         remove: &[String],
     ) -> StoreResult<bool> {
         let server = &self.regional;
+        let keys = &server.keys;
         let found: i64 = scripts::GROUP_CHANGE
-            .key(keys::group(name))
+            .key(keys.group(name))
             .arg(add.len())
             .arg(add)
             .arg(remove)
@@ -45,9 +48,10 @@ impl Directory for RedisStore {
 
     async fn group_delete(&self, name: &str) -> StoreResult<()> {
         let server = &self.regional;
+        let keys = &server.keys;
         server
             .conn()
-            .del::<_, ()>(keys::group(name))
+            .del::<_, ()>(keys.group(name))
             .await
             .map_err(|e| server.error(e))
     }
@@ -61,7 +65,7 @@ impl Directory for RedisStore {
         let server = self.shard(shard);
         server
             .conn()
-            .set_nx(keys::secure_queue(queue), credential)
+            .set_nx(server.keys.secure_queue(queue), credential)
             .await
             .map_err(|e| server.error(e))
     }
@@ -74,7 +78,7 @@ impl Directory for RedisStore {
         let server = self.shard(shard);
         server
             .conn()
-            .get(keys::secure_queue(queue))
+            .get(server.keys.secure_queue(queue))
             .await
             .map_err(|e| server.error(e))
     }

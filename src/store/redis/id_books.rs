@@ -9,8 +9,9 @@ use super::*;
 impl IdBooks for RedisStore {
     async fn pool(&self) -> StoreResult<Option<IdRange>> {
         let server = &self.regional;
+        let keys = &server.keys;
         let (from, to): (Option<u64>, Option<u64>) = ::redis::cmd("HMGET")
-            .arg(keys::POOL)
+            .arg(keys.pool())
             .arg("from")
             .arg("to")
             .query_async(&mut server.conn())
@@ -21,8 +22,9 @@ impl IdBooks for RedisStore {
 
     async fn pool_seed(&self, pool: IdRange, replace: bool) -> StoreResult<bool> {
         let server = &self.regional;
+        let keys = &server.keys;
         let set: i64 = scripts::POOL_SEED
-            .key(keys::POOL)
+            .key(keys.pool())
             .arg(pool.from)
             .arg(pool.to)
             .arg(if replace { "1" } else { "0" })
@@ -39,8 +41,9 @@ impl IdBooks for RedisStore {
         take: bool,
     ) -> StoreResult<Option<String>> {
         let server = &self.regional;
+        let keys = &server.keys;
         scripts::LEASE
-            .key(keys::POOL_LEASE)
+            .key(keys.pool_lease())
             .arg(holder)
             .arg(ttl.as_millis().max(1) as u64)
             .arg(if take { "1" } else { "0" })
@@ -51,9 +54,10 @@ impl IdBooks for RedisStore {
 
     async fn pool_cut(&self, holder: &str, size: u64) -> StoreResult<PoolCut> {
         let server = &self.regional;
+        let keys = &server.keys;
         let cut: Vec<i64> = scripts::POOL_CUT
-            .key(keys::POOL)
-            .key(keys::POOL_LEASE)
+            .key(keys.pool())
+            .key(keys.pool_lease())
             .arg(holder)
             .arg(size)
             .invoke_async(&mut server.conn())
@@ -72,15 +76,16 @@ impl IdBooks for RedisStore {
 
     async fn blocks(&self) -> StoreResult<BTreeMap<String, Vec<IdRange>>> {
         let server = &self.regional;
+        let keys = &server.keys;
         let mut conn = server.conn();
         let owners: Vec<String> = conn
-            .smembers(keys::BLOCK_OWNERS)
+            .smembers(keys.block_owners())
             .await
             .map_err(|e| server.error(e))?;
         let mut blocks = BTreeMap::new();
         for owner in owners {
             let entries: Vec<String> = conn
-                .lrange(keys::blocks(&owner), 0, -1)
+                .lrange(keys.blocks(&owner), 0, -1)
                 .await
                 .map_err(|e| server.error(e))?;
             let ranges = entries
@@ -101,11 +106,12 @@ impl IdBooks for RedisStore {
 
     async fn block_add(&self, node: &str, block: IdRange) -> StoreResult<()> {
         let server = &self.regional;
+        let keys = &server.keys;
         ::redis::pipe()
             .atomic()
-            .rpush(keys::blocks(node), block.to_string())
+            .rpush(keys.blocks(node), block.to_string())
             .ignore()
-            .sadd(keys::BLOCK_OWNERS, node)
+            .sadd(keys.block_owners(), node)
             .ignore()
             .query_async::<()>(&mut server.conn())
             .await
@@ -114,8 +120,9 @@ impl IdBooks for RedisStore {
 
     async fn block_take(&self, node: &str, max: u64) -> StoreResult<Option<(IdRange, u64)>> {
         let server = &self.regional;
+        let keys = &server.keys;
         let taken: Vec<i64> = scripts::BLOCK_TAKE
-            .key(keys::blocks(node))
+            .key(keys.blocks(node))
             .arg(max)
             .invoke_async(&mut server.conn())
             .await

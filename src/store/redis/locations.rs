@@ -9,10 +9,11 @@ use super::*;
 impl Locations for RedisStore {
     async fn attach(&self, customer: &str, location: &Location, ttl: Duration) -> StoreResult<()> {
         let server = &self.regional;
+        let keys = &server.keys;
         let record = serde_json::to_string(location).expect("locations serialise");
         let ttl_ms = ttl.as_millis().clamp(1, u64::MAX as u128) as u64;
         ::redis::cmd("SET")
-            .arg(keys::location(customer))
+            .arg(keys.location(customer))
             .arg(record)
             .arg("PX")
             .arg(ttl_ms)
@@ -23,9 +24,10 @@ impl Locations for RedisStore {
 
     async fn locate(&self, customer: &str) -> StoreResult<Option<Location>> {
         let server = &self.regional;
+        let keys = &server.keys;
         let record: Option<String> = server
             .conn()
-            .get(keys::location(customer))
+            .get(keys.location(customer))
             .await
             .map_err(|e| server.error(e))?;
         Ok(record.and_then(|r| serde_json::from_str(&r).ok()))
@@ -33,18 +35,20 @@ impl Locations for RedisStore {
 
     async fn member_add(&self, server_name: &str) -> StoreResult<()> {
         let server = &self.regional;
+        let keys = &server.keys;
         server
             .conn()
-            .hset_nx::<_, _, _, ()>(keys::MEMBERS, server_name, 0)
+            .hset_nx::<_, _, _, ()>(keys.members(), server_name, 0)
             .await
             .map_err(|e| server.error(e))
     }
 
     async fn members(&self) -> StoreResult<Vec<(String, u32)>> {
         let server = &self.regional;
+        let keys = &server.keys;
         let members: HashMap<String, u32> = server
             .conn()
-            .hgetall(keys::MEMBERS)
+            .hgetall(keys.members())
             .await
             .map_err(|e| server.error(e))?;
         let mut members: Vec<_> = members.into_iter().collect();
@@ -54,8 +58,9 @@ impl Locations for RedisStore {
 
     async fn member_failed(&self, server_name: &str, limit: u32) -> StoreResult<bool> {
         let server = &self.regional;
+        let keys = &server.keys;
         let removed: i64 = scripts::MEMBER_FAILED
-            .key(keys::MEMBERS)
+            .key(keys.members())
             .arg(server_name)
             .arg(limit)
             .invoke_async(&mut server.conn())
@@ -66,8 +71,9 @@ impl Locations for RedisStore {
 
     async fn member_ok(&self, server_name: &str) -> StoreResult<()> {
         let server = &self.regional;
+        let keys = &server.keys;
         scripts::MEMBER_OK
-            .key(keys::MEMBERS)
+            .key(keys.members())
             .arg(server_name)
             .invoke_async::<()>(&mut server.conn())
             .await

@@ -42,9 +42,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use ::redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use ::redis::cluster::ClusterClientBuilder;
+use ::redis::cluster_async::ClusterConnection;
+use ::redis::cluster_routing::{RoutingInfo, SingleNodeRoutingInfo};
 use ::redis::io::tcp::TcpSettings;
 use ::redis::{
-    AsyncCommands, Client, ErrorKind, IntoConnectionInfo, RedisError, RetryMethod, ServerErrorKind,
+    AsyncCommands, Client, ErrorKind, IntoConnectionInfo, RedisError, RedisResult, RetryMethod,
+    ServerErrorKind,
 };
 use async_trait::async_trait;
 use tracing::{error, warn};
@@ -54,8 +58,8 @@ use super::{
     Notifications, QueueDepth, Queues, ShardId, StoreError, StoreResult, Survey, TakenRef,
     WaitAccounting, deepest_of,
 };
-use crate::config::StoreSettings;
 use crate::config::redact;
+use crate::config::{Backend, StoreSettings};
 use crate::meter::CallMeter;
 use crate::model::Location;
 use crate::model::{
@@ -63,7 +67,8 @@ use crate::model::{
     QueueInfo, QueueName, QueuedRef, StateChange, TxId, unix_now, unix_now_ms,
 };
 use crate::model::{IdRange, PoolCut};
-use metered::Metered;
+use keys::Keys;
+use metered::{Connection, Metered};
 use placement::{Placement, meta_of};
 use server::Server;
 
@@ -80,17 +85,18 @@ pub struct RedisStore {
     /// The region's records: groups, locations, ID books, held pushes, statistics.
     regional: Server,
     transactions: Placement,
+    /// On a Redis Cluster, the sharded pub/sub connection the shards' announcements share.
+    hub: Option<subscriber::Hub>,
     /// How long an interrupted take or put-back is retried.
     recovery: Duration,
     /// How long the record of a take or put-back is kept (seconds): past its last retry.
     token_lifetime: u64,
     /// Names this node in its announcements of pushes, so that it can ignore its own, and in
-    /// its counts of waiters (see [`keys::node_alive`]).
+    /// its counts of waiters (see [`Keys::node_alive`]).
     origin: Arc<str>,
-    /// Where this node counts its waiters in a queue's `userInfo` hash, and its set of those
-    /// hashes.
+    /// Where this node counts its waiters in a queue's `userInfo` hash (its set of those
+    /// hashes on each shard: [`Keys::node_waits`]).
     waiting_field: Arc<str>,
-    waits: Arc<str>,
     /// How many put-backs of lost takes run in the background (see `return_taken_later`).
     returning: Arc<tokio::sync::watch::Sender<usize>>,
     /// Which server was found demoted, if one was (see [`Queues::demotions`]).
@@ -108,15 +114,12 @@ impl RedisStore {
     ) -> Result<Self, StoreError> {
         let timeout = Duration::from_millis(settings.redis_timeout_ms);
         let demoted = Arc::new(tokio::sync::watch::Sender::new(None));
-        let mut shards: Vec<Server> = Vec::with_capacity(settings.redis_servers.len());
-        for url in &settings.redis_servers {
-            // Two shards on one server share its connection.
-            let server = match shards.iter().find(|s| *s.name == redact(url)) {
-                Some(same) => same.clone(),
-                None => Server::connect(url, timeout, &demoted).await?,
-            };
-            shards.push(server);
-        }
+        let (shards, hub) = if settings.backend == Backend::RedisCluster {
+            let (shards, hub) = cluster_shards(settings, timeout, &demoted).await?;
+            (shards, Some(hub))
+        } else {
+            (server_shards(settings, timeout, &demoted).await?, None)
+        };
         let (regional, transactions) = match &settings.redis_transactions {
             None => (shards[0].clone(), Placement::Spread(settings.queue_hash)),
             Some(url) => match shards.iter().find(|s| *s.name == redact(url)) {
@@ -131,7 +134,7 @@ impl RedisStore {
         let origin: Arc<str> = uuid::Uuid::new_v4().simple().to_string().into();
         // Alive before its first waiter counts: a count whose node is not is dropped when read.
         for server in &shards {
-            subscriber::say_alive(&mut server.conn(), &origin)
+            subscriber::say_alive(server, &origin)
                 .await
                 .map_err(|e| server.error(e))?;
         }
@@ -139,10 +142,10 @@ impl RedisStore {
             shards,
             regional,
             transactions,
+            hub,
             recovery: Duration::from_secs(settings.redis_recovery),
             token_lifetime: settings.redis_recovery + TOKEN_MARGIN.as_secs(),
             waiting_field: keys::waiting_field(&origin).into(),
-            waits: keys::node_waits(&origin).into(),
             origin,
             returning: Arc::new(tokio::sync::watch::Sender::new(0)),
             demoted,
@@ -154,7 +157,19 @@ impl RedisStore {
         &self.shards[shard]
     }
 
-    /// Each server of the store once (shards may share one; the transactions' may be apart).
+    /// How many shards of their own the store has (shards may share a server).
+    fn distinct_shards(&self) -> usize {
+        let mut distinct: Vec<&Server> = Vec::new();
+        for server in &self.shards {
+            if !distinct.iter().any(|s| s.same(server)) {
+                distinct.push(server);
+            }
+        }
+        distinct.len()
+    }
+
+    /// Each server of the store once (shards may share one; the transactions' may be apart;
+    /// a cluster is one).
     fn servers(&self) -> Vec<&Server> {
         let mut servers: Vec<&Server> = Vec::new();
         for server in self.shards.iter().chain([&self.regional]) {
@@ -164,6 +179,42 @@ impl RedisStore {
         }
         servers
     }
+}
+
+/// The shards of a set of servers, one per `redis_servers` entry (two entries of one server
+/// share its connection).
+async fn server_shards(
+    settings: &StoreSettings,
+    timeout: Duration,
+    demoted: &Arc<tokio::sync::watch::Sender<Option<String>>>,
+) -> Result<Vec<Server>, StoreError> {
+    let mut shards: Vec<Server> = Vec::with_capacity(settings.redis_servers.len());
+    for url in &settings.redis_servers {
+        let server = match shards.iter().find(|s| *s.name == redact(url)) {
+            Some(same) => same.clone(),
+            None => Server::connect(url, timeout, demoted).await?,
+        };
+        shards.push(server);
+    }
+    Ok(shards)
+}
+
+/// The shards of a Redis Cluster: `store.shards` hash tags, whose slots are spread evenly over
+/// the 16,384 (as the cluster's nodes split them), all on one connection to the cluster; and
+/// the sharded pub/sub connection their announcements share.
+async fn cluster_shards(
+    settings: &StoreSettings,
+    timeout: Duration,
+    demoted: &Arc<tokio::sync::watch::Sender<Option<String>>>,
+) -> Result<(Vec<Server>, subscriber::Hub), StoreError> {
+    let cluster = Server::connect_cluster(&settings.redis_cluster, timeout, demoted).await?;
+    let hub = subscriber::Hub::connect(&settings.redis_cluster)
+        .await
+        .map_err(|e| cluster.error(e))?;
+    let shards = (0..settings.shards)
+        .map(|shard| cluster.tagged(&keys::shard_tag(shard, settings.shards)))
+        .collect();
+    Ok((shards, hub))
 }
 
 /// Refuses a set of several servers whose queues another hash placed, or whose transactions
@@ -178,14 +229,14 @@ async fn check_layout(
     transactions: &Placement,
 ) -> Result<(), StoreError> {
     let first = &shards[0];
-    if shards.iter().all(|s| s.name == first.name) {
+    if shards.iter().all(|s| s.same(first)) {
         return Ok(());
     }
     let ours = format!("{} {}", hash.name(), transactions.name());
     let (recorded,): (String,) = ::redis::pipe()
-        .set_nx(keys::LAYOUT, &ours)
+        .set_nx(first.keys.layout(), &ours)
         .ignore()
-        .get(keys::LAYOUT)
+        .get(first.keys.layout())
         .query_async(&mut first.conn())
         .await
         .map_err(|e| first.error(e))?;
@@ -209,12 +260,12 @@ async fn check_layout(
     };
     Err(StoreError::Config(format!(
         "{advice} ({} on {} is \"{recorded}\")",
-        keys::LAYOUT,
+        first.keys.layout(),
         first.name
     )))
 }
 
-/// A line of a transaction's history (`keys::history`): its state in `queue` became `state`
+/// A line of a transaction's history (`Keys::history`): its state in `queue` became `state`
 /// at `at` (Unix ms).
 fn history_line(queue: &str, state: DeliveryState, at: i64) -> String {
     let change = StateChange {
@@ -230,9 +281,9 @@ fn history_line(queue: &str, state: DeliveryState, at: i64) -> String {
 /// lists are written in batches, so that 10,000 queues do not make one huge command. The
 /// pipeline is meant to be read as `()`: its replies are not `ignore`d one by one, which would
 /// cost a hash-set insert each for nothing.
-fn store_transaction(pipe: &mut ::redis::Pipeline, tx: &NewTransaction) {
+fn store_transaction(pipe: &mut ::redis::Pipeline, keys: &Keys, tx: &NewTransaction) {
     const BATCH: usize = 1000;
-    let meta = keys::meta(&tx.id);
+    let meta = keys.meta(&tx.id);
     let expires_at = tx.expires_at.to_string();
     let fields = tx
         .meta
@@ -246,7 +297,7 @@ fn store_transaction(pipe: &mut ::redis::Pipeline, tx: &NewTransaction) {
     if tx.queues.is_empty() {
         return;
     }
-    let (state, history) = (keys::state(&tx.id), keys::history(&tx.id));
+    let (state, history) = (keys.state(&tx.id), keys.history(&tx.id));
     let at = unix_now_ms();
     for batch in tx.queues.chunks(BATCH) {
         let pending = batch
@@ -361,7 +412,7 @@ impl RedisStore {
     ) -> StoreResult<Option<TxId>> {
         let mut pipe = ::redis::pipe();
         pipe.atomic();
-        self.provision_commands(&mut pipe, target.into(), create, queues);
+        self.provision_commands(&mut pipe, &server.keys, target.into(), create, queues);
         let held = self.send(server, pipe, marks).await?;
         self.confirm(server).await?;
         Ok(held.map(TxId::from))
@@ -374,6 +425,7 @@ impl RedisStore {
     fn provision_commands(
         &self,
         pipe: &mut ::redis::Pipeline,
+        keys: &Keys,
         target: PushTarget<'_>,
         create: Option<&NewTransaction>,
         queues: &[QueueName],
@@ -383,11 +435,11 @@ impl RedisStore {
         // and every other message in it.
         let queues = if ttl > 0 { queues } else { &[] };
         if let Some(tx) = create.filter(|tx| !tx.meta.is_empty()) {
-            store_transaction(pipe, tx);
+            store_transaction(pipe, keys, tx);
         }
         let (reference, ttl) = (keys::reference(target.id), ttl.to_string());
         for queue in queues {
-            let list = keys::list(queue, target.priority);
+            let list = keys.list(queue, target.priority);
             pipe.add_command(command("RPUSH", [list.as_bytes(), reference.as_bytes()]));
             for only in ["NX", "GT"] {
                 let args = [list.as_bytes(), ttl.as_bytes(), only.as_bytes()];
@@ -395,9 +447,9 @@ impl RedisStore {
             }
         }
         for queue in queues {
-            let channel = keys::pushed_channel(queue.key());
+            let channel = keys.pushed_channel(queue.key());
             let args = [channel.as_bytes(), self.origin.as_bytes()];
-            pipe.add_command(command("PUBLISH", args));
+            pipe.add_command(command(keys.publish(), args));
         }
     }
 
@@ -449,9 +501,10 @@ impl RedisStore {
     /// waiter counted anew.
     async fn count_waiter(&self, shard: ShardId, queue: &QueueName, by: i64) -> StoreResult<()> {
         let server = self.shard(shard);
+        let keys = &server.keys;
         scripts::COUNT_WAITING
-            .key(keys::user_info(queue))
-            .key(&*self.waits)
+            .key(keys.user_info(queue))
+            .key(keys.node_waits(&self.origin))
             .arg(&*self.waiting_field)
             .arg(by)
             .invoke_async(&mut server.conn())
@@ -470,14 +523,15 @@ impl RedisStore {
         if refs.is_empty() {
             return Ok(());
         }
-        let token = keys::token();
+        let keys = &server.keys;
+        let token = keys.token();
         self.retrying(server, || {
-            let mut invocation = scripts::REQUEUE.key(keys::list(queue, Priority::High));
+            let mut invocation = scripts::REQUEUE.key(keys.list(queue, Priority::High));
             invocation
-                .key(keys::list(queue, Priority::Low))
+                .key(keys.list(queue, Priority::Low))
                 .key(&token)
-                .key(keys::UNACKED)
-                .arg(keys::pushed_channel(queue.key()))
+                .key(keys.unacked())
+                .arg(keys.pushed_channel(queue.key()))
                 .arg(&*self.origin)
                 .arg(self.token_lifetime)
                 .arg(queue.key())
@@ -513,14 +567,15 @@ impl RedisStore {
     /// in the background, for as long as the record lasts (`RETURN_TAKEN`; harmless when the
     /// take never ran). The `Pending` in the history is dated when the take failed.
     fn return_taken_later(&self, server: &Server, queue: &QueueName, token: &str, together: bool) {
-        let mut invocation = scripts::RETURN_TAKEN.key(keys::list(queue, Priority::High));
+        let keys = &server.keys;
+        let mut invocation = scripts::RETURN_TAKEN.key(keys.list(queue, Priority::High));
         invocation
-            .key(keys::list(queue, Priority::Low))
+            .key(keys.list(queue, Priority::Low))
             .key(token)
-            .key(keys::UNACKED)
-            .key(keys::user_info(queue))
-            .key(&*self.waits)
-            .arg(keys::pushed_channel(queue.key()))
+            .key(keys.unacked())
+            .key(keys.user_info(queue))
+            .key(keys.node_waits(&self.origin))
+            .arg(keys.pushed_channel(queue.key()))
             // From nobody: the node's own waiters must hear of it too, and no shard actor
             // awaits this task to drain the queue for them.
             .arg("")

@@ -67,7 +67,7 @@ impl RedisStore {
     pub(super) fn marks_on(&self, server: &Server) -> bool {
         match &self.transactions {
             Placement::Spread(_) => true,
-            Placement::One => self.regional.name == server.name,
+            Placement::One => self.regional.same(server),
         }
     }
 
@@ -87,7 +87,7 @@ impl RedisStore {
         let mut groups: Vec<(&Server, Vec<usize>)> = Vec::new();
         for (i, item) in items.iter().enumerate() {
             let server = self.tx_server(tx(item));
-            match groups.iter_mut().find(|(s, _)| s.name == server.name) {
+            match groups.iter_mut().find(|(s, _)| s.same(server)) {
                 Some((_, members)) => members.push(i),
                 None => groups.push((server, vec![i])),
             }
@@ -127,7 +127,9 @@ impl RedisStore {
         }
         let mut invocation = scripts::MARK.prepare_invoke();
         for r in refs {
-            invocation.key(keys::meta(&r.tx)).key(keys::state(&r.tx));
+            invocation
+                .key(server.keys.meta(&r.tx))
+                .key(server.keys.state(&r.tx));
         }
         invocation
             .arg(queue.id())
@@ -153,7 +155,7 @@ impl RedisStore {
         mut metas: Vec<Option<Meta>>,
     ) -> StoreResult<Vec<TakenRef>> {
         let elsewhere: Vec<usize> = (0..taken.len())
-            .filter(|&i| metas[i].is_none() && self.tx_server(&taken[i].tx).name != server.name)
+            .filter(|&i| metas[i].is_none() && !self.tx_server(&taken[i].tx).same(server))
             .collect();
         let mut failed: Vec<(usize, StoreError)> = Vec::new();
         if !elsewhere.is_empty() {

@@ -33,7 +33,7 @@ impl Queues for RedisStore {
     }
 
     fn places_transactions(&self) -> bool {
-        matches!(self.transactions, Placement::Spread(_)) && self.servers().len() > 1
+        matches!(self.transactions, Placement::Spread(_)) && self.distinct_shards() > 1
     }
 
     fn demotions(&self) -> Option<tokio::sync::watch::Receiver<Option<String>>> {
@@ -41,11 +41,9 @@ impl Queues for RedisStore {
     }
 
     fn notifications(&self, shard: ShardId) -> Option<Notifications> {
-        let server = self.shard(shard);
         Some(subscriber::spawn(
-            server.client.clone(),
-            server.conn(),
-            Arc::clone(&server.name),
+            self.shard(shard),
+            self.hub.clone(),
             Arc::clone(&self.origin),
         ))
     }
@@ -66,12 +64,13 @@ impl Queues for RedisStore {
         // Stored on its own server, and pushed in the same step when the queues are there too
         // (the inbox places new ids so that they are).
         let home = self.tx_server(&tx.id);
-        let together = server.name == home.name;
+        let together = server.same(home);
+        let keys = &home.keys;
         let (here, marks) = if together {
-            let keys = |once: &str| vec![keys::once(once), keys::once_pushed(once, shard)];
+            let keys = |once: &str| vec![keys.once(once), keys.once_pushed(once, shard)];
             (queues, Marks::of(once, keys, &tx.id, tx.expires_at))
         } else {
-            let keys = |once: &str| vec![keys::once(once)];
+            let keys = |once: &str| vec![keys.once(once)];
             (&[][..], Marks::of(once, keys, &tx.id, tx.expires_at))
         };
         let held = (self.run_provision(home, tx, Some(tx), here, marks)).await?;
@@ -86,7 +85,7 @@ impl Queues for RedisStore {
             priority: tx.priority,
             expires_at: tx.expires_at,
         };
-        let keys = |once: &str| vec![keys::once_pushed(once, shard)];
+        let keys = |once: &str| vec![server.keys.once_pushed(once, shard)];
         let marks = Marks::of(once, keys, &id, tx.expires_at);
         self.run_provision(server, target, None, queues, marks)
             .await?;
@@ -107,9 +106,10 @@ impl Queues for RedisStore {
             priority,
             expires_at,
         };
-        let keys = |once: &str| vec![keys::once_pushed(once, shard)];
+        let server = self.shard(shard);
+        let keys = |once: &str| vec![server.keys.once_pushed(once, shard)];
         let marks = Marks::of(once, keys, tx, expires_at);
-        self.run_provision(self.shard(shard), target, None, queues, marks)
+        self.run_provision(server, target, None, queues, marks)
             .await
             .map(drop)
     }
@@ -124,14 +124,14 @@ impl Queues for RedisStore {
         if queues.is_empty() || ttl <= 0 {
             return Ok(());
         }
+        let server = self.shard(shard);
         let mut invocation = scripts::EXTEND.prepare_invoke();
         for queue in queues {
             invocation
-                .key(keys::list(queue, Priority::High))
-                .key(keys::list(queue, Priority::Low));
+                .key(server.keys.list(queue, Priority::High))
+                .key(server.keys.list(queue, Priority::Low));
         }
         invocation.arg(ttl);
-        let server = self.shard(shard);
         invocation
             .invoke_async::<i64>(&mut server.conn())
             .await
@@ -149,10 +149,11 @@ impl Queues for RedisStore {
         accounting: WaitAccounting,
     ) -> StoreResult<Vec<TakenRef>> {
         let server = self.shard(shard);
+        let keys = &server.keys;
         // The take marks the transactions that live here itself: one round trip for the
         // common case, a message whose transaction was placed with its queue.
         let together = self.marks_on(server);
-        let token = keys::token();
+        let token = keys.token();
         let now = unix_now_ms();
         let due = mark.ack_deadline(now);
         // The script records the state change only when it marks here too.
@@ -164,13 +165,13 @@ impl Queues for RedisStore {
         let mut retry = false;
         let (high, low, metas): (Vec<String>, Vec<String>, Vec<Vec<(String, String)>>) = self
             .retrying(server, || {
-                let mut invocation = scripts::TAKE.key(keys::list(queue, Priority::High));
+                let mut invocation = scripts::TAKE.key(keys.list(queue, Priority::High));
                 invocation
-                    .key(keys::list(queue, Priority::Low))
+                    .key(keys.list(queue, Priority::Low))
                     .key(&token)
-                    .key(keys::user_info(queue))
-                    .key(keys::UNACKED)
-                    .key(&*self.waits)
+                    .key(keys.user_info(queue))
+                    .key(keys.unacked())
+                    .key(keys.node_waits(&self.origin))
                     .arg(max)
                     .arg(self.token_lifetime)
                     .arg(if together { queue.id() } else { "" })
@@ -245,10 +246,13 @@ impl Queues for RedisStore {
                 |server, ids| {
                     let line = &line;
                     async move {
-                        let found: Vec<i64> = scripts::ACK_STATES
+                        let mut invocation = scripts::ACK_STATES.prepare_invoke();
+                        for id in ids {
+                            invocation.key(server.keys.state(id));
+                        }
+                        let found: Vec<i64> = invocation
                             .arg(queue.id())
                             .arg(line)
-                            .arg(ids.iter().map(|id| id.as_str()).collect::<Vec<_>>())
                             .invoke_async(&mut server.conn())
                             .await
                             .map_err(|e| server.error(e))?;
@@ -267,8 +271,9 @@ impl Queues for RedisStore {
             .collect();
         if !acked.is_empty() {
             let server = self.shard(shard);
+            let keys = &server.keys;
             scripts::FORGET_UNACKED
-                .key(keys::UNACKED)
+                .key(keys.unacked())
                 .arg(queue.key())
                 .arg(queue.id())
                 .arg(acked)
@@ -290,9 +295,10 @@ impl Queues for RedisStore {
         now_ms: i64,
     ) -> StoreResult<(Vec<QueueName>, u64)> {
         let server = self.shard(shard);
+        let keys = &server.keys;
         let members: Vec<String> = server
             .conn()
-            .zrangebyscore_limit(keys::UNACKED, "-inf", now_ms, 0, UNACKED_BATCH)
+            .zrangebyscore_limit(keys.unacked(), "-inf", now_ms, 0, UNACKED_BATCH)
             .await
             .map_err(|e| server.error(e))?;
         if members.is_empty() {
@@ -314,7 +320,7 @@ impl Queues for RedisStore {
                     let mut reopen = scripts::REOPEN.prepare_invoke();
                     for (_, queue, tx) in due {
                         let line = history_line(queue.id(), DeliveryState::Pending, now);
-                        reopen.arg(tx.as_str()).arg(queue.id()).arg(line);
+                        reopen.key(server.keys.meta(tx)).arg(queue.id()).arg(line);
                     }
                     reopen
                         .invoke_async::<Vec<String>>(&mut server.conn())
@@ -338,11 +344,11 @@ impl Queues for RedisStore {
             }
         }
         let due = kept;
-        let mut give_back = scripts::RETURN_DUE.key(keys::UNACKED);
-        give_back.arg(keys::PUSHED_PREFIX).arg(&*self.origin);
+        let mut give_back = scripts::RETURN_DUE.key(keys.unacked());
+        give_back.arg(keys.pushed_prefix()).arg(&*self.origin);
         let mut requeued = Vec::new();
         for ((member, queue, tx), priority) in due.into_iter().zip(priorities) {
-            let list = Priority::parse(&priority).map(|p| keys::list(&queue, p));
+            let list = Priority::parse(&priority).map(|p| keys.list(&queue, p));
             give_back
                 .arg(member)
                 .arg(list.clone().unwrap_or_default())
@@ -371,9 +377,10 @@ impl Queues for RedisStore {
         max: usize,
     ) -> StoreResult<Vec<Message>> {
         let server = self.shard(shard);
+        let keys = &server.keys;
         let (high, low): (Vec<String>, Vec<String>) = scripts::PEEK
-            .key(keys::list(queue, Priority::High))
-            .key(keys::list(queue, Priority::Low))
+            .key(keys.list(queue, Priority::High))
+            .key(keys.list(queue, Priority::Low))
             .arg(max)
             .invoke_async(&mut server.conn())
             .await
@@ -389,7 +396,7 @@ impl Queues for RedisStore {
                 |server, refs| async move {
                     let mut pipe = ::redis::pipe();
                     for r in refs {
-                        pipe.hget(keys::meta(&r.tx), "payload");
+                        pipe.hget(keys.meta(&r.tx), "payload");
                     }
                     (pipe
                         .query_async::<Vec<Option<String>>>(&mut server.conn())
@@ -414,11 +421,12 @@ impl Queues for RedisStore {
         cap: usize,
     ) -> StoreResult<QueueInfo> {
         let server = self.shard(shard);
+        let keys = &server.keys;
         let (high, low, last_pop, blocked): (Vec<String>, Vec<String>, Option<i64>, i64) =
             scripts::QUEUE_INFO
-                .key(keys::list(queue, Priority::High))
-                .key(keys::list(queue, Priority::Low))
-                .key(keys::user_info(queue))
+                .key(keys.list(queue, Priority::High))
+                .key(keys.list(queue, Priority::Low))
+                .key(keys.user_info(queue))
                 .arg(cap as isize - 1)
                 .invoke_async(&mut server.conn())
                 .await
@@ -447,14 +455,14 @@ impl Queues for RedisStore {
     async fn transaction(&self, id: &TxId) -> StoreResult<Option<Meta>> {
         let server = self.tx_server(id);
         let meta: Meta =
-            (server.conn().hgetall(keys::meta(id)).await).map_err(|e| server.error(e))?;
+            (server.conn().hgetall(server.keys.meta(id)).await).map_err(|e| server.error(e))?;
         Ok((!meta.is_empty()).then_some(meta))
     }
 
     async fn states(&self, id: &TxId) -> StoreResult<BTreeMap<String, DeliveryState>> {
         let server = self.tx_server(id);
         let raw: BTreeMap<String, String> =
-            (server.conn().hgetall(keys::state(id)).await).map_err(|e| server.error(e))?;
+            (server.conn().hgetall(server.keys.state(id)).await).map_err(|e| server.error(e))?;
         Ok(raw
             .into_iter()
             .filter_map(|(q, s)| DeliveryState::parse(&s).map(|s| (q, s)))
@@ -463,8 +471,8 @@ impl Queues for RedisStore {
 
     async fn history(&self, id: &TxId) -> StoreResult<Vec<StateChange>> {
         let server = self.tx_server(id);
-        let lines: Vec<String> =
-            (server.conn().lrange(keys::history(id), 0, -1).await).map_err(|e| server.error(e))?;
+        let lines: Vec<String> = (server.conn().lrange(server.keys.history(id), 0, -1).await)
+            .map_err(|e| server.error(e))?;
         Ok(lines
             .iter()
             .filter_map(|line| serde_json::from_str(line).ok())
@@ -477,13 +485,13 @@ impl Queues for RedisStore {
         fields: &Meta,
         expires_at: Option<i64>,
     ) -> StoreResult<bool> {
-        let mut invocation = scripts::UPDATE.key(keys::meta(id));
-        invocation.key(keys::state(id));
+        let server = self.tx_server(id);
+        let mut invocation = scripts::UPDATE.key(server.keys.meta(id));
+        invocation.key(server.keys.state(id));
         invocation.arg(expires_at.map(|at| at.to_string()).unwrap_or_default());
         for (k, v) in fields {
             invocation.arg(k).arg(v);
         }
-        let server = self.tx_server(id);
         let found: i64 =
             (invocation.invoke_async(&mut server.conn()).await).map_err(|e| server.error(e))?;
         Ok(found == 1)
@@ -491,7 +499,8 @@ impl Queues for RedisStore {
 
     async fn delete_transaction(&self, id: &TxId) -> StoreResult<()> {
         let server = self.tx_server(id);
-        let keys = [keys::meta(id), keys::state(id), keys::history(id)];
+        let keys = &server.keys;
+        let keys = [keys.meta(id), keys.state(id), keys.history(id)];
         (server.conn().del::<_, ()>(&keys).await).map_err(|e| server.error(e))
     }
 }

@@ -14,11 +14,25 @@ use crate::store::HISTORY_LIMIT;
 ///   `blocked:<node>` of its `userInfo` hash) by `by`, never below nothing: a count that would
 ///   fall to 0 or under goes (a late decrement after the server lost its data must not hide the
 ///   next waiter). The node's set `waits` (`RB:W|<node>`) lists the hashes where it counts;
-/// - `record_state`: appends a state change to a transaction's history (`PB:T|<id>:history`),
+/// - `tag_of`: the hash tag a key starts with (`{rb17}` on a Redis Cluster, else empty): the
+///   keys a script names itself are its shard's, after the same tag;
+/// - `announce`: a push into a queue, on its channel: sharded (`SPUBLISH`) on a cluster;
+/// - `record_state`: appends a state change to a transaction's history (`PB:T|<id>:history`,
+///   `ref` being the transaction's reference after its shard's tag),
 ///   keeps the last `HISTORY_LIMIT`, and gives a new history the transaction's lifetime. The
 ///   node writes the change's JSON line (with its time): building it here would cost Redis,
 ///   which every node shares, more than the change itself.
 const PRELUDE: &str = r#"
+    local function tag_of(key) return string.match(key, '^{[^}]*}') or '' end
+
+    local function announce(channel, from)
+        if tag_of(channel) == '' then
+            redis.call('PUBLISH', channel, from)
+        else
+            redis.call('SPUBLISH', channel, from)
+        end
+    end
+
     local function unacked_member(key, id, tx) return cjson.encode({key, id, tx}) end
 
     local function put_back(list, ref, unacked, key, id)
@@ -103,14 +117,14 @@ pub static TAKE: LazyLock<Script> = LazyLock::new(|| {
             end
         end
         if ARGV[5] ~= '' then redis.call('HSET', KEYS[4], 'lastPopDate', ARGV[5]) end
-        local metas = {}
+        local metas, tag = {}, tag_of(KEYS[1])
         if ARGV[3] ~= '' then
             for _, list in ipairs(taken) do
                 for _, ref in ipairs(list) do
-                    local meta = redis.call('HGETALL', ref .. ':meta')
+                    local meta = redis.call('HGETALL', tag .. ref .. ':meta')
                     if #meta > 0 then
-                        redis.call('HSET', ref .. ':state', ARGV[3], ARGV[4])
-                        if not recorded then record_state(ref, ARGV[11]) end
+                        redis.call('HSET', tag .. ref .. ':state', ARGV[3], ARGV[4])
+                        if not recorded then record_state(tag .. ref, ARGV[11]) end
                     end
                     metas[#metas + 1] = meta
                 end
@@ -155,7 +169,7 @@ pub static REQUEUE: LazyLock<Script> = LazyLock::new(|| {
             if ARGV[i] == 'H' then key = KEYS[1] end
             put_back(key, ARGV[i + 1], KEYS[4], ARGV[4], ARGV[5])
         end
-        redis.call('PUBLISH', ARGV[1], ARGV[2])
+        announce(ARGV[1], ARGV[2])
         return 1
         "#,
     )
@@ -177,7 +191,7 @@ pub static RETURN_TAKEN: LazyLock<Script> = LazyLock::new(|| {
         local recorded = redis.call('GET', KEYS[3])
         redis.call('SET', KEYS[3], '[[],[]]', 'EX', ARGV[3])
         if not recorded then return 0 end
-        local taken, count = cjson.decode(recorded), 0
+        local taken, count, tag = cjson.decode(recorded), 0, tag_of(KEYS[1])
         local counted = tonumber(taken[3]) or 0
         if counted ~= 0 then count_waiting(KEYS[5], ARGV[8], -counted, KEYS[6]) end
         for p, list in ipairs({KEYS[1], KEYS[2]}) do
@@ -185,14 +199,14 @@ pub static RETURN_TAKEN: LazyLock<Script> = LazyLock::new(|| {
             for i = #refs, 1, -1 do
                 local ref = refs[i]
                 put_back(list, ref, KEYS[4], ARGV[4], ARGV[5])
-                if ARGV[6] ~= '' and redis.call('EXISTS', ref .. ':meta') == 1 then
-                    redis.call('HSET', ref .. ':state', ARGV[6], 'Pending')
-                    record_state(ref, ARGV[7])
+                if ARGV[6] ~= '' and redis.call('EXISTS', tag .. ref .. ':meta') == 1 then
+                    redis.call('HSET', tag .. ref .. ':state', ARGV[6], 'Pending')
+                    record_state(tag .. ref, ARGV[7])
                 end
                 count = count + 1
             end
         end
-        if count > 0 then redis.call('PUBLISH', ARGV[1], ARGV[2]) end
+        if count > 0 then announce(ARGV[1], ARGV[2]) end
         return count
         "#,
     )
@@ -222,8 +236,9 @@ pub static FORGET_WAITING: LazyLock<Script> = LazyLock::new(|| {
 /// alive (`RB:N|<node>` has expired: the node died) is dropped. PopBox's own `blocked` counts
 /// too. Returns `{high, low, lastPopDate or false, 0 or 1}`.
 pub static QUEUE_INFO: LazyLock<Script> = LazyLock::new(|| {
-    Script::new(
+    with_prelude(
         r#"
+        local alive = tag_of(KEYS[1]) .. 'RB:N|'
         local high = redis.call('LRANGE', KEYS[1], 0, ARGV[1])
         local low = redis.call('LRANGE', KEYS[2], 0, ARGV[1])
         local fields = redis.call('HGETALL', KEYS[3])
@@ -235,7 +250,7 @@ pub static QUEUE_INFO: LazyLock<Script> = LazyLock::new(|| {
             elseif name == 'blocked' then
                 if count > 0 then blocked = 1 end
             elseif string.sub(name, 1, 8) == 'blocked:' then
-                if redis.call('EXISTS', 'RB:N|' .. string.sub(name, 9)) == 1 then
+                if redis.call('EXISTS', alive .. string.sub(name, 9)) == 1 then
                     if count > 0 then blocked = 1 end
                 else
                     redis.call('HDEL', KEYS[3], name)
@@ -414,15 +429,15 @@ pub static MEMBER_OK: LazyLock<Script> = LazyLock::new(|| {
     )
 });
 
-/// On the transactions server: for each transaction id in ARGV[3..] that has a state in queue
-/// ARGV[1], sets it to `Delivered` (history line ARGV[2]). Returns one 1 or 0 per id.
+/// On the transactions' server: for each transaction whose states are KEYS[i] and that has a
+/// state in queue ARGV[1], sets it to `Delivered` (history line ARGV[2]). Returns one 1 or 0
+/// per transaction.
 pub static ACK_STATES: LazyLock<Script> = LazyLock::new(|| {
     with_prelude(
         r#"
         local out = {}
-        for i = 3, #ARGV do
-            local ref = 'PB:T|' .. ARGV[i]
-            local state = ref .. ':state'
+        for _, state in ipairs(KEYS) do
+            local ref = string.sub(state, 1, -7)
             if redis.call('HEXISTS', state, ARGV[1]) == 1 then
                 redis.call('HSET', state, ARGV[1], 'Delivered')
                 record_state(ref, ARGV[2])
@@ -449,20 +464,20 @@ pub static FORGET_UNACKED: LazyLock<Script> = LazyLock::new(|| {
     )
 });
 
-/// On the transactions server, for unacknowledged deliveries due back: ARGV holds triples
-/// (transaction, queue id, history line). Each one still live and not `Delivered` becomes
-/// `Pending`; returns its priority (`H`/`L`), or '' for one that stays out.
+/// On the transactions' server, for unacknowledged deliveries due back: KEYS are their
+/// transactions' metadata, ARGV pairs (queue id, history line). Each one still live and not
+/// `Delivered` becomes `Pending`; returns its priority (`H`/`L`), or '' for one that stays out.
 pub static REOPEN: LazyLock<Script> = LazyLock::new(|| {
     with_prelude(
         r#"
         local out = {}
-        for i = 1, #ARGV, 3 do
-            local ref = 'PB:T|' .. ARGV[i]
-            local priority = redis.call('HGET', ref .. ':meta', 'priority')
-            local state = redis.call('HGET', ref .. ':state', ARGV[i + 1])
+        for i, meta in ipairs(KEYS) do
+            local ref, queue = string.sub(meta, 1, -6), ARGV[2 * i - 1]
+            local priority = redis.call('HGET', meta, 'priority')
+            local state = redis.call('HGET', ref .. ':state', queue)
             if priority and state ~= 'Delivered' then
-                redis.call('HSET', ref .. ':state', ARGV[i + 1], 'Pending')
-                record_state(ref, ARGV[i + 2])
+                redis.call('HSET', ref .. ':state', queue, 'Pending')
+                record_state(ref, ARGV[2 * i])
                 out[#out + 1] = priority
             else
                 out[#out + 1] = ''
@@ -478,20 +493,20 @@ pub static REOPEN: LazyLock<Script> = LazyLock::new(|| {
 /// list to return it to or '', reference) in the order they fell due. Each member still in the
 /// set leaves it and its reference goes to the head of the list, the longest overdue first in
 /// line; a member already gone (acknowledged, or returned by another node) is skipped, so each
-/// goes back once. Each queue that gained one (its list name without `PB:Q|H:`) is announced on
-/// its channel, once. Returns how many went back.
+/// goes back once. Each queue that gained one (its list name without its tag and `PB:Q|H:`) is
+/// announced on its channel, once. Returns how many went back.
 pub static RETURN_DUE: LazyLock<Script> = LazyLock::new(|| {
-    Script::new(
+    with_prelude(
         r#"
-        local count, announced = 0, {}
+        local count, announced, skip = 0, {}, #tag_of(KEYS[1]) + 8
         for i = #ARGV - 2, 3, -3 do
             if redis.call('ZREM', KEYS[1], ARGV[i]) == 1 and ARGV[i + 1] ~= '' then
                 redis.call('LPUSH', ARGV[i + 1], ARGV[i + 2])
                 count = count + 1
-                local queue = string.sub(ARGV[i + 1], 8)
+                local queue = string.sub(ARGV[i + 1], skip)
                 if not announced[queue] then
                     announced[queue] = true
-                    redis.call('PUBLISH', ARGV[1] .. queue, ARGV[2])
+                    announce(ARGV[1] .. queue, ARGV[2])
                 end
             end
         end
@@ -504,12 +519,12 @@ pub static RETURN_DUE: LazyLock<Script> = LazyLock::new(|| {
 /// each claimed until ARGV[2] (its score moves there). Returns their records; a member whose
 /// record expired with its transaction is dropped.
 pub static CLAIM_DUE: LazyLock<Script> = LazyLock::new(|| {
-    Script::new(
+    with_prelude(
         r#"
         local ids = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, ARGV[3])
-        local out = {}
+        local out, tag = {}, tag_of(KEYS[1])
         for _, id in ipairs(ids) do
-            local push = redis.call('GET', 'PB:T|' .. id .. ':delayed')
+            local push = redis.call('GET', tag .. 'PB:T|' .. id .. ':delayed')
             if push then
                 redis.call('ZADD', KEYS[1], ARGV[2], id)
                 out[#out + 1] = push

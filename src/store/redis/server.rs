@@ -7,18 +7,35 @@
 
 use super::*;
 
-/// One Redis server and our command connection to it.
+/// One Redis server (or one shard of a Redis Cluster) and our command connection to it.
 #[derive(Clone)]
 pub(super) struct Server {
-    /// The URL without credentials, for messages.
+    /// The URL without credentials (a cluster's: its first seed's), for messages.
     pub(super) name: Arc<str>,
-    pub(super) url: Arc<str>,
-    pub(super) client: Client,
-    pub(super) config: ConnectionManagerConfig,
+    pub(super) link: Link,
     /// Set to a server's name when it answers `READONLY`: shared by the store's servers.
     pub(super) demoted: Arc<tokio::sync::watch::Sender<Option<String>>>,
     /// How this node's calls to the server go.
     pub(super) meter: Arc<CallMeter>,
+    /// The names of the keys this shard keeps there.
+    pub(super) keys: Keys,
+}
+
+/// How commands reach a server.
+#[derive(Clone)]
+pub(super) enum Link {
+    /// One server: a connection per thread, made on first use.
+    Single(Box<SingleLink>),
+    /// A Redis Cluster: one connection to every node, routing each command by its first
+    /// key's slot and following the cluster through resharding and failover.
+    Cluster(ClusterConnection),
+}
+
+/// What a thread needs to connect to one server.
+#[derive(Clone)]
+pub(super) struct SingleLink {
+    pub(super) client: Client,
+    config: ConnectionManagerConfig,
 }
 
 thread_local! {
@@ -37,15 +54,11 @@ impl Server {
         demoted: &Arc<tokio::sync::watch::Sender<Option<String>>>,
     ) -> Result<Self, StoreError> {
         let name: Arc<str> = redact(url).into();
-        let unavailable = |reason| StoreError::Unavailable {
-            shard: name.to_string(),
-            reason,
-        };
         // Without TCP_NODELAY (redis-rs leaves it off), a command written while an earlier
         // one is unanswered waits for Redis's delayed ACK: milliseconds per push under load.
         let client = url
             .into_connection_info()
-            .map(|info| info.set_tcp_settings(TcpSettings::default().set_nodelay(true)))
+            .map(|info| info.set_tcp_settings(nodelay()))
             .and_then(Client::open)
             .map_err(|e| StoreError::Config(format!("{name}: {e}")))?;
         let config = ConnectionManagerConfig::new()
@@ -59,31 +72,68 @@ impl Server {
                 .query_async::<String>(&mut conn)
                 .await
         };
-        let info = match tokio::time::timeout(timeout, probe).await {
-            Ok(Ok(info)) => info,
-            Ok(Err(e)) => return Err(unavailable(e.to_string())),
-            Err(_) => return Err(unavailable("no answer".to_owned())),
-        };
-        // Older servers would refuse every push (`EXPIRE … NX`): better to say so at start-up.
-        let seen = match server_version(&info) {
-            Some(version) if version >= MIN_VERSION => None,
-            Some((major, minor)) => Some(format!("Redis {major}.{minor}")),
-            None => Some("a Redis that does not say its version".to_owned()),
-        };
-        if let Some(seen) = seen {
-            let (major, minor) = MIN_VERSION;
-            return Err(StoreError::Config(format!(
-                "{name} runs {seen}; relaybox needs Redis {major}.{minor} or newer"
-            )));
-        }
+        check_version(&name, timeout, probe).await?;
         Ok(Server {
             demoted: Arc::clone(demoted),
             name,
-            url: url.into(),
-            client,
-            config,
+            link: Link::Single(Box::new(SingleLink { client, config })),
             meter: Arc::default(),
+            keys: Keys::default(),
         })
+    }
+
+    /// Connects to the Redis Cluster that `seeds` belong to, and checks one of its nodes.
+    pub(super) async fn connect_cluster(
+        seeds: &[String],
+        timeout: Duration,
+        demoted: &Arc<tokio::sync::watch::Sender<Option<String>>>,
+    ) -> Result<Self, StoreError> {
+        let name: Arc<str> = format!("cluster {}", redact(&seeds[0])).into();
+        let unavailable = |reason| StoreError::Unavailable {
+            shard: name.to_string(),
+            reason,
+        };
+        let client = ClusterClientBuilder::new(seeds.iter().map(String::as_str))
+            .connection_timeout(timeout)
+            .response_timeout(timeout)
+            .tcp_settings(nodelay())
+            .build()
+            .map_err(|e| StoreError::Config(format!("{name}: {e}")))?;
+        let conn = tokio::time::timeout(timeout * 5, client.get_async_connection())
+            .await
+            .map_err(|_| unavailable("no answer".to_owned()))?
+            .map_err(|e| unavailable(e.to_string()))?;
+        let probe = {
+            let mut conn = conn.clone();
+            async move {
+                let info = ::redis::cmd("INFO").arg("server").clone();
+                let random = RoutingInfo::SingleNode(SingleNodeRoutingInfo::Random);
+                let answer = conn.route_command(info, random).await?;
+                ::redis::from_redis_value::<String>(answer).map_err(RedisError::from)
+            }
+        };
+        check_version(&name, timeout, probe).await?;
+        Ok(Server {
+            demoted: Arc::clone(demoted),
+            name,
+            link: Link::Cluster(conn),
+            meter: Arc::default(),
+            keys: Keys::default(),
+        })
+    }
+
+    /// This server as the shard whose keys start with `tag`.
+    pub(super) fn tagged(&self, tag: &str) -> Self {
+        Server {
+            keys: Keys::tagged(tag),
+            ..self.clone()
+        }
+    }
+
+    /// Whether `other` is the same shard of the same server: they then share keys, and one
+    /// script may touch both's.
+    pub(super) fn same(&self, other: &Server) -> bool {
+        self.name == other.name && self.keys.tag() == other.keys.tag()
     }
 
     pub(super) fn error(&self, e: RedisError) -> StoreError {
@@ -136,24 +186,58 @@ impl Server {
     /// This thread's connection to the server (made on first use; cheap to clone: it is
     /// multiplexed and reconnects by itself), measured.
     pub(super) fn conn(&self) -> Metered {
-        let inner = CONNECTIONS.with(|conns| {
-            conns
-                .borrow_mut()
-                .entry(Arc::clone(&self.url))
-                .or_insert_with(|| {
-                    ConnectionManager::new_lazy_with_config(
-                        self.client.clone(),
-                        self.config.clone(),
-                    )
-                    .expect("the settings were checked when the server was first reached")
-                })
-                .clone()
-        });
+        let inner = match &self.link {
+            Link::Single(single) => Connection::Single(CONNECTIONS.with(|conns| {
+                conns
+                    .borrow_mut()
+                    .entry(Arc::clone(&self.name))
+                    .or_insert_with(|| {
+                        ConnectionManager::new_lazy_with_config(
+                            single.client.clone(),
+                            single.config.clone(),
+                        )
+                        .expect("the settings were checked when the server was first reached")
+                    })
+                    .clone()
+            })),
+            Link::Cluster(conn) => Connection::Cluster(conn.clone()),
+        };
         Metered {
             inner,
             meter: Arc::clone(&self.meter),
         }
     }
+}
+
+fn nodelay() -> TcpSettings {
+    TcpSettings::default().set_nodelay(true)
+}
+
+/// Refuses a server older than [`MIN_VERSION`], from its answer to `INFO server` (`probe`).
+async fn check_version(
+    name: &str,
+    timeout: Duration,
+    probe: impl std::future::Future<Output = RedisResult<String>>,
+) -> Result<(), StoreError> {
+    let unavailable = |reason| StoreError::Unavailable {
+        shard: name.to_string(),
+        reason,
+    };
+    let info = match tokio::time::timeout(timeout, probe).await {
+        Ok(Ok(info)) => info,
+        Ok(Err(e)) => return Err(unavailable(e.to_string())),
+        Err(_) => return Err(unavailable("no answer".to_owned())),
+    };
+    // Older servers would refuse every push (`EXPIRE … NX`): better to say so at start-up.
+    let seen = match server_version(&info) {
+        Some(version) if version >= MIN_VERSION => return Ok(()),
+        Some((major, minor)) => format!("Redis {major}.{minor}"),
+        None => "a Redis that does not say its version".to_owned(),
+    };
+    let (major, minor) = MIN_VERSION;
+    Err(StoreError::Config(format!(
+        "{name} runs {seen}; relaybox needs Redis {major}.{minor} or newer"
+    )))
 }
 
 /// The oldest Redis that has every command relaybox sends (`EXPIRE` with `NX`/`GT`).

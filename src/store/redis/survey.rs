@@ -45,9 +45,10 @@ impl Survey for RedisStore {
 
     async fn purge(&self, shard: ShardId, queue: &QueueName) -> StoreResult<u64> {
         let server = self.shard(shard);
+        let keys = &server.keys;
         let (high, low) = (
-            keys::list(queue, Priority::High),
-            keys::list(queue, Priority::Low),
+            keys.list(queue, Priority::High),
+            keys.list(queue, Priority::Low),
         );
         let (h, l): (u64, u64) = ::redis::pipe()
             .atomic()
@@ -72,7 +73,7 @@ async fn queues_on(server: &Server, budget: usize) -> StoreResult<(Vec<String>, 
         let (next, lists): (u64, Vec<String>) = ::redis::cmd("SCAN")
             .arg(cursor)
             .arg("MATCH")
-            .arg(keys::LISTS)
+            .arg(server.keys.lists())
             .arg("COUNT")
             .arg(SCAN_STEP)
             .arg("TYPE")
@@ -81,7 +82,7 @@ async fn queues_on(server: &Server, budget: usize) -> StoreResult<(Vec<String>, 
             .await
             .map_err(|e| server.error(e))?;
         for list in &lists {
-            if let Some(queue) = keys::queue_of_list(list) {
+            if let Some(queue) = server.keys.queue_of_list(list) {
                 if found.len() == budget && !found.contains(queue) {
                     return Ok((found.into_iter().collect(), false));
                 }
@@ -103,8 +104,8 @@ async fn lengths(server: &Server, queues: Vec<String>) -> StoreResult<Vec<QueueD
     }
     let mut pipe = ::redis::pipe();
     for queue in &queues {
-        pipe.llen(keys::list_of(queue, Priority::High))
-            .llen(keys::list_of(queue, Priority::Low));
+        pipe.llen(server.keys.list_of(queue, Priority::High))
+            .llen(server.keys.list_of(queue, Priority::Low));
     }
     let lengths: Vec<u64> = pipe
         .query_async(&mut server.conn())

@@ -47,7 +47,7 @@ impl RedisStore {
             Arc::clone(
                 groups
                     .borrow_mut()
-                    .entry(Arc::clone(&server.url))
+                    .entry(Arc::clone(&server.name))
                     .or_default(),
             )
         });

@@ -23,13 +23,17 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use ::redis::aio::{PubSubSink, PubSubStream};
-use ::redis::{Client, Msg};
-use futures_util::StreamExt;
 use tokio::sync::mpsc;
 use tracing::{info, warn};
 
-use super::{Metered, keys, scripts};
+mod feed;
+
+pub(super) use feed::Hub;
+use feed::{Feed, Note};
+
+use super::keys::{self, Keys};
+use super::server::Server;
+use super::{Metered, scripts};
 use crate::model::Priority;
 use crate::store::{Interest, Notifications, ShardEvent};
 
@@ -48,23 +52,23 @@ const BATCH: usize = 1000;
 const ALIVE_EVERY: Duration = Duration::from_secs(1);
 const ALIVE_FOR: Duration = Duration::from_secs(6);
 
-/// Says on the server behind `conn` that node `node` is alive, for [`ALIVE_FOR`]; its set of
-/// the hashes where it counts waiters lasts as long.
-pub async fn say_alive(conn: &mut Metered, node: &str) -> ::redis::RedisResult<()> {
+/// Says on `server` that node `node` is alive, for [`ALIVE_FOR`]; its set of the hashes where
+/// it counts waiters lasts as long.
+pub async fn say_alive(server: &Server, node: &str) -> ::redis::RedisResult<()> {
     let secs = ALIVE_FOR.as_secs();
     ::redis::pipe()
-        .set_ex(keys::node_alive(node), 1, secs)
-        .expire(keys::node_waits(node), secs as i64)
-        .query_async(conn)
+        .set_ex(server.keys.node_alive(node), 1, secs)
+        .expire(server.keys.node_waits(node), secs as i64)
+        .query_async(&mut server.conn())
         .await
 }
 
-/// Drops every count of waiters node `node` keeps on the server behind `conn`.
-async fn forget_waiting(conn: &mut Metered, node: &str) -> ::redis::RedisResult<()> {
+/// Drops every count of waiters node `node` keeps on `server`.
+async fn forget_waiting(server: &Server, node: &str) -> ::redis::RedisResult<()> {
     scripts::FORGET_WAITING
-        .key(keys::node_waits(node))
+        .key(server.keys.node_waits(node))
         .arg(keys::waiting_field(node))
-        .invoke_async(conn)
+        .invoke_async(&mut server.conn())
         .await
 }
 
@@ -72,13 +76,14 @@ async fn forget_waiting(conn: &mut Metered, node: &str) -> ::redis::RedisResult<
 /// the shard's command connection: it is woken up whenever the server is back, so that the
 /// first request after an outage does not find it still broken. Announcements `from` this node
 /// are ignored.
-pub fn spawn(client: Client, commands: Metered, name: Arc<str>, from: Arc<str>) -> Notifications {
+pub fn spawn(server: &Server, hub: Option<Hub>, from: Arc<str>) -> Notifications {
     let (events, events_rx) = mpsc::unbounded_channel();
     let (interest_tx, interest) = mpsc::unbounded_channel();
     let listener = Listener {
-        client,
-        commands,
-        name,
+        server: server.clone(),
+        hub,
+        commands: server.conn(),
+        name: Arc::clone(&server.name),
         from,
         events,
         interest,
@@ -93,7 +98,10 @@ pub fn spawn(client: Client, commands: Metered, name: Arc<str>, from: Arc<str>) 
 
 /// The task behind [`spawn`].
 struct Listener {
-    client: Client,
+    server: Server,
+    /// On a Redis Cluster, the store's sharded pub/sub connection.
+    hub: Option<Hub>,
+    /// The shard's command connection, kept so that the first use after an outage wakes it.
     commands: Metered,
     name: Arc<str>,
     from: Arc<str>,
@@ -114,7 +122,7 @@ impl Listener {
     async fn run(mut self) {
         let mut connected_once = false;
         while !self.events.is_closed() {
-            let Some((sink, stream)) = self.connect().await else {
+            let Some(feed) = self.connect().await else {
                 tokio::time::sleep(RETRY_DELAY).await;
                 continue;
             };
@@ -123,7 +131,7 @@ impl Listener {
                 // out may have failed: this node's counts on the server start afresh (which
                 // also wakes the shard's command connection). Until that is done it waits for
                 // no one.
-                if let Err(e) = forget_waiting(&mut self.commands, &self.from).await {
+                if let Err(e) = forget_waiting(&self.server, &self.from).await {
                     warn!(server = %self.name, error = %e, "cannot reset this node's waiters; retrying");
                     tokio::time::sleep(RETRY_DELAY).await;
                     continue;
@@ -134,7 +142,7 @@ impl Listener {
             if self.events.send(ShardEvent::Subscribed).is_err() {
                 return;
             }
-            if let Ended::ShardGone = self.serve(sink, stream).await {
+            if let Ended::ShardGone = self.serve(feed).await {
                 return;
             }
             warn!(server = %self.name, "lost the notification connection; reconnecting");
@@ -145,42 +153,44 @@ impl Listener {
     }
 
     /// Opens the connection and subscribes to every queue still waited on.
-    async fn connect(&mut self) -> Option<(PubSubSink, PubSubStream)> {
-        let pubsub = match self.client.get_async_pubsub().await {
-            Ok(pubsub) => pubsub,
+    async fn connect(&mut self) -> Option<Feed> {
+        let mut feed = match Feed::open(&self.server, self.hub.as_ref()).await {
+            Ok(feed) => feed,
             Err(e) => {
                 warn!(server = %self.name, error = %e, "cannot reach redis for notifications; retrying");
                 return None;
             }
         };
-        let (mut sink, stream) = pubsub.split();
         // What the shard said meanwhile counts; `Subscribed` makes it look at every queue anyway.
         while let Ok(interest) = self.interest.try_recv() {
             self.channels.apply(interest, Instant::now());
         }
         for batch in self.channels.reconnected().chunks(BATCH) {
-            if let Err(e) = sink.subscribe(channel_names(batch)).await {
+            if let Err(e) = feed
+                .subscribe(channel_names(&self.server.keys, batch))
+                .await
+            {
                 warn!(server = %self.name, error = %e, "cannot subscribe; retrying");
                 return None;
             }
         }
-        Some((sink, stream))
+        Some(feed)
     }
 
     /// Relays announcements and follows the shard's interest until the connection breaks.
-    async fn serve(&mut self, mut sink: PubSubSink, mut stream: PubSubStream) -> Ended {
+    async fn serve(&mut self, mut feed: Feed) -> Ended {
         let mut tick = tokio::time::interval(LINGER / 2);
         let mut alive = tokio::time::interval(ALIVE_EVERY);
         loop {
             tokio::select! {
                 _ = alive.tick() => {
-                    if let Err(e) = say_alive(&mut self.commands, &self.from).await {
+                    if let Err(e) = say_alive(&self.server, &self.from).await {
                         warn!(server = %self.name, error = %e, "cannot say this node is alive");
                     }
                 }
-                msg = stream.next() => match msg {
-                    Some(msg) => {
-                        let Some(queue) = foreign_queue(&msg, &self.from) else {
+                note = feed.next() => match note {
+                    Some(note) => {
+                        let Some(queue) = foreign_queue(&self.server.keys, &note, &self.from) else {
                             continue;
                         };
                         if self.events.send(ShardEvent::Pushed(vec![queue])).is_err() {
@@ -200,7 +210,7 @@ impl Listener {
                     if new.is_empty() {
                         continue;
                     }
-                    if sink.subscribe(channel_names(&new)).await.is_err() {
+                    if feed.subscribe(channel_names(&self.server.keys, &new)).await.is_err() {
                         return Ended::Broken;
                     }
                     // Heard from now on; what came before, only a look shows.
@@ -211,7 +221,7 @@ impl Listener {
                 }
                 _ = tick.tick() => {
                     for batch in self.channels.stale(Instant::now()).chunks(BATCH) {
-                        if sink.unsubscribe(channel_names(batch)).await.is_err() {
+                        if feed.unsubscribe(channel_names(&self.server.keys, batch)).await.is_err() {
                             return Ended::Broken;
                         }
                     }
@@ -226,7 +236,7 @@ impl Listener {
     async fn holding_messages(&mut self, queues: Vec<String>) -> Vec<String> {
         let mut pipe = ::redis::pipe();
         for queue in &queues {
-            let lists = [Priority::High, Priority::Low].map(|p| keys::list_of(queue, p));
+            let lists = [Priority::High, Priority::Low].map(|p| self.server.keys.list_of(queue, p));
             pipe.exists(&lists);
         }
         match pipe.query_async::<Vec<u32>>(&mut self.commands).await {
@@ -239,15 +249,15 @@ impl Listener {
     }
 }
 
-fn channel_names(queues: &[String]) -> Vec<String> {
-    queues.iter().map(|q| keys::pushed_channel(q)).collect()
+fn channel_names(keys: &Keys, queues: &[String]) -> Vec<String> {
+    queues.iter().map(|q| keys.pushed_channel(q)).collect()
 }
 
 /// The queue a message announces, unless this node (`own`) made it or it is not an
 /// announcement at all.
-fn foreign_queue(msg: &Msg, own: &str) -> Option<String> {
-    let queue = keys::pushed_queue(msg.get_channel_name())?;
-    (msg.get_payload_bytes() != own.as_bytes()).then(|| queue.to_owned())
+fn foreign_queue(keys: &Keys, note: &Note, own: &str) -> Option<String> {
+    let queue = keys.pushed_queue(&note.channel)?;
+    (note.payload != own.as_bytes()).then(|| queue.to_owned())
 }
 
 /// The queues whose channels are subscribed, and which of them nobody waits on any more.

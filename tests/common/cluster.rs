@@ -1,0 +1,82 @@
+//! A private Redis Cluster for tests: masters and replicas on free loopback ports, joined with
+//! `redis-cli --cluster create` (slots split evenly, a replica per master), ready when every
+//! node says `cluster_state:ok`. Nodes are given up on after 2 s (`cluster-node-timeout`), so a
+//! killed master's replica takes over within seconds.
+
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use super::RedisServer;
+
+pub struct RedisCluster {
+    pub nodes: Vec<RedisServer>,
+}
+
+impl RedisCluster {
+    /// `masters` masters with `replicas` replicas each.
+    pub fn start(masters: usize, replicas: usize) -> Self {
+        let nodes: Vec<RedisServer> = (0..masters * (1 + replicas))
+            .map(|_| RedisServer::start_cluster_node())
+            .collect();
+        let addresses: Vec<String> = nodes
+            .iter()
+            .map(|n| format!("127.0.0.1:{}", n.port))
+            .collect();
+        let out = Command::new("redis-cli")
+            .args(["--cluster", "create"])
+            .args(&addresses)
+            .args(["--cluster-replicas", &replicas.to_string(), "--cluster-yes"])
+            .output()
+            .expect("redis-cli is needed for the cluster tests (tools/test installs it)");
+        assert!(
+            out.status.success(),
+            "redis-cli --cluster create: {}",
+            String::from_utf8_lossy(&out.stdout)
+        );
+        let cluster = RedisCluster { nodes };
+        cluster.wait_until_ok(Duration::from_secs(30));
+        cluster
+    }
+
+    /// The seed URLs a node is given: every node's.
+    pub fn urls(&self) -> Vec<String> {
+        self.nodes.iter().map(RedisServer::url).collect()
+    }
+
+    /// Waits until every live node says the cluster is fine and knows its replicas' role.
+    pub fn wait_until_ok(&self, limit: Duration) {
+        let started = Instant::now();
+        loop {
+            let ok = (self.nodes.iter().filter(|n| n.is_running()))
+                .all(|n| n.cli(&["CLUSTER", "INFO"]).contains("cluster_state:ok"));
+            if ok {
+                return;
+            }
+            assert!(started.elapsed() < limit, "the cluster never became ready");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// The node that serves `slot` as master now.
+    pub fn master_of(&self, slot: u16) -> &RedisServer {
+        (self.nodes.iter())
+            .find(|n| n.is_running() && n.owns(slot))
+            .expect("a master serves every slot")
+    }
+}
+
+impl RedisServer {
+    /// Whether this cluster node serves `slot` as master.
+    pub fn owns(&self, slot: u16) -> bool {
+        let nodes = self.cli(&["CLUSTER", "NODES"]);
+        let myself = nodes.lines().find(|l| l.contains("myself")).unwrap_or("");
+        myself.contains("master")
+            && myself.split_whitespace().skip(8).any(|range| {
+                let (from, to) = range.split_once('-').unwrap_or((range, range));
+                match (from.parse::<u16>(), to.parse::<u16>()) {
+                    (Ok(from), Ok(to)) => (from..=to).contains(&slot),
+                    _ => false,
+                }
+            })
+    }
+}
