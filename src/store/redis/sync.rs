@@ -12,6 +12,9 @@ use std::sync::Mutex;
 use futures_util::FutureExt;
 use futures_util::future::{BoxFuture, Shared};
 
+use ::redis::cluster_routing::{Route, SlotAddr};
+
+use super::server::Link;
 use super::*;
 
 /// A `WAIT` under way, and how many writes it covers.
@@ -30,6 +33,7 @@ struct Group {
 }
 
 thread_local! {
+    /// By server, and on a cluster by shard: each shard's writes go to its slot's master.
     static GROUPS: RefCell<HashMap<Arc<str>, Arc<Mutex<Group>>>> = RefCell::default();
 }
 
@@ -47,7 +51,7 @@ impl RedisStore {
             Arc::clone(
                 groups
                     .borrow_mut()
-                    .entry(Arc::clone(&server.name))
+                    .entry([&*server.name, server.keys.tag()].concat().into())
                     .or_default(),
             )
         });
@@ -94,24 +98,34 @@ impl RedisStore {
     }
 }
 
-/// One `WAIT` on this thread's connection to `server`.
+/// One `WAIT` on this thread's connection to `server`; on a cluster, to the master of the
+/// shard's slot, which took its writes (the cluster would ask every master otherwise).
 fn wait(
     server: Server,
     replicas: u32,
     timeout: Duration,
 ) -> BoxFuture<'static, Result<u32, String>> {
     async move {
-        ::redis::cmd("WAIT")
-            .arg(replicas)
-            .arg(timeout.as_millis() as u64)
-            .query_async::<u32>(&mut server.conn())
-            .await
-            .map_err(|e| match server.error(e) {
-                StoreError::Unavailable { reason, .. } | StoreError::Backend { reason, .. } => {
-                    reason
-                }
-                other => other.to_string(),
-            })
+        let mut wait = ::redis::cmd("WAIT");
+        wait.arg(replicas).arg(timeout.as_millis() as u64);
+        let answer = match &server.link {
+            Link::Cluster(conn) => {
+                let tag = server
+                    .keys
+                    .tag()
+                    .trim_start_matches('{')
+                    .trim_end_matches('}');
+                let master = Route::new(crate::model::shard_hash::slot(tag), SlotAddr::Master);
+                let route = RoutingInfo::SingleNode(SingleNodeRoutingInfo::SpecificNode(master));
+                let answer = conn.clone().route_command(wait, route).await;
+                answer.and_then(|value| ::redis::from_redis_value::<u32>(value).map_err(Into::into))
+            }
+            Link::Single(_) => wait.query_async::<u32>(&mut server.conn()).await,
+        };
+        answer.map_err(|e| match server.error(e) {
+            StoreError::Unavailable { reason, .. } | StoreError::Backend { reason, .. } => reason,
+            other => other.to_string(),
+        })
     }
     .boxed()
 }

@@ -1,0 +1,220 @@
+//! The Redis store on a Redis Cluster (`store.backend = "redis-cluster"`): shards spread over
+//! the masters, wake-ups between nodes over sharded pub/sub, and a master's failure, which the
+//! cluster repairs by promoting its replica while the node carries on. The inbox's behaviour on
+//! a cluster is tested by the inbox suites (`redis_cluster::…`).
+
+mod common;
+
+use std::collections::HashSet;
+use std::process::Command;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use common::cluster::RedisCluster;
+use common::{TestNode, skip_redis};
+use serde_json::json;
+
+#[test]
+fn shards_spread_over_the_masters_and_every_key_carries_its_shards_tag() {
+    if skip_redis() {
+        return;
+    }
+    let cluster = RedisCluster::start(3, 1);
+    let node = TestNode::on_cluster(&cluster, &[]);
+    for i in 0..60 {
+        node.push(&[&format!("q{i}")], "m", "H");
+    }
+    let masters: Vec<_> = (cluster.nodes.iter())
+        .filter(|n| n.cli(&["ROLE"]).starts_with("master"))
+        .collect();
+    assert_eq!(masters.len(), 3);
+    for master in masters {
+        let keys = master.cli(&["--scan", "--pattern", "*"]);
+        let keys: Vec<&str> = keys.lines().collect();
+        assert!(keys.len() >= 10, "{} keys on a master", keys.len());
+        assert!(
+            keys.iter().all(|k| k.starts_with("{rb")),
+            "untagged: {:?}",
+            keys.iter().find(|k| !k.starts_with("{rb"))
+        );
+    }
+    for i in 0..60 {
+        assert_eq!(node.pop(&format!("q{i}"), "timeout=1").payloads(), ["m"]);
+    }
+    let (status, id) = node.post("/getuniversalid", &json!({}));
+    assert_eq!(status, 200, "customer IDs on the cluster: {id}");
+}
+
+#[test]
+fn a_push_on_one_node_wakes_a_pop_waiting_on_another() {
+    if skip_redis() {
+        return;
+    }
+    let cluster = RedisCluster::start(3, 1);
+    let (waiting, pushing) = (
+        TestNode::on_cluster(&cluster, &[]),
+        TestNode::on_cluster(&cluster, &[]),
+    );
+    for queue in ["wake-a", "wake-b", "wake-c"] {
+        let held = waiting.hold_pop(queue);
+        std::thread::sleep(Duration::from_millis(300));
+        let started = Instant::now();
+        let id = pushing.push(&[queue], "hello", "H");
+        let answer = common::read_answer(&mut std::io::BufReader::new(held));
+        assert_eq!(answer.0, 200);
+        assert_eq!(answer.1["transactions"], json!([id]), "{queue}");
+        assert!(
+            started.elapsed() < Duration::from_secs(2),
+            "woken at once, not at the pop's timeout: {:?}",
+            started.elapsed()
+        );
+    }
+}
+
+/// Pushes `payload`s to `queues` in turn until `stop`, recording each payload answered 200,
+/// and each answered otherwise (it may or may not have landed).
+fn push_until(
+    node: &TestNode,
+    queues: &[String],
+    stop: &AtomicBool,
+    answered: &Mutex<Vec<(Instant, String, u16)>>,
+) {
+    let mut i = 0;
+    while !stop.load(Ordering::SeqCst) {
+        let queue = &queues[i % queues.len()];
+        let payload = format!("p{i}");
+        let body = json!({"payload": payload, "priority": "H", "queue": [{"id": queue}]});
+        let status = (node.client().post(node.url("/trans")).json(&body).send())
+            .map_or(0, |r| r.status().as_u16());
+        answered
+            .lock()
+            .unwrap()
+            .push((Instant::now(), payload, status));
+        i += 1;
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+/// Everything in `queues`, popped until they are empty. A push answered 503 may have landed;
+/// the node then deleted its transaction, and its reference pops as a null payload, which is
+/// left out.
+fn drain(node: &TestNode, queues: &[String]) -> Vec<String> {
+    let mut received = Vec::new();
+    for queue in queues {
+        loop {
+            let popped = node.pop(queue, "max=500&timeout=1");
+            if popped.payloads().is_empty() {
+                break;
+            }
+            let payloads = popped.payloads().into_iter().filter(|p| *p != "<null>");
+            received.extend(payloads.map(str::to_owned));
+        }
+    }
+    received
+}
+
+/// Kills the master of a shard's slot under continuous pushes. The cluster promotes its
+/// replica within seconds; pushes to every queue succeed again, and with `sync_replicas = 1`
+/// every push answered 200 is popped exactly once (the dead master comes back as a replica,
+/// so that writes have a replica to reach again).
+#[test]
+fn pushes_go_on_through_a_masters_failure_and_none_answered_is_lost_or_doubled() {
+    if skip_redis() {
+        return;
+    }
+    let mut cluster = RedisCluster::start(3, 1);
+    let node = TestNode::on_cluster(
+        &cluster,
+        &[
+            ("RELAYBOX__REPLICATION__SYNC_REPLICAS", "1"),
+            ("RELAYBOX__REPLICATION__SYNC_TIMEOUT_MS", "500"),
+            ("RELAYBOX__STORE__REDIS_TIMEOUT_MS", "1000"),
+        ],
+    );
+    let queues: Vec<String> = (0..12).map(|i| format!("fo{i}")).collect();
+    let (stop, answered) = (AtomicBool::new(false), Mutex::new(Vec::new()));
+    let (killed_at, restarted_at) = std::thread::scope(|scope| {
+        scope.spawn(|| push_until(&node, &queues, &stop, &answered));
+        std::thread::sleep(Duration::from_secs(2));
+        // A master: some queues' shards are its.
+        let victim = (cluster.nodes.iter())
+            .position(|n| n.is_running() && n.cli(&["ROLE"]).starts_with("master"))
+            .unwrap();
+        cluster.nodes[victim].kill();
+        let killed_at = Instant::now();
+        // Promoted within the node timeout (2 s) and a little; then back as a replica.
+        std::thread::sleep(Duration::from_secs(10));
+        cluster.wait_until_ok(Duration::from_secs(20));
+        let restarted_at = Instant::now();
+        cluster.nodes[victim].restart();
+        std::thread::sleep(Duration::from_secs(5));
+        stop.store(true, Ordering::SeqCst);
+        (killed_at, restarted_at)
+    });
+    let answered = Arc::new(answered.into_inner().unwrap());
+    // Once the replica is back under the new master, every queue takes pushes again.
+    let late: Vec<&(Instant, String, u16)> = (answered.iter())
+        .filter(|(at, _, _)| *at > restarted_at + Duration::from_secs(3))
+        .collect();
+    assert!(late.len() >= 20, "{} late pushes", late.len());
+    let failed = late.iter().filter(|(_, _, status)| *status != 200).count();
+    assert_eq!(failed, 0, "pushes failing after the failover");
+    // Promoted, the replica has no replica of its own yet: its queues' pushes cannot be
+    // confirmed, but the other masters' still are (each write waits on its own master).
+    let promoted = answered
+        .iter()
+        .filter(|(at, _, _)| *at > killed_at + Duration::from_secs(4) && *at < restarted_at);
+    let confirmed = promoted.filter(|(_, _, status)| *status == 200).count();
+    assert!(
+        confirmed >= 8,
+        "{confirmed} pushes confirmed while one master had no replica"
+    );
+    let before = answered.iter().filter(|(at, _, _)| *at < killed_at).count();
+    assert!(before >= 20, "{before} pushes before the kill");
+
+    let ok: HashSet<String> = (answered.iter())
+        .filter(|(_, _, status)| *status == 200)
+        .map(|(_, payload, _)| payload.clone())
+        .collect();
+    let all: HashSet<&String> = answered.iter().map(|(_, payload, _)| payload).collect();
+    let received = drain(&node, &queues);
+    let mut unique: HashSet<&String> = HashSet::new();
+    let twice: Vec<&String> = received.iter().filter(|p| !unique.insert(p)).collect();
+    assert!(twice.is_empty(), "delivered twice: {twice:?}");
+    let lost: Vec<&String> = ok.iter().filter(|p| !unique.contains(p)).collect();
+    assert!(
+        lost.is_empty(),
+        "{} answered 200 and lost: {lost:?}",
+        lost.len()
+    );
+    let strange: Vec<&String> = received.iter().filter(|p| !all.contains(p)).collect();
+    assert!(strange.is_empty(), "messages nobody pushed: {strange:?}");
+}
+
+/// The cluster fails over by itself: a standby role, or one server for all transactions, is
+/// refused with it, naming the key.
+#[test]
+fn settings_for_a_set_of_servers_are_refused_with_a_cluster() {
+    for (key, value, named) in [
+        ("RELAYBOX__REPLICATION__ROLE", "standby", "replication.role"),
+        (
+            "RELAYBOX__STORE__REDIS_TRANSACTIONS",
+            "redis://127.0.0.1:6379/0",
+            "store.redis_transactions",
+        ),
+    ] {
+        let out = Command::new(env!("CARGO_BIN_EXE_relaybox"))
+            .arg("--config")
+            .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/cluster.toml"))
+            .arg("check-config")
+            .env("RELAYBOX__STORE__BACKEND", "redis-cluster")
+            .env("RELAYBOX__STORE__REDIS_CLUSTER", "redis://127.0.0.1:7000")
+            .env(key, value)
+            .output()
+            .unwrap();
+        assert!(!out.status.success(), "{key} accepted");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(named), "names {named}: {err}");
+    }
+}
