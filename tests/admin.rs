@@ -88,10 +88,10 @@ fn the_status_of_a_node(backend: Backend) {
     };
     assert_eq!(status["version"], env!("CARGO_PKG_VERSION"));
     assert_eq!(status["node"], "localhost:3001/3001");
-    let backend_name = if backend == Backend::Redis {
-        "redis"
-    } else {
-        "memory"
+    let backend_name = match backend {
+        Backend::Memory => "memory",
+        Backend::Redis | Backend::RedisSet => "redis",
+        Backend::RedisCluster => "redis-cluster",
     };
     assert_eq!(status["store"]["backend"], backend_name);
     let shards = status["store"]["shards"].as_array().unwrap();
@@ -295,7 +295,7 @@ fn the_deepest_queues_cost_redis_bounded_work() {
     assert_eq!(whole["looked_at"], 3, "{whole}");
 }
 
-crate::both_backends!(
+crate::every_store!(
     queues_connections_and_desktops,
     admin_routes_need_the_token,
     admin_routes_move_to_their_listener,

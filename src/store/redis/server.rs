@@ -175,6 +175,29 @@ impl Server {
         }
     }
 
+    /// Runs a command that names no key on the server; on a cluster, on the master of the
+    /// shard's slot (the cluster would pick a node at random, or ask every master).
+    pub(super) async fn on_master<T: ::redis::FromRedisValue>(
+        &self,
+        cmd: ::redis::Cmd,
+    ) -> StoreResult<T> {
+        let answer = match &self.link {
+            Link::Cluster(conn) => {
+                let tag = self
+                    .keys
+                    .tag()
+                    .trim_start_matches('{')
+                    .trim_end_matches('}');
+                let master = Route::new(crate::model::shard_hash::slot(tag), SlotAddr::Master);
+                let route = RoutingInfo::SingleNode(SingleNodeRoutingInfo::SpecificNode(master));
+                let answer = conn.clone().route_command(cmd, route).await;
+                answer.and_then(|value| ::redis::from_redis_value(value).map_err(Into::into))
+            }
+            Link::Single(_) => cmd.query_async(&mut self.conn()).await,
+        };
+        answer.map_err(|e| self.error(e))
+    }
+
     /// Whether the server answers.
     pub(super) async fn ping(&self) -> StoreResult<()> {
         ::redis::cmd("PING")

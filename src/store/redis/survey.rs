@@ -4,6 +4,7 @@
 //! One concern of the backend, split out of its module: it uses the module's types and helpers
 //! as its own.
 
+use super::server::Link;
 use super::*;
 
 /// Keys a `SCAN` step asks for.
@@ -13,14 +14,24 @@ const SCAN_STEP: usize = 1000;
 /// queues (transactions, their states) would otherwise be scanned to its end to fill it.
 const KEYS_PER_QUEUE: usize = 20;
 
+impl RedisStore {
+    /// Where queues are: each server of a set (the transactions' may hold none), or each shard
+    /// of a cluster (looked for on its slot's master, by its tag).
+    fn queue_servers(&self) -> Vec<&Server> {
+        if matches!(self.shard(0).link, Link::Cluster(_)) {
+            return self.shards.iter().collect();
+        }
+        (self.servers().into_iter())
+            .filter(|server| self.shards.iter().any(|shard| shard.name == server.name))
+            .collect()
+    }
+}
+
 #[async_trait]
 impl Survey for RedisStore {
     async fn deepest(&self, top: usize, budget: usize) -> StoreResult<Deepest> {
         let (mut depths, mut complete) = (Vec::new(), true);
-        // The queues' servers: the transactions' may hold none.
-        let servers = (self.servers().into_iter())
-            .filter(|server| self.shards.iter().any(|shard| shard.name == server.name));
-        for server in servers {
+        for server in self.queue_servers() {
             let (found, whole) = queues_on(server, budget - depths.len()).await?;
             depths.extend(lengths(server, found).await?);
             if !whole {
@@ -70,17 +81,10 @@ async fn queues_on(server: &Server, budget: usize) -> StoreResult<(Vec<String>, 
     let mut cursor = 0u64;
     let steps = (budget * KEYS_PER_QUEUE).div_ceil(SCAN_STEP).max(1);
     for _ in 0..steps {
-        let (next, lists): (u64, Vec<String>) = ::redis::cmd("SCAN")
-            .arg(cursor)
-            .arg("MATCH")
-            .arg(server.keys.lists())
-            .arg("COUNT")
-            .arg(SCAN_STEP)
-            .arg("TYPE")
-            .arg("list")
-            .query_async(&mut server.conn())
-            .await
-            .map_err(|e| server.error(e))?;
+        let mut scan = ::redis::cmd("SCAN");
+        scan.arg(cursor).arg("MATCH").arg(server.keys.lists());
+        scan.arg("COUNT").arg(SCAN_STEP).arg("TYPE").arg("list");
+        let (next, lists): (u64, Vec<String>) = server.on_master(scan).await?;
         for list in &lists {
             if let Some(queue) = server.keys.queue_of_list(list) {
                 if found.len() == budget && !found.contains(queue) {

@@ -12,9 +12,6 @@ use std::sync::Mutex;
 use futures_util::FutureExt;
 use futures_util::future::{BoxFuture, Shared};
 
-use ::redis::cluster_routing::{Route, SlotAddr};
-
-use super::server::Link;
 use super::*;
 
 /// A `WAIT` under way, and how many writes it covers.
@@ -108,21 +105,7 @@ fn wait(
     async move {
         let mut wait = ::redis::cmd("WAIT");
         wait.arg(replicas).arg(timeout.as_millis() as u64);
-        let answer = match &server.link {
-            Link::Cluster(conn) => {
-                let tag = server
-                    .keys
-                    .tag()
-                    .trim_start_matches('{')
-                    .trim_end_matches('}');
-                let master = Route::new(crate::model::shard_hash::slot(tag), SlotAddr::Master);
-                let route = RoutingInfo::SingleNode(SingleNodeRoutingInfo::SpecificNode(master));
-                let answer = conn.clone().route_command(wait, route).await;
-                answer.and_then(|value| ::redis::from_redis_value::<u32>(value).map_err(Into::into))
-            }
-            Link::Single(_) => wait.query_async::<u32>(&mut server.conn()).await,
-        };
-        answer.map_err(|e| match server.error(e) {
+        server.on_master::<u32>(wait).await.map_err(|e| match e {
             StoreError::Unavailable { reason, .. } | StoreError::Backend { reason, .. } => reason,
             other => other.to_string(),
         })
