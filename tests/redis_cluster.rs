@@ -192,6 +192,50 @@ fn pushes_go_on_through_a_masters_failure_and_none_answered_is_lost_or_doubled()
     assert!(strange.is_empty(), "messages nobody pushed: {strange:?}");
 }
 
+/// A master added and given its share of the slots (`redis-cli --cluster rebalance`, as the
+/// README says) while pushes go on: the node follows the keys to their new master (`MOVED`,
+/// `ASK`) without a restart, the new master holds shards, and every push answered 200 is
+/// popped exactly once.
+#[test]
+fn a_node_follows_its_shards_when_the_cluster_is_resharded() {
+    if skip_redis() {
+        return;
+    }
+    let mut cluster = RedisCluster::start(3, 0);
+    let node = TestNode::on_cluster(&cluster, &[("RELAYBOX__STORE__SHARDS", "64")]);
+    let queues: Vec<String> = (0..40).map(|i| format!("rs{i}")).collect();
+    let (stop, answered) = (AtomicBool::new(false), Mutex::new(Vec::new()));
+    let added = std::thread::scope(|scope| {
+        scope.spawn(|| push_until(&node, &queues, &stop, &answered));
+        std::thread::sleep(Duration::from_secs(1));
+        let added = cluster.add_master();
+        std::thread::sleep(Duration::from_secs(1));
+        stop.store(true, Ordering::SeqCst);
+        added
+    });
+    let keys = cluster.nodes[added].cli(&["DBSIZE"]);
+    assert!(
+        keys.parse::<u64>().unwrap() > 0,
+        "the new master holds keys: {keys}"
+    );
+    let answered = answered.into_inner().unwrap();
+    let ok: HashSet<&String> = (answered.iter())
+        .filter(|(_, _, status)| *status == 200)
+        .map(|(_, payload, _)| payload)
+        .collect();
+    assert!(ok.len() >= 50, "{} pushes answered 200", ok.len());
+    let received = drain(&node, &queues);
+    let mut unique: HashSet<&String> = HashSet::new();
+    let twice: Vec<&String> = received.iter().filter(|p| !unique.insert(p)).collect();
+    assert!(twice.is_empty(), "delivered twice: {twice:?}");
+    let lost: Vec<&&String> = ok.iter().filter(|p| !unique.contains(**p)).collect();
+    assert!(
+        lost.is_empty(),
+        "{} answered 200 and lost: {lost:?}",
+        lost.len()
+    );
+}
+
 /// The cluster fails over by itself: a standby role, or one server for all transactions, is
 /// refused with it, naming the key.
 #[test]

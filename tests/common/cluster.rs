@@ -57,6 +57,37 @@ impl RedisCluster {
         }
     }
 
+    /// Adds a master and moves its share of the slots to it, keys and all, as an operator
+    /// would (`redis-cli --cluster add-node`, then `rebalance --cluster-use-empty-masters`);
+    /// returns its index.
+    pub fn add_master(&mut self) -> usize {
+        let new = RedisServer::start_cluster_node();
+        let first = format!("127.0.0.1:{}", self.nodes[0].port);
+        let cli = |args: &[&str]| {
+            let out = Command::new("redis-cli").args(args).output().unwrap();
+            let said = String::from_utf8_lossy(&out.stdout).into_owned();
+            assert!(out.status.success(), "redis-cli {args:?}: {said}");
+        };
+        cli(&[
+            "--cluster",
+            "add-node",
+            &format!("127.0.0.1:{}", new.port),
+            &first,
+        ]);
+        self.nodes.push(new);
+        self.wait_until_ok(Duration::from_secs(30));
+        // The new node must be known to all before slots move to it.
+        std::thread::sleep(Duration::from_secs(1));
+        cli(&[
+            "--cluster",
+            "rebalance",
+            &first,
+            "--cluster-use-empty-masters",
+        ]);
+        self.wait_until_ok(Duration::from_secs(30));
+        self.nodes.len() - 1
+    }
+
     /// The node that serves `slot` as master now.
     pub fn master_of(&self, slot: u16) -> &RedisServer {
         (self.nodes.iter())

@@ -21,6 +21,7 @@
 //! outage can be run again (for `redis_recovery`) without losing or duplicating messages.
 
 mod archives;
+mod cluster_link;
 mod delays;
 mod directory;
 mod id_books;
@@ -43,7 +44,6 @@ use std::time::Duration;
 
 use ::redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use ::redis::cluster::ClusterClientBuilder;
-use ::redis::cluster_async::ClusterConnection;
 use ::redis::cluster_routing::{Route, RoutingInfo, SingleNodeRoutingInfo, SlotAddr};
 use ::redis::io::tcp::TcpSettings;
 use ::redis::{
@@ -67,6 +67,7 @@ use crate::model::{
     QueueInfo, QueueName, QueuedRef, StateChange, TxId, unix_now, unix_now_ms,
 };
 use crate::model::{IdRange, PoolCut};
+use cluster_link::ClusterLink;
 use keys::Keys;
 use metered::{Connection, Metered};
 use placement::{Placement, meta_of};

@@ -28,7 +28,7 @@ pub(super) enum Link {
     Single(Box<SingleLink>),
     /// A Redis Cluster: one connection to every node, routing each command by its first
     /// key's slot and following the cluster through resharding and failover.
-    Cluster(ClusterConnection),
+    Cluster(ClusterLink),
 }
 
 /// What a thread needs to connect to one server.
@@ -99,10 +99,10 @@ impl Server {
             .tcp_settings(nodelay())
             .build()
             .map_err(|e| StoreError::Config(format!("{name}: {e}")))?;
-        let conn = tokio::time::timeout(timeout * 5, client.get_async_connection())
+        let link = ClusterLink::connect(client, timeout)
             .await
-            .map_err(|_| unavailable("no answer".to_owned()))?
-            .map_err(|e| unavailable(e.to_string()))?;
+            .map_err(unavailable)?;
+        let conn = link.conn();
         let probe = {
             let mut conn = conn.clone();
             async move {
@@ -116,7 +116,7 @@ impl Server {
         Ok(Server {
             demoted: Arc::clone(demoted),
             name,
-            link: Link::Cluster(conn),
+            link: Link::Cluster(link),
             meter: Arc::default(),
             keys: Keys::default(),
         })
@@ -162,6 +162,9 @@ impl Server {
                 reason: format!("demoted to a read-only replica ({reason})"),
             };
         }
+        if let (Link::Cluster(link), true) = (&self.link, e.is_timeout()) {
+            link.renew();
+        }
         if e.is_io_error()
             || e.is_timeout()
             || e.is_connection_dropped()
@@ -182,7 +185,7 @@ impl Server {
         cmd: ::redis::Cmd,
     ) -> StoreResult<T> {
         let answer = match &self.link {
-            Link::Cluster(conn) => {
+            Link::Cluster(link) => {
                 let tag = self
                     .keys
                     .tag()
@@ -190,7 +193,7 @@ impl Server {
                     .trim_end_matches('}');
                 let master = Route::new(crate::model::shard_hash::slot(tag), SlotAddr::Master);
                 let route = RoutingInfo::SingleNode(SingleNodeRoutingInfo::SpecificNode(master));
-                let answer = conn.clone().route_command(cmd, route).await;
+                let answer = link.conn().route_command(cmd, route).await;
                 answer.and_then(|value| ::redis::from_redis_value(value).map_err(Into::into))
             }
             Link::Single(_) => cmd.query_async(&mut self.conn()).await,
@@ -223,7 +226,7 @@ impl Server {
                     })
                     .clone()
             })),
-            Link::Cluster(conn) => Connection::Cluster(conn.clone()),
+            Link::Cluster(link) => Connection::Cluster(link.conn()),
         };
         Metered {
             inner,
