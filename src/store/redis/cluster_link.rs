@@ -18,9 +18,11 @@ const RENEW_EVERY: Duration = Duration::from_secs(2);
 
 /// A cluster client and its current connection.
 #[derive(Clone)]
-pub(super) struct ClusterLink {
+pub(super) struct ClusterLink(Arc<Shared>);
+
+struct Shared {
     client: ClusterClient,
-    current: Arc<Mutex<Current>>,
+    current: Mutex<Current>,
     timeout: Duration,
 }
 
@@ -34,32 +36,32 @@ impl ClusterLink {
     /// Connects; fails after `timeout` without a cluster.
     pub(super) async fn connect(client: ClusterClient, timeout: Duration) -> Result<Self, String> {
         let conn = open(&client, timeout).await?;
-        Ok(ClusterLink {
+        Ok(ClusterLink(Arc::new(Shared {
             client,
-            current: Arc::new(Mutex::new(Current {
+            current: Mutex::new(Current {
                 conn,
                 since: Instant::now(),
-            })),
+            }),
             timeout,
-        })
+        })))
     }
 
     /// The connection to send on (cheap to clone: it is multiplexed).
     pub(super) fn conn(&self) -> ClusterConnection {
-        lock(&self.current).conn.clone()
+        lock(&self.0.current).conn.clone()
     }
 
     /// After a call timed out: makes the connection anew in the background, unless that was
     /// begun lately.
     pub(super) fn renew(&self) {
         {
-            let mut current = lock(&self.current);
+            let mut current = lock(&self.0.current);
             if current.since.elapsed() < RENEW_EVERY {
                 return;
             }
             current.since = Instant::now();
         }
-        let link = self.clone();
+        let link = Arc::clone(&self.0);
         tokio::spawn(async move {
             match open(&link.client, link.timeout).await {
                 Ok(conn) => {
