@@ -56,7 +56,12 @@ fn a_push_on_one_node_wakes_a_pop_waiting_on_another() {
         TestNode::on_cluster(&cluster, &[]),
         TestNode::on_cluster(&cluster, &[]),
     );
-    for queue in ["wake-a", "wake-b", "wake-c"] {
+    wakes_across(&waiting, &pushing, &["wake-a", "wake-b", "wake-c"]);
+}
+
+/// A pop held on `waiting` for each of `queues` is answered at once by a push on `pushing`.
+fn wakes_across(waiting: &TestNode, pushing: &TestNode, queues: &[&str]) {
+    for queue in queues {
         let held = waiting.hold_pop(queue);
         std::thread::sleep(Duration::from_millis(300));
         let started = Instant::now();
@@ -213,6 +218,11 @@ fn a_node_follows_its_shards_when_the_cluster_is_resharded() {
         stop.store(true, Ordering::SeqCst);
         added
     });
+    // Wake-ups between nodes follow the channels to their new master too.
+    let other = TestNode::on_cluster(&cluster, &[("RELAYBOX__STORE__SHARDS", "64")]);
+    let moved: Vec<String> = (0..12).map(|i| format!("after-{i}")).collect();
+    let moved: Vec<&str> = moved.iter().map(String::as_str).collect();
+    wakes_across(&node, &other, &moved);
     let keys = cluster.nodes[added].cli(&["DBSIZE"]);
     assert!(
         keys.parse::<u64>().unwrap() > 0,
