@@ -119,7 +119,7 @@ fn relay_traffic_moves_the_counters(backend: Backend) {
     assert!(!after.text.contains(customer), "a customer id in a label");
 }
 
-crate::both_backends!(
+crate::every_store!(
     inbox_traffic_moves_the_counters,
     relay_traffic_moves_the_counters
 );

@@ -485,7 +485,7 @@ fn a_desktop_on_another_node_is_found_through_the_store() {
     assert_eq!(app.join().unwrap().text(), "hello");
 }
 
-crate::both_backends!(
+crate::every_store!(
     relay_with_body_and_headers_both_ways,
     protocol_headers_are_capitalised_as_the_original,
     no_client_no_agent_and_queued_apps,

@@ -7,7 +7,7 @@ use std::process::Command;
 use std::thread::sleep;
 use std::time::{Duration, Instant};
 
-use common::{Backend, RedisServer, TestNode, unix_now};
+use common::{Backend, RedisServer, Store, TestNode, unix_now};
 use serde_json::{Value, json};
 
 /// Samples every second.
@@ -114,17 +114,14 @@ fn bad_queries_are_refused(backend: Backend) {
 /// A node's history outlives the node: a node started again over the same store (the same data
 /// directory, for the embedded one) sees its earlier rows, and the time it was down as missing.
 fn history_survives_a_restart(backend: Backend) {
-    let redis = (backend == Backend::Redis).then(RedisServer::start);
+    let store = Store::start(backend);
     let data = tempfile::tempdir().unwrap();
     let data_dir = data.path().to_str().unwrap().to_owned();
     let env = [
         EVERY_SECOND,
         ("RELAYBOX__NODE__DATA_DIR", data_dir.as_str()),
     ];
-    let start = || match &redis {
-        Some(redis) => TestNode::on_redis(&[redis], &env),
-        None => TestNode::start_with(Backend::Memory, &env),
-    };
+    let start = || store.node(&env);
     let first = start();
     first.push(&["before"], "m", "H");
     let since = unix_now() - 2;
@@ -325,7 +322,7 @@ fn relays_are_counted(backend: Backend) {
     assert!(summed(&report, ME, "agents_waited") >= 1.0);
 }
 
-crate::both_backends!(
+crate::every_store!(
     relays_are_counted,
     samples_count_what_the_node_did,
     bad_queries_are_refused,

@@ -71,6 +71,38 @@ macro_rules! every_store {
     };
 }
 
+/// A store of `backend` that outlives the nodes started over it (the embedded store keeps
+/// what a node had in the data directory its `env` names).
+pub struct Store {
+    backend: Backend,
+    servers: Vec<RedisServer>,
+    cluster: Option<cluster::RedisCluster>,
+}
+
+impl Store {
+    pub fn start(backend: Backend) -> Self {
+        let count = match backend {
+            Backend::Memory | Backend::RedisCluster => 0,
+            Backend::Redis => 1,
+            Backend::RedisSet => 3,
+        };
+        Store {
+            backend,
+            servers: (0..count).map(|_| RedisServer::start()).collect(),
+            cluster: (backend == Backend::RedisCluster).then(|| cluster::RedisCluster::start(3, 1)),
+        }
+    }
+
+    /// A node over the store.
+    pub fn node(&self, env: &[(&str, &str)]) -> TestNode {
+        match (&self.cluster, self.backend) {
+            (Some(cluster), _) => TestNode::on_cluster(cluster, env),
+            (None, Backend::Memory) => TestNode::start_with(Backend::Memory, env),
+            (None, _) => TestNode::on_redis(&self.servers.iter().collect::<Vec<_>>(), env),
+        }
+    }
+}
+
 /// Redis tests run unless the runner says `RELAYBOX_SKIP_REDIS=1`; a missing `redis-server` is
 /// a failure, not a skip.
 pub fn skip_redis() -> bool {
