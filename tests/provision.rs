@@ -284,19 +284,6 @@ fn a_body_that_never_arrives_times_out(backend: Backend) {
     assert!(started.elapsed() < std::time::Duration::from_secs(5));
 }
 
-/// `POST /trans` with `Idempotency-Key: key` and `body`: the status and the answer.
-fn push_once(node: &TestNode, key: &str, body: &Value, query: &str) -> (u16, Value) {
-    let r = node
-        .client()
-        .post(node.url(&format!("/trans{query}")))
-        .header("Idempotency-Key", key)
-        .json(body)
-        .send()
-        .unwrap();
-    let status = r.status().as_u16();
-    (status, r.json().unwrap())
-}
-
 /// A retry with the same `Idempotency-Key` stores nothing new and answers the first id, across
 /// queues of every shard; another key, listener or tenant is another request.
 fn an_idempotency_key_makes_a_retry_safe(backend: Backend) {
@@ -307,10 +294,10 @@ fn an_idempotency_key_makes_a_retry_safe(backend: Backend) {
         "payload": "p", "priority": "H",
         "queue": queues.iter().map(|q| json!({"id": q})).collect::<Vec<_>>(),
     });
-    let (status, first) = push_once(&node, "k-1", &body, "");
+    let (status, first) = node.push_once("k-1", &body, "");
     assert_eq!(status, 200, "{first}");
     for _ in 0..3 {
-        assert_eq!(push_once(&node, "k-1", &body, ""), (200, first.clone()));
+        assert_eq!(node.push_once("k-1", &body, ""), (200, first.clone()));
     }
     for queue in &queues {
         assert_eq!(
@@ -319,7 +306,7 @@ fn an_idempotency_key_makes_a_retry_safe(backend: Backend) {
             "{queue}"
         );
     }
-    let (_, other) = push_once(&node, "k-2", &body, "");
+    let (_, other) = node.push_once("k-2", &body, "");
     assert_ne!(other["data"], first["data"]);
     let r = node
         .client()
@@ -335,14 +322,12 @@ fn an_idempotency_key_makes_a_retry_safe(backend: Backend) {
     );
 
     // A held push too.
-    let (_, later) = push_once(
-        &node,
+    let (_, later) = node.push_once(
         "k-3",
         &json!({"payload": "l", "priority": "H", "queue": [{"id": "once-later"}]}),
         "?delay=1",
     );
-    let (_, again) = push_once(
-        &node,
+    let (_, again) = node.push_once(
         "k-3",
         &json!({"payload": "l", "priority": "H", "queue": [{"id": "once-later"}]}),
         "?delay=1",
@@ -362,7 +347,7 @@ fn bad_idempotency_keys_are_refused(backend: Backend) {
     let node = TestNode::start(backend);
     let body = json!({"payload": "p", "priority": "H", "queue": [{"id": "badkey"}]});
     for key in ["", &"k".repeat(256), "with space"] {
-        let (status, reply) = push_once(&node, key, &body, "");
+        let (status, reply) = node.push_once(key, &body, "");
         assert_eq!(status, 400, "{key:?}: {reply}");
         assert!(
             reply["errors"][0]

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use common::link::FaultyLink;
 use common::{RedisServer, TestNode, skip_redis};
-use serde_json::{Value, json};
+use serde_json::json;
 
 #[test]
 fn a_push_on_one_node_wakes_a_pop_waiting_on_another() {
@@ -504,14 +504,8 @@ fn a_retried_push_with_an_idempotency_key_is_stored_once() {
     for (node, layout) in &layouts {
         let queue = format!("retried-{layout}");
         let body = json!({"payload": "once", "priority": "H", "queue": [{"id": queue}]});
-        let push = || {
-            let r = (node.client().post(node.url("/trans")))
-                .header("Idempotency-Key", format!("retry-{layout}"))
-                .json(&body)
-                .send()
-                .unwrap();
-            (r.status().as_u16(), r.json::<Value>().unwrap())
-        };
+        let key = format!("retry-{layout}");
+        let push = || node.push_once(&key, &body, "");
         faulty.cut_answers(true);
         let (status, reply) = push();
         assert_eq!(status, 503, "{layout}: {reply}");

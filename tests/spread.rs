@@ -168,14 +168,8 @@ fn a_retried_push_apart_from_its_transaction_lands_once_in_each_queue() {
         let node = node_on_links(&[&links[0], &links[1]]);
         let body = json!({"payload": "once", "priority": "H",
             "queue": [{"id": ON_FIRST}, {"id": ON_SECOND}]});
-        let push = || {
-            let r = (node.client().post(node.url("/trans")))
-                .header("Idempotency-Key", format!("retry-{lossy}"))
-                .json(&body)
-                .send()
-                .unwrap();
-            (r.status().as_u16(), r.json::<Value>().unwrap())
-        };
+        let key = format!("retry-{lossy}");
+        let push = || node.push_once(&key, &body, "");
         links[lossy].cut_answers(true);
         let (status, reply) = push();
         assert_eq!(status, 503, "server {lossy} lost its answer: {reply}");

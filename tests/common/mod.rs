@@ -603,6 +603,17 @@ impl TestNode {
     }
 
     /// Pops with the given query string (e.g. `"max=5&timeout=1"`), expecting 200.
+    /// `POST /trans<query>` with `Idempotency-Key: key` and `body`: the status and the answer.
+    pub fn push_once(&self, key: &str, body: &Value, query: &str) -> (u16, Value) {
+        let r = (self.client().post(self.url(&format!("/trans{query}"))))
+            .header("Idempotency-Key", key)
+            .json(body)
+            .send()
+            .unwrap();
+        let status = r.status().as_u16();
+        (status, r.json().unwrap())
+    }
+
     pub fn pop(&self, queue: &str, query: &str) -> Popped {
         let (status, reply) = self.post(&format!("/queue/{queue}/pop?{query}"), &json!({}));
         assert_eq!(status, 200, "pop failed: {reply}");
