@@ -197,6 +197,46 @@ fn pushes_go_on_through_a_masters_failure_and_none_answered_is_lost_or_doubled()
     assert!(strange.is_empty(), "messages nobody pushed: {strange:?}");
 }
 
+/// Without `sync_replicas`, pushes to every queue succeed again as soon as the cluster has
+/// promoted the dead master's replica, with no help.
+#[test]
+fn pushes_to_every_queue_succeed_again_once_a_replica_is_promoted() {
+    if skip_redis() {
+        return;
+    }
+    let mut cluster = RedisCluster::start(3, 1);
+    let node = TestNode::on_cluster(&cluster, &[]);
+    let queues: Vec<String> = (0..12).map(|i| format!("pr{i}")).collect();
+    let (stop, answered) = (AtomicBool::new(false), Mutex::new(Vec::new()));
+    let killed_at = std::thread::scope(|scope| {
+        scope.spawn(|| push_until(&node, &queues, &stop, &answered));
+        std::thread::sleep(Duration::from_secs(1));
+        let victim = (cluster.nodes.iter())
+            .position(|n| n.cli(&["ROLE"]).starts_with("master"))
+            .unwrap();
+        cluster.nodes[victim].kill();
+        let killed_at = Instant::now();
+        std::thread::sleep(Duration::from_secs(8));
+        stop.store(true, Ordering::SeqCst);
+        killed_at
+    });
+    let answered = answered.into_inner().unwrap();
+    let failed_during = (answered.iter())
+        .filter(|(at, _, status)| *at > killed_at && *status != 200)
+        .count();
+    assert!(
+        failed_during > 0,
+        "the dead master's shards refused pushes for a while"
+    );
+    // The last round over every queue: all taken.
+    let last: Vec<&(Instant, String, u16)> = answered.iter().rev().take(queues.len()).collect();
+    assert!(
+        last.iter().all(|(_, _, status)| *status == 200),
+        "after the promotion: {:?}",
+        last.iter().map(|(_, _, status)| status).collect::<Vec<_>>()
+    );
+}
+
 /// A master added and given its share of the slots (`redis-cli --cluster rebalance`, as the
 /// README says) while pushes go on: the node follows the keys to their new master (`MOVED`,
 /// `ASK`) without a restart, the new master holds shards, and every push answered 200 is
