@@ -209,9 +209,12 @@ async fn cluster_shards(
     demoted: &Arc<tokio::sync::watch::Sender<Option<String>>>,
 ) -> Result<(Vec<Server>, subscriber::Hub), StoreError> {
     let cluster = Server::connect_cluster(&settings.redis_cluster, timeout, demoted).await?;
-    let hub = subscriber::Hub::connect(&settings.redis_cluster)
+    let hub = subscriber::Hub::connect(&settings.redis_cluster, timeout)
         .await
-        .map_err(|e| cluster.error(e))?;
+        .map_err(|reason| StoreError::Unavailable {
+            shard: cluster.name.to_string(),
+            reason,
+        })?;
     let shards = (0..settings.shards)
         .map(|shard| cluster.tagged(&keys::shard_tag(shard, settings.shards)))
         .collect();

@@ -12,12 +12,15 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use ::redis::aio::{PubSubSink, PubSubStream};
+use std::time::Duration;
+
 use ::redis::cluster::ClusterClientBuilder;
 use ::redis::cluster_async::ClusterConnection;
-use ::redis::{PushInfo, PushKind, RedisResult, Value};
+use ::redis::{PushInfo, PushKind, RedisError, RedisResult, Value};
 use futures_util::StreamExt;
 use tokio::sync::mpsc;
 
+use super::super::cluster_link::ClusterLink;
 use super::super::server::{Link, Server};
 
 /// One announcement: its channel and payload.
@@ -48,14 +51,20 @@ impl Feed {
     pub async fn subscribe(&mut self, channels: Vec<String>) -> RedisResult<()> {
         match self {
             Feed::Own(sink, _) => sink.subscribe(channels).await,
-            Feed::Shared(sub) => sub.conn.ssubscribe(channels).await,
+            Feed::Shared(sub) => {
+                let answer = sub.conn.ssubscribe(channels).await;
+                sub.renew_if_stuck(answer)
+            }
         }
     }
 
     pub async fn unsubscribe(&mut self, channels: Vec<String>) -> RedisResult<()> {
         match self {
             Feed::Own(sink, _) => sink.unsubscribe(channels).await,
-            Feed::Shared(sub) => sub.conn.sunsubscribe(channels).await,
+            Feed::Shared(sub) => {
+                let answer = sub.conn.sunsubscribe(channels).await;
+                sub.renew_if_stuck(answer)
+            }
         }
     }
 
@@ -74,28 +83,44 @@ impl Feed {
 /// A shard's place on the hub: the shared connection, and what its channels hear (`None`: the
 /// cluster lost a node).
 pub struct Subscription {
+    link: ClusterLink,
     conn: ClusterConnection,
     notes: mpsc::UnboundedReceiver<Option<Note>>,
+}
+
+impl Subscription {
+    /// A call that timed out has the hub's connection made anew (see [`ClusterLink`]): the
+    /// shard's listener then joins again, on the new one.
+    fn renew_if_stuck(&self, answer: RedisResult<()>) -> RedisResult<()> {
+        if answer.as_ref().is_err_and(RedisError::is_timeout) {
+            self.link.renew();
+        }
+        answer
+    }
 }
 
 /// The store's sharded pub/sub connection to a Redis Cluster, and who listens on it, by the
 /// hash tag that starts their channels.
 #[derive(Clone)]
 pub struct Hub {
-    conn: ClusterConnection,
+    link: ClusterLink,
     shards: Arc<Mutex<HashMap<String, mpsc::UnboundedSender<Option<Note>>>>>,
 }
 
 impl Hub {
     /// Connects to the cluster that `seeds` belong to, over RESP3 (sharded pub/sub needs it).
-    pub async fn connect(seeds: &[String]) -> RedisResult<Hub> {
+    /// Whatever connection the client makes, its pushes come to the same place.
+    pub async fn connect(seeds: &[String], timeout: Duration) -> Result<Hub, String> {
         let (pushes, mut received) = mpsc::unbounded_channel::<PushInfo>();
         let client = ClusterClientBuilder::new(seeds.iter().map(String::as_str))
             .use_protocol(::redis::ProtocolVersion::RESP3)
             .push_sender(pushes)
-            .build()?;
+            .connection_timeout(timeout)
+            .response_timeout(timeout)
+            .build()
+            .map_err(|e| e.to_string())?;
         let hub = Hub {
-            conn: client.get_async_connection().await?,
+            link: ClusterLink::connect(client, timeout).await?,
             shards: Arc::default(),
         };
         let shards = Arc::clone(&hub.shards);
@@ -111,7 +136,8 @@ impl Hub {
         let (sender, notes) = mpsc::unbounded_channel();
         lock(&self.shards).insert(tag.to_owned(), sender);
         Subscription {
-            conn: self.conn.clone(),
+            link: self.link.clone(),
+            conn: self.link.conn(),
             notes,
         }
     }
