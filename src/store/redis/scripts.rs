@@ -23,7 +23,10 @@ use crate::store::HISTORY_LIMIT;
 ///   node writes the change's JSON line (with its time): building it here would cost Redis,
 ///   which every node shares, more than the change itself.
 const PRELUDE: &str = r#"
-    local function tag_of(key) return string.match(key, '^{[^}]*}') or '' end
+    local function tag_of(key)
+        if string.byte(key, 1) ~= 123 then return '' end  -- no '{': a plain server's key
+        return string.match(key, '^{[^}]*}') or ''
+    end
 
     local function announce(channel, from)
         if tag_of(channel) == '' then
