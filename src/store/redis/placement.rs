@@ -1,5 +1,6 @@
 //! Where each transaction lives, and the operations that touch a transaction and its queues
-//! on different servers.
+//! on different servers. (On a Redis Cluster, read "shard" for "server": one hash tag, whose
+//! keys share a slot; two shards are apart as two servers are.)
 //!
 //! A transaction pushed into queues on other servers than its own is touched in one step per
 //! server, and a node can die between them. No order of steps can lose a message or deliver it
