@@ -87,27 +87,4 @@ impl RedisCluster {
         self.wait_until_ok(Duration::from_secs(30));
         self.nodes.len() - 1
     }
-
-    /// The node that serves `slot` as master now.
-    pub fn master_of(&self, slot: u16) -> &RedisServer {
-        (self.nodes.iter())
-            .find(|n| n.is_running() && n.owns(slot))
-            .expect("a master serves every slot")
-    }
-}
-
-impl RedisServer {
-    /// Whether this cluster node serves `slot` as master.
-    pub fn owns(&self, slot: u16) -> bool {
-        let nodes = self.cli(&["CLUSTER", "NODES"]);
-        let myself = nodes.lines().find(|l| l.contains("myself")).unwrap_or("");
-        myself.contains("master")
-            && myself.split_whitespace().skip(8).any(|range| {
-                let (from, to) = range.split_once('-').unwrap_or((range, range));
-                match (from.parse::<u16>(), to.parse::<u16>()) {
-                    (Ok(from), Ok(to)) => (from..=to).contains(&slot),
-                    _ => false,
-                }
-            })
-    }
 }

@@ -427,11 +427,6 @@ impl TestNode {
         (self._redis.first()).expect("a node started on Backend::Redis or RedisSet")
     }
 
-    /// The private Redis Cluster of a node started on `Backend::RedisCluster`.
-    pub fn own_cluster(&self) -> &cluster::RedisCluster {
-        (self._cluster.as_ref()).expect("a node started on Backend::RedisCluster")
-    }
-
     /// The HTTPS listener's URL for `path` (the certificate is for `localhost`).
     pub fn https_url(&self, path: &str) -> String {
         let tls = self.tls.as_ref().expect("started with start_secure");

@@ -32,8 +32,8 @@ pub(super) use feed::Hub;
 use feed::{Feed, Note};
 
 use super::keys::{self, Keys};
+use super::scripts;
 use super::server::Server;
-use super::{Metered, scripts};
 use crate::model::Priority;
 use crate::store::{Interest, Notifications, ShardEvent};
 
@@ -72,18 +72,16 @@ async fn forget_waiting(server: &Server, node: &str) -> ::redis::RedisResult<()>
         .await
 }
 
-/// Starts listening; stops by itself when the shard drops its [`Notifications`]. `commands` is
-/// the shard's command connection: it is woken up whenever the server is back, so that the
-/// first request after an outage does not find it still broken. Announcements `from` this node
-/// are ignored.
+/// Starts listening; stops by itself when the shard drops its [`Notifications`]. The shard's
+/// command connection (this thread's, the same the shard uses) is woken up whenever the server
+/// is back, so that the first request after an outage does not find it still broken.
+/// Announcements `from` this node are ignored.
 pub fn spawn(server: &Server, hub: Option<Hub>, from: Arc<str>) -> Notifications {
     let (events, events_rx) = mpsc::unbounded_channel();
     let (interest_tx, interest) = mpsc::unbounded_channel();
     let listener = Listener {
         server: server.clone(),
         hub,
-        commands: server.conn(),
-        name: Arc::clone(&server.name),
         from,
         events,
         interest,
@@ -101,9 +99,6 @@ struct Listener {
     server: Server,
     /// On a Redis Cluster, the store's sharded pub/sub connection.
     hub: Option<Hub>,
-    /// The shard's command connection, kept so that the first use after an outage wakes it.
-    commands: Metered,
-    name: Arc<str>,
     from: Arc<str>,
     events: mpsc::UnboundedSender<ShardEvent>,
     interest: mpsc::UnboundedReceiver<Interest>,
@@ -132,11 +127,11 @@ impl Listener {
                 // also wakes the shard's command connection). Until that is done it waits for
                 // no one.
                 if let Err(e) = forget_waiting(&self.server, &self.from).await {
-                    warn!(server = %self.name, error = %e, "cannot reset this node's waiters; retrying");
+                    warn!(server = %self.server.name, error = %e, "cannot reset this node's waiters; retrying");
                     tokio::time::sleep(RETRY_DELAY).await;
                     continue;
                 }
-                info!(server = %self.name, "notifications resumed");
+                info!(server = %self.server.name, "notifications resumed");
             }
             connected_once = true;
             if self.events.send(ShardEvent::Subscribed).is_err() {
@@ -145,7 +140,7 @@ impl Listener {
             if let Ended::ShardGone = self.serve(feed).await {
                 return;
             }
-            warn!(server = %self.name, "lost the notification connection; reconnecting");
+            warn!(server = %self.server.name, "lost the notification connection; reconnecting");
             if self.events.send(ShardEvent::Lost).is_err() {
                 return;
             }
@@ -157,7 +152,7 @@ impl Listener {
         let mut feed = match Feed::open(&self.server, self.hub.as_ref()).await {
             Ok(feed) => feed,
             Err(e) => {
-                warn!(server = %self.name, error = %e, "cannot reach redis for notifications; retrying");
+                warn!(server = %self.server.name, error = %e, "cannot reach redis for notifications; retrying");
                 return None;
             }
         };
@@ -170,7 +165,7 @@ impl Listener {
                 .subscribe(channel_names(&self.server.keys, batch))
                 .await
             {
-                warn!(server = %self.name, error = %e, "cannot subscribe; retrying");
+                warn!(server = %self.server.name, error = %e, "cannot subscribe; retrying");
                 return None;
             }
         }
@@ -185,7 +180,7 @@ impl Listener {
             tokio::select! {
                 _ = alive.tick() => {
                     if let Err(e) = say_alive(&self.server, &self.from).await {
-                        warn!(server = %self.name, error = %e, "cannot say this node is alive");
+                        warn!(server = %self.server.name, error = %e, "cannot say this node is alive");
                     }
                 }
                 note = feed.next() => match note {
@@ -239,7 +234,7 @@ impl Listener {
             let lists = [Priority::High, Priority::Low].map(|p| self.server.keys.list_of(queue, p));
             pipe.exists(&lists);
         }
-        match pipe.query_async::<Vec<u32>>(&mut self.commands).await {
+        match pipe.query_async::<Vec<u32>>(&mut self.server.conn()).await {
             Ok(found) => (queues.into_iter().zip(found))
                 .filter(|(_, lists)| *lists > 0)
                 .map(|(queue, _)| queue)
