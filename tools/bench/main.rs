@@ -290,11 +290,12 @@ async fn push(host: &str, connections: usize, duration: Duration, payload_size: 
     }
     let elapsed = finish(tasks, started).await;
     figure!(
-        "push: {:.0} req/s ({} connections, {payload_size} B payload, {:.0} s, {} errors)",
+        "push: {:.0} req/s ({} connections, {payload_size} B payload, {:.0} s, {} errors, {} requests)",
         ok.load(Ordering::Relaxed) as f64 / elapsed,
         connections,
         elapsed,
-        errors.load(Ordering::Relaxed)
+        errors.load(Ordering::Relaxed),
+        ok.load(Ordering::Relaxed)
     );
 }
 
