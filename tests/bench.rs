@@ -53,7 +53,13 @@ fn push_measures_a_real_node() {
         .and_then(|n| n.parse().ok())
         .unwrap_or_else(|| panic!("not a push figure: {line}"));
     assert!(rate > 0, "{line}");
-    assert!(line.ends_with(", 0 errors)"), "{line}");
+    assert!(line.contains(", 0 errors, "), "{line}");
+    let requests: u64 = line
+        .strip_suffix(" requests)")
+        .and_then(|rest| rest.rsplit(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no request count: {line}"));
+    assert!(requests >= rate / 2, "{line}");
 }
 
 #[test]
