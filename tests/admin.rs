@@ -90,7 +90,7 @@ fn the_status_of_a_node(backend: Backend) {
     assert_eq!(status["node"], "localhost:3001/3001");
     let backend_name = match backend {
         Backend::Memory => "memory",
-        Backend::Redis | Backend::RedisSet => "redis",
+        Backend::Redis | Backend::RedisSet | Backend::RedisPopBox => "redis",
         Backend::RedisCluster => "redis-cluster",
     };
     assert_eq!(status["store"]["backend"], backend_name);

@@ -108,7 +108,8 @@ fn group_names_cannot_touch_other_data(backend: Backend) {
     let node = TestNode::start(backend);
     let id = node.push(&["q"], "keep me", "H");
     // PopBox kept groups under their bare name: this would have deleted the transaction.
-    for name in [format!("PB:T|{id}:meta"), format!("PB:T|{id}:state")] {
+    for part in ["meta", "state", "tx"] {
+        let name = format!("PB:T|{id}:{part}");
         let path = format!("/group/{}", name.replace('|', "%7C"));
         assert_eq!(node.delete(&path).0, 200);
         assert_eq!(members(&node, &name), Vec::<String>::new());

@@ -78,7 +78,7 @@ fn deploy_info(backend: Backend) {
     assert_eq!(info["name"], "relaybox");
     let (name, shards) = match backend {
         Backend::Memory => ("memory", 16),
-        Backend::Redis => ("redis", 1),
+        Backend::Redis | Backend::RedisPopBox => ("redis", 1),
         Backend::RedisSet => ("redis", 3),
         Backend::RedisCluster => ("redis-cluster", 16),
     };

@@ -18,14 +18,14 @@ use serde_json::{Value, json};
 const ON_FIRST: &str = "qa";
 const ON_SECOND: &str = "qb";
 
-/// Whether `server` holds transaction `id`.
+/// Whether `server` holds transaction `id` (spread, it is one hash: `PB:T|<id>:tx`).
 fn holds(server: &RedisServer, id: &str) -> bool {
-    server.cli(&["EXISTS", &format!("PB:T|{id}:meta")]).trim() == "1"
+    server.cli(&["EXISTS", &format!("PB:T|{id}:tx")]).trim() == "1"
 }
 
 /// How many transactions `server` holds.
 fn transactions_on(server: &RedisServer) -> usize {
-    let keys = server.cli(&["--scan", "--pattern", "PB:T|*:meta"]);
+    let keys = server.cli(&["--scan", "--pattern", "PB:T|*:tx"]);
     keys.lines().count()
 }
 

@@ -31,6 +31,9 @@ pub enum Backend {
     RedisSet,
     /// A Redis Cluster of three masters, each with a replica.
     RedisCluster,
+    /// One Redis server in PopBox's layout: `store.redis_transactions` names it, so that each
+    /// transaction is kept in PopBox's keys (`PB:T|<id>:meta`, `:state`, `:history`).
+    RedisPopBox,
 }
 
 /// Runs each named test (a `fn(Backend)`) once per backend, as `memory::name` and `redis::name`.
@@ -49,9 +52,10 @@ macro_rules! both_backends {
     };
 }
 
-/// As [`both_backends`], and on a set of three Redis servers (`redis_set::name`) and a Redis
-/// Cluster (`redis_cluster::name`) too: for the inbox's behaviour, which must not change when
-/// transactions live apart from their queues, or on a cluster.
+/// As [`both_backends`], and on a set of three Redis servers (`redis_set::name`), a Redis
+/// Cluster (`redis_cluster::name`) and a server in PopBox's layout (`redis_popbox::name`) too:
+/// for the inbox's behaviour, which must not change when transactions live apart from their
+/// queues, on a cluster, or in PopBox's keys.
 #[macro_export]
 macro_rules! every_store {
     ($($name:ident),* $(,)?) => {
@@ -66,6 +70,12 @@ macro_rules! every_store {
             $( #[test] fn $name() {
                 if $crate::common::skip_redis() { return; }
                 super::$name($crate::common::Backend::RedisCluster)
+            } )*
+        }
+        mod redis_popbox {
+            $( #[test] fn $name() {
+                if $crate::common::skip_redis() { return; }
+                super::$name($crate::common::Backend::RedisPopBox)
             } )*
         }
     };
@@ -83,7 +93,7 @@ impl Store {
     pub fn start(backend: Backend) -> Self {
         let count = match backend {
             Backend::Memory | Backend::RedisCluster => 0,
-            Backend::Redis => 1,
+            Backend::Redis | Backend::RedisPopBox => 1,
             Backend::RedisSet => 3,
         };
         Store {
@@ -98,9 +108,27 @@ impl Store {
         match (&self.cluster, self.backend) {
             (Some(cluster), _) => TestNode::on_cluster(cluster, env),
             (None, Backend::Memory) => TestNode::start_with(Backend::Memory, env),
-            (None, _) => TestNode::on_redis(&self.servers.iter().collect::<Vec<_>>(), env),
+            (None, backend) => {
+                let env = popbox_layout(backend, &self.servers, env);
+                let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+                TestNode::on_redis(&self.servers.iter().collect::<Vec<_>>(), &env)
+            }
         }
     }
+}
+
+/// `env`, and for `Backend::RedisPopBox` the setting that keeps transactions in PopBox's layout
+/// on the first of `servers`.
+fn popbox_layout<'a>(
+    backend: Backend,
+    servers: &[RedisServer],
+    env: &[(&'a str, &str)],
+) -> Vec<(&'a str, String)> {
+    let mut all: Vec<(&str, String)> = env.iter().map(|(k, v)| (*k, v.to_string())).collect();
+    if backend == Backend::RedisPopBox {
+        all.push(("RELAYBOX__STORE__REDIS_TRANSACTIONS", servers[0].url()));
+    }
+    all
 }
 
 /// Redis tests run unless the runner says `RELAYBOX_SKIP_REDIS=1`; a missing `redis-server` is
@@ -377,10 +405,12 @@ impl TestNode {
                 node._cluster = Some(cluster);
                 node
             }
-            Backend::Redis | Backend::RedisSet => {
-                let count = if backend == Backend::Redis { 1 } else { 3 };
+            Backend::Redis | Backend::RedisSet | Backend::RedisPopBox => {
+                let count = if backend == Backend::RedisSet { 3 } else { 1 };
                 let servers: Vec<RedisServer> = (0..count).map(|_| RedisServer::start()).collect();
-                let mut node = Self::on_redis(&servers.iter().collect::<Vec<_>>(), env);
+                let env = popbox_layout(backend, &servers, env);
+                let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+                let mut node = Self::on_redis(&servers.iter().collect::<Vec<_>>(), &env);
                 node._redis = servers;
                 node
             }

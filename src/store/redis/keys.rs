@@ -2,6 +2,8 @@
 //!
 //! - `PB:T|<id>:meta` (transactions server): hash of the transaction's fields;
 //! - `PB:T|<id>:state` (transactions server): hash queue id → `Pending`/`Blocked`/`Delivered`;
+//! - `PB:T|<id>:tx` (transactions server), instead of those and the history when transactions
+//!   spread: the three in one hash (see `record`);
 //! - `PB:Q|H:<prefix><queue>`, `PB:Q|L:…` (the queue's shard): lists of `PB:T|<id>` references,
 //!   where `<prefix>` is `[<org>:]UNSEC:` or `[<org>:]SEC:` with the org spelled by
 //!   [`org_in_keys`](crate::model::org_in_keys), so that no name reaches another's keys;
@@ -104,6 +106,18 @@ impl Keys {
         channel
             .strip_prefix(&*self.tag)?
             .strip_prefix(PUSHED_PREFIX)
+    }
+
+    /// How scripts name a transaction, in either layout (see `record`): its reference after
+    /// the tag. Not a key itself: each of the transaction's keys is this and a suffix, so that
+    /// no id names another transaction's key.
+    pub fn transaction(&self, id: &TxId) -> String {
+        self.key(&[TRANSACTION_PREFIX, id.as_str()])
+    }
+
+    /// A transaction's one hash in the dense layout (see `record`).
+    pub fn record(&self, id: &TxId) -> String {
+        self.key(&[TRANSACTION_PREFIX, id.as_str(), ":tx"])
     }
 
     pub fn history(&self, id: &TxId) -> String {
@@ -337,6 +351,7 @@ mod tests {
             claim(keys.group(name), format!("group {name:?}"));
             let id = TxId::from(name.as_str());
             for key in [
+                keys.record(&id),
                 keys.meta(&id),
                 keys.state(&id),
                 keys.history(&id),

@@ -30,6 +30,7 @@ mod locations;
 mod metered;
 mod placement;
 mod queues;
+mod record;
 mod scripts;
 mod server;
 mod subscriber;
@@ -70,7 +71,8 @@ use crate::model::{IdRange, PoolCut};
 use cluster_link::ClusterLink;
 use keys::Keys;
 use metered::{Connection, Metered};
-use placement::{Placement, meta_of};
+use placement::Placement;
+use record::{Record, decode_meta};
 use server::Server;
 
 /// How many due unacknowledged deliveries one sweep returns at most.
@@ -86,6 +88,8 @@ pub struct RedisStore {
     /// The region's records: groups, locations, ID books, held pushes, statistics.
     regional: Server,
     transactions: Placement,
+    /// How each transaction is kept: follows from `transactions`.
+    record: Record,
     /// On a Redis Cluster, the sharded pub/sub connection the shards' announcements share.
     hub: Option<subscriber::Hub>,
     /// How long an interrupted take or put-back is retried.
@@ -142,6 +146,7 @@ impl RedisStore {
         Ok(RedisStore {
             shards,
             regional,
+            record: Record::of(&transactions),
             transactions,
             hub,
             recovery: Duration::from_secs(settings.redis_recovery),
@@ -156,6 +161,11 @@ impl RedisStore {
 
     fn shard(&self, shard: ShardId) -> &Server {
         &self.shards[shard]
+    }
+
+    /// The scripts that touch transactions, for the layout they are in.
+    fn scripts(&self) -> &'static scripts::RecordScripts {
+        scripts::RecordScripts::of(self.record)
     }
 
     /// How many shards of their own the store has (shards may share a server).
@@ -280,52 +290,6 @@ fn history_line(queue: &str, state: DeliveryState, at: i64) -> String {
     serde_json::to_string(&change).expect("state changes serialise")
 }
 
-/// Adds to `pipe` the commands that store a new transaction: its metadata, each queue's state
-/// `Pending`, and the history of those states, all expiring with the transaction. Hashes and
-/// lists are written in batches, so that 10,000 queues do not make one huge command. The
-/// pipeline is meant to be read as `()`: its replies are not `ignore`d one by one, which would
-/// cost a hash-set insert each for nothing.
-fn store_transaction(pipe: &mut ::redis::Pipeline, keys: &Keys, tx: &NewTransaction) {
-    const BATCH: usize = 1000;
-    let meta = keys.meta(&tx.id);
-    let expires_at = tx.expires_at.to_string();
-    let fields = tx
-        .meta
-        .iter()
-        .flat_map(|(k, v)| [k.as_bytes(), v.as_bytes()]);
-    pipe.add_command(command("HSET", iter::once(meta.as_bytes()).chain(fields)))
-        .add_command(command(
-            "EXPIREAT",
-            [meta.as_bytes(), expires_at.as_bytes()],
-        ));
-    if tx.queues.is_empty() {
-        return;
-    }
-    let (state, history) = (keys.state(&tx.id), keys.history(&tx.id));
-    let at = unix_now_ms();
-    for batch in tx.queues.chunks(BATCH) {
-        let pending = batch
-            .iter()
-            .flat_map(|q| [q.as_bytes(), DeliveryState::Pending.as_str().as_bytes()]);
-        pipe.add_command(command("HSET", iter::once(state.as_bytes()).chain(pending)));
-        let changes: Vec<String> = batch
-            .iter()
-            .map(|queue| history_line(queue, DeliveryState::Pending, at))
-            .collect();
-        let changes = changes.iter().map(String::as_bytes);
-        pipe.add_command(command(
-            "RPUSH",
-            iter::once(history.as_bytes()).chain(changes),
-        ));
-    }
-    if tx.queues.len() > HISTORY_LIMIT {
-        pipe.ltrim(&history, -(HISTORY_LIMIT as isize), -1);
-    }
-    for key in [&state, &history] {
-        pipe.add_command(command("EXPIREAT", [key.as_bytes(), expires_at.as_bytes()]));
-    }
-}
-
 /// A command built with its buffers sized for all its arguments at once. redis-rs grows them an
 /// argument at a time otherwise, and for a push, whose metadata holds the payload, those
 /// reallocations were nearly a tenth of what the node did.
@@ -439,7 +403,7 @@ impl RedisStore {
         // and every other message in it.
         let queues = if ttl > 0 { queues } else { &[] };
         if let Some(tx) = create.filter(|tx| !tx.meta.is_empty()) {
-            store_transaction(pipe, keys, tx);
+            self.record.store(pipe, keys, tx);
         }
         let (reference, ttl) = (keys::reference(target.id), ttl.to_string());
         for queue in queues {
@@ -572,7 +536,10 @@ impl RedisStore {
     /// take never ran). The `Pending` in the history is dated when the take failed.
     fn return_taken_later(&self, server: &Server, queue: &QueueName, token: &str, together: bool) {
         let keys = &server.keys;
-        let mut invocation = scripts::RETURN_TAKEN.key(keys.list(queue, Priority::High));
+        let mut invocation = self
+            .scripts()
+            .return_taken
+            .key(keys.list(queue, Priority::High));
         invocation
             .key(keys.list(queue, Priority::Low))
             .key(token)

@@ -126,21 +126,21 @@ impl RedisStore {
         if refs.is_empty() {
             return Ok(Vec::new());
         }
-        let mut invocation = scripts::MARK.prepare_invoke();
+        let mut invocation = self.scripts().mark.prepare_invoke();
         for r in refs {
-            invocation
-                .key(server.keys.meta(&r.tx))
-                .key(server.keys.state(&r.tx));
+            invocation.key(server.keys.transaction(&r.tx));
         }
         invocation
             .arg(queue.id())
             .arg(state.as_str())
             .arg(history_line(queue.id(), state, unix_now_ms()));
-        let metas: Vec<Vec<(String, String)>> = invocation
+        let metas: Vec<::redis::Value> = invocation
             .invoke_async(&mut server.conn())
             .await
             .map_err(|e| server.error(e))?;
-        Ok(metas.into_iter().map(meta_of).collect())
+        Ok((metas.into_iter())
+            .map(|meta| decode_meta(server, meta))
+            .collect())
     }
 
     /// After a take on `server`: marks the transactions it could not mark itself (those that
@@ -202,9 +202,4 @@ fn zip_taken(taken: Vec<QueuedRef>, metas: Vec<Option<Meta>>) -> Vec<TakenRef> {
     (taken.into_iter().zip(metas))
         .map(|(queued, meta)| TakenRef { queued, meta })
         .collect()
-}
-
-/// A transaction's metadata as a script returns it: `None` for an empty (missing) hash.
-pub(super) fn meta_of(fields: Vec<(String, String)>) -> Option<Meta> {
-    (!fields.is_empty()).then(|| fields.into_iter().collect())
 }

@@ -163,9 +163,9 @@ impl Queues for RedisStore {
             String::new()
         };
         let mut retry = false;
-        let (high, low, metas): (Vec<String>, Vec<String>, Vec<Vec<(String, String)>>) = self
+        let (high, low, metas): (Vec<String>, Vec<String>, Vec<::redis::Value>) = self
             .retrying(server, || {
-                let mut invocation = scripts::TAKE.key(keys.list(queue, Priority::High));
+                let mut invocation = self.scripts().take.key(keys.list(queue, Priority::High));
                 invocation
                     .key(keys.list(queue, Priority::Low))
                     .key(&token)
@@ -196,7 +196,9 @@ impl Queues for RedisStore {
                 }
             })?;
         let taken = refs(high, low);
-        let mut metas: Vec<Option<Meta>> = metas.into_iter().map(meta_of).collect();
+        let mut metas: Vec<Option<Meta>> = (metas.into_iter())
+            .map(|meta| decode_meta(server, meta))
+            .collect();
         metas.resize(taken.len(), None);
         self.mark_elsewhere(server, queue, mark.state(), taken, metas)
             .await
@@ -246,9 +248,9 @@ impl Queues for RedisStore {
                 |server, ids| {
                     let line = &line;
                     async move {
-                        let mut invocation = scripts::ACK_STATES.prepare_invoke();
+                        let mut invocation = self.scripts().ack_states.prepare_invoke();
                         for id in ids {
-                            invocation.key(server.keys.state(id));
+                            invocation.key(server.keys.transaction(id));
                         }
                         let found: Vec<i64> = invocation
                             .arg(queue.id())
@@ -317,10 +319,13 @@ impl Queues for RedisStore {
                 &due,
                 |(_, _, tx)| tx,
                 |server, due| async move {
-                    let mut reopen = scripts::REOPEN.prepare_invoke();
+                    let mut reopen = self.scripts().reopen.prepare_invoke();
                     for (_, queue, tx) in due {
                         let line = history_line(queue.id(), DeliveryState::Pending, now);
-                        reopen.key(server.keys.meta(tx)).arg(queue.id()).arg(line);
+                        reopen
+                            .key(server.keys.transaction(tx))
+                            .arg(queue.id())
+                            .arg(line);
                     }
                     reopen
                         .invoke_async::<Vec<String>>(&mut server.conn())
@@ -396,12 +401,13 @@ impl Queues for RedisStore {
                 |server, refs| async move {
                     let mut pipe = ::redis::pipe();
                     for r in refs {
-                        pipe.hget(keys.meta(&r.tx), "payload");
+                        self.record.load_meta(&mut pipe, &server.keys, &r.tx);
                     }
-                    (pipe
-                        .query_async::<Vec<Option<String>>>(&mut server.conn())
-                        .await)
-                        .map_err(|e| server.error(e))
+                    let metas: Vec<::redis::Value> = (pipe.query_async(&mut server.conn()).await)
+                        .map_err(|e| server.error(e))?;
+                    Ok((metas.into_iter())
+                        .map(|meta| decode_meta(server, meta).and_then(|mut m| m.remove("payload")))
+                        .collect())
                 },
             )
             .await
@@ -453,16 +459,11 @@ impl Queues for RedisStore {
     }
 
     async fn transaction(&self, id: &TxId) -> StoreResult<Option<Meta>> {
-        let server = self.tx_server(id);
-        let meta: Meta =
-            (server.conn().hgetall(server.keys.meta(id)).await).map_err(|e| server.error(e))?;
-        Ok((!meta.is_empty()).then_some(meta))
+        self.record.meta(self.tx_server(id), id).await
     }
 
     async fn states(&self, id: &TxId) -> StoreResult<BTreeMap<String, DeliveryState>> {
-        let server = self.tx_server(id);
-        let raw: BTreeMap<String, String> =
-            (server.conn().hgetall(server.keys.state(id)).await).map_err(|e| server.error(e))?;
+        let raw = self.record.states(self.tx_server(id), id).await?;
         Ok(raw
             .into_iter()
             .filter_map(|(q, s)| DeliveryState::parse(&s).map(|s| (q, s)))
@@ -470,9 +471,7 @@ impl Queues for RedisStore {
     }
 
     async fn history(&self, id: &TxId) -> StoreResult<Vec<StateChange>> {
-        let server = self.tx_server(id);
-        let lines: Vec<String> = (server.conn().lrange(server.keys.history(id), 0, -1).await)
-            .map_err(|e| server.error(e))?;
+        let lines = self.record.history(self.tx_server(id), id).await?;
         Ok(lines
             .iter()
             .filter_map(|line| serde_json::from_str(line).ok())
@@ -486,8 +485,7 @@ impl Queues for RedisStore {
         expires_at: Option<i64>,
     ) -> StoreResult<bool> {
         let server = self.tx_server(id);
-        let mut invocation = scripts::UPDATE.key(server.keys.meta(id));
-        invocation.key(server.keys.state(id));
+        let mut invocation = self.scripts().update.key(server.keys.transaction(id));
         invocation.arg(expires_at.map(|at| at.to_string()).unwrap_or_default());
         for (k, v) in fields {
             invocation.arg(k).arg(v);
@@ -499,8 +497,7 @@ impl Queues for RedisStore {
 
     async fn delete_transaction(&self, id: &TxId) -> StoreResult<()> {
         let server = self.tx_server(id);
-        let keys = &server.keys;
-        let keys = [keys.meta(id), keys.state(id), keys.history(id)];
+        let keys = self.record.keys(&server.keys, id);
         (server.conn().del::<_, ()>(&keys).await).map_err(|e| server.error(e))
     }
 }

@@ -4,6 +4,7 @@ use std::sync::LazyLock;
 
 use ::redis::Script;
 
+use super::record::Record;
 use crate::store::HISTORY_LIMIT;
 
 /// Lua shared by the scripts, so that each thing is written one way everywhere:
@@ -16,12 +17,10 @@ use crate::store::HISTORY_LIMIT;
 ///   next waiter). The node's set `waits` (`RB:W|<node>`) lists the hashes where it counts;
 /// - `tag_of`: the hash tag a key starts with (`{rb17}` on a Redis Cluster, else empty): the
 ///   keys a script names itself are its shard's, after the same tag;
-/// - `announce`: a push into a queue, on its channel: sharded (`SPUBLISH`) on a cluster;
-/// - `record_state`: appends a state change to a transaction's history (`PB:T|<id>:history`,
-///   `ref` being the transaction's reference after its shard's tag),
-///   keeps the last `HISTORY_LIMIT`, and gives a new history the transaction's lifetime. The
-///   node writes the change's JSON line (with its time): building it here would cost Redis,
-///   which every node shares, more than the change itself.
+/// - `announce`: a push into a queue, on its channel: sharded (`SPUBLISH`) on a cluster.
+///
+/// The scripts that touch transactions ([`RecordScripts`]) add the Lua of their layout
+/// ([`Record::lua`]).
 const PRELUDE: &str = r#"
     local function tag_of(key)
         if string.byte(key, 1) ~= 123 then return '' end  -- no '{': a plain server's key
@@ -51,22 +50,49 @@ const PRELUDE: &str = r#"
             redis.call('SADD', waits, info)
         end
     end
-
-    local function record_state(ref, line)
-        local key = ref .. ':history'
-        local len = redis.call('RPUSH', key, line)
-        if len > HISTORY_LIMIT then redis.call('LTRIM', key, -HISTORY_LIMIT, -1) end
-        if len == 1 then
-            local ttl = redis.call('PTTL', ref .. ':meta')
-            if ttl > 0 then redis.call('PEXPIRE', key, ttl) end
-        end
-    end
 "#;
 
 /// A script whose source starts with the shared Lua above.
 fn with_prelude(body: &str) -> Script {
-    let prelude = PRELUDE.replace("HISTORY_LIMIT", &HISTORY_LIMIT.to_string());
-    Script::new(&format!("{prelude}{body}"))
+    Script::new(&format!("{PRELUDE}{body}"))
+}
+
+/// The scripts that read or write transactions, in one record layout.
+pub struct RecordScripts {
+    pub take: Script,
+    pub mark: Script,
+    pub return_taken: Script,
+    pub update: Script,
+    pub ack_states: Script,
+    pub reopen: Script,
+}
+
+static SPLIT: LazyLock<RecordScripts> = LazyLock::new(|| RecordScripts::new(Record::Split));
+static DENSE: LazyLock<RecordScripts> = LazyLock::new(|| RecordScripts::new(Record::Dense));
+
+impl RecordScripts {
+    /// The scripts for transactions in `record`'s layout.
+    pub fn of(record: Record) -> &'static RecordScripts {
+        match record {
+            Record::Split => &SPLIT,
+            Record::Dense => &DENSE,
+        }
+    }
+
+    fn new(record: Record) -> Self {
+        let lua = record
+            .lua()
+            .replace("HISTORY_LIMIT", &HISTORY_LIMIT.to_string());
+        let script = |body: &str| Script::new(&format!("{PRELUDE}{lua}{body}"));
+        RecordScripts {
+            take: script(TAKE),
+            mark: script(MARK),
+            return_taken: script(RETURN_TAKEN),
+            update: script("return tx_update(KEYS[1], ARGV[1], 2)"),
+            ack_states: script(ACK_STATES),
+            reopen: script(REOPEN),
+        }
+    }
 }
 
 /// Takes up to ARGV[1] references, high list (KEYS[1]) first, then low (KEYS[2]), and records
@@ -83,9 +109,7 @@ fn with_prelude(body: &str) -> Script {
 /// (member: queue key ARGV[9], queue id ARGV[10], transaction). ARGV[11] is the history line of
 /// the state change. ARGV[12] is set on a retry: only then can the token already be there.
 /// Returns `{high, low, metas}`.
-pub static TAKE: LazyLock<Script> = LazyLock::new(|| {
-    with_prelude(
-        r#"
+const TAKE: &str = r#"
         local taken
         local recorded = ARGV[12] ~= '' and redis.call('GET', KEYS[3])
         if recorded then
@@ -124,39 +148,33 @@ pub static TAKE: LazyLock<Script> = LazyLock::new(|| {
         if ARGV[3] ~= '' then
             for _, list in ipairs(taken) do
                 for _, ref in ipairs(list) do
-                    local meta = redis.call('HGETALL', tag .. ref .. ':meta')
-                    if #meta > 0 then
-                        redis.call('HSET', tag .. ref .. ':state', ARGV[3], ARGV[4])
+                    local meta = tx_meta(tag .. ref)
+                    if meta then
+                        tx_set_state(tag .. ref, ARGV[3], ARGV[4])
                         if not recorded then record_state(tag .. ref, ARGV[11]) end
                     end
-                    metas[#metas + 1] = meta
+                    metas[#metas + 1] = meta or {}
                 end
             end
         end
         return {taken[1], taken[2], metas}
-        "#,
-    )
-});
+"#;
 
-/// For each transaction (KEYS: meta, state, meta, state, …): if it is live, sets its state in
-/// queue ARGV[1] to ARGV[2] (history line ARGV[3]) and returns its metadata; else returns an
+/// For each transaction (KEYS: their records): if it is live, sets its state in queue ARGV[1]
+/// to ARGV[2] (history line ARGV[3]) and returns its metadata (`tx_meta`); else returns an
 /// empty array for it.
-pub static MARK: LazyLock<Script> = LazyLock::new(|| {
-    with_prelude(
-        r#"
+const MARK: &str = r#"
         local out = {}
-        for i = 1, #KEYS, 2 do
-            local meta = redis.call('HGETALL', KEYS[i])
-            if #meta > 0 then
-                redis.call('HSET', KEYS[i + 1], ARGV[1], ARGV[2])
-                record_state(string.sub(KEYS[i], 1, -6), ARGV[3])
+        for _, rec in ipairs(KEYS) do
+            local meta = tx_meta(rec)
+            if meta then
+                tx_set_state(rec, ARGV[1], ARGV[2])
+                record_state(rec, ARGV[3])
             end
-            out[#out + 1] = meta
+            out[#out + 1] = meta or {}
         end
         return out
-        "#,
-    )
-});
+"#;
 
 /// Puts references back at the head of their lists in their original order and announces the
 /// queue, once per token: KEYS[3] remembers that it ran (a retry after a lost reply does
@@ -188,9 +206,7 @@ pub static REQUEUE: LazyLock<Script> = LazyLock::new(|| {
 /// ARGV[7]). The token is left recording an empty take: running this again, or a late retry of
 /// the take, moves nothing. ARGV[1..5]: the queue's channel, the node announcing, token
 /// lifetime, queue key, queue id. Returns how many references went back.
-pub static RETURN_TAKEN: LazyLock<Script> = LazyLock::new(|| {
-    with_prelude(
-        r#"
+const RETURN_TAKEN: &str = r#"
         local recorded = redis.call('GET', KEYS[3])
         redis.call('SET', KEYS[3], '[[],[]]', 'EX', ARGV[3])
         if not recorded then return 0 end
@@ -202,8 +218,8 @@ pub static RETURN_TAKEN: LazyLock<Script> = LazyLock::new(|| {
             for i = #refs, 1, -1 do
                 local ref = refs[i]
                 put_back(list, ref, KEYS[4], ARGV[4], ARGV[5])
-                if ARGV[6] ~= '' and redis.call('EXISTS', tag .. ref .. ':meta') == 1 then
-                    redis.call('HSET', tag .. ref .. ':state', ARGV[6], 'Pending')
+                if ARGV[6] ~= '' and tx_live(tag .. ref) then
+                    tx_set_state(tag .. ref, ARGV[6], 'Pending')
                     record_state(tag .. ref, ARGV[7])
                 end
                 count = count + 1
@@ -211,9 +227,7 @@ pub static RETURN_TAKEN: LazyLock<Script> = LazyLock::new(|| {
         end
         if count > 0 then announce(ARGV[1], ARGV[2]) end
         return count
-        "#,
-    )
-});
+"#;
 
 /// Moves this node's count of waiters on a queue (field ARGV[1] of its `userInfo` hash KEYS[1])
 /// by ARGV[2]; KEYS[2] is the node's set of such hashes.
@@ -274,22 +288,6 @@ pub static PEEK: LazyLock<Script> = LazyLock::new(|| {
         local low = {}
         if #high < max then low = redis.call('LRANGE', KEYS[2], 0, max - #high - 1) end
         return {high, low}
-        "#,
-    )
-});
-
-/// Merges fields into a live transaction (KEYS[1] meta, KEYS[2] state) and, when ARGV[1] is not
-/// empty, moves its expiry there. ARGV[2..]: field, value pairs. Returns 1, or 0 when absent.
-pub static UPDATE: LazyLock<Script> = LazyLock::new(|| {
-    Script::new(
-        r#"
-        if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
-        if #ARGV > 1 then redis.call('HSET', KEYS[1], unpack(ARGV, 2)) end
-        if ARGV[1] ~= '' then
-            redis.call('EXPIREAT', KEYS[1], ARGV[1])
-            redis.call('EXPIREAT', KEYS[2], ARGV[1])
-        end
-        return 1
         "#,
     )
 });
@@ -432,27 +430,22 @@ pub static MEMBER_OK: LazyLock<Script> = LazyLock::new(|| {
     )
 });
 
-/// On the transactions' server: for each transaction whose states are KEYS[i] and that has a
+/// On the transactions' server: for each transaction whose record is KEYS[i] and that has a
 /// state in queue ARGV[1], sets it to `Delivered` (history line ARGV[2]). Returns one 1 or 0
 /// per transaction.
-pub static ACK_STATES: LazyLock<Script> = LazyLock::new(|| {
-    with_prelude(
-        r#"
+const ACK_STATES: &str = r#"
         local out = {}
-        for _, state in ipairs(KEYS) do
-            local ref = string.sub(state, 1, -7)
-            if redis.call('HEXISTS', state, ARGV[1]) == 1 then
-                redis.call('HSET', state, ARGV[1], 'Delivered')
-                record_state(ref, ARGV[2])
+        for _, rec in ipairs(KEYS) do
+            if tx_state(rec, ARGV[1]) then
+                tx_set_state(rec, ARGV[1], 'Delivered')
+                record_state(rec, ARGV[2])
                 out[#out + 1] = 1
             else
                 out[#out + 1] = 0
             end
         end
         return out
-        "#,
-    )
-});
+"#;
 
 /// On the queue's shard: the transactions ARGV[3..] taken from queue (key ARGV[1], id ARGV[2])
 /// are no longer awaiting an acknowledgement (set KEYS[1]).
@@ -468,28 +461,23 @@ pub static FORGET_UNACKED: LazyLock<Script> = LazyLock::new(|| {
 });
 
 /// On the transactions' server, for unacknowledged deliveries due back: KEYS are their
-/// transactions' metadata, ARGV pairs (queue id, history line). Each one still live and not
+/// transactions' records, ARGV pairs (queue id, history line). Each one still live and not
 /// `Delivered` becomes `Pending`; returns its priority (`H`/`L`), or '' for one that stays out.
-pub static REOPEN: LazyLock<Script> = LazyLock::new(|| {
-    with_prelude(
-        r#"
+const REOPEN: &str = r#"
         local out = {}
-        for i, meta in ipairs(KEYS) do
-            local ref, queue = string.sub(meta, 1, -6), ARGV[2 * i - 1]
-            local priority = redis.call('HGET', meta, 'priority')
-            local state = redis.call('HGET', ref .. ':state', queue)
-            if priority and state ~= 'Delivered' then
-                redis.call('HSET', ref .. ':state', queue, 'Pending')
-                record_state(ref, ARGV[2 * i])
+        for i, rec in ipairs(KEYS) do
+            local queue = ARGV[2 * i - 1]
+            local priority = tx_priority(rec)
+            if priority and tx_state(rec, queue) ~= 'Delivered' then
+                tx_set_state(rec, queue, 'Pending')
+                record_state(rec, ARGV[2 * i])
                 out[#out + 1] = priority
             else
                 out[#out + 1] = ''
             end
         end
         return out
-        "#,
-    )
-});
+"#;
 
 /// On a shard server: returns unacknowledged deliveries that are due back. ARGV[1] is where the
 /// queues' channels start, ARGV[2] the node announcing, then triples (member of the set KEYS[1],

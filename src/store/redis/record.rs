@@ -1,0 +1,295 @@
+//! How a transaction is kept on its server: its metadata, its state in each queue, and the
+//! history of those states. Two layouts:
+//!
+//! - **split** (PopBox's, where every transaction lives on `store.redis_transactions`, so that
+//!   a running PopBox reads the same keys): hashes `PB:T|<id>:meta` (the fields) and
+//!   `PB:T|<id>:state` (queue id → state), and list `PB:T|<id>:history` (state changes as JSON);
+//! - **dense** (the default, where transactions spread over the set or a cluster): one hash
+//!   `PB:T|<id>:tx`, with the metadata as a JSON object in field `m`, each queue's state in
+//!   `s:<queue id>`, and the history as numbered lines `h:<n>`, `h` counting them (the latest
+//!   [`HISTORY_LIMIT`] are kept).
+//!
+//! A push makes one key with one expiry in the dense layout instead of three and three, and
+//! one hash field instead of one per metadata field: about half the Redis CPU of a push (see
+//! `tools/ab` with `AB_FIGURE=redis-cpu`). Scripts name a transaction by its reference after the
+//! shard's tag ([`Keys::transaction`]) and reach its keys through the Lua of [`Record::lua`], so
+//! that each script is written once for both.
+
+use ::redis::Value;
+
+use super::*;
+
+/// The prefix of a queue's state field in a dense record.
+const STATE_FIELD: &str = "s:";
+/// The prefix of a history line's field in a dense record (`h` alone counts the lines).
+const HISTORY_FIELD: &str = "h:";
+
+/// Which layout the transactions of a store are in.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Record {
+    Split,
+    Dense,
+}
+
+impl Record {
+    /// The layout that goes with where transactions are placed: PopBox's for PopBox's placement.
+    pub(super) fn of(placement: &Placement) -> Self {
+        match placement {
+            Placement::One => Record::Split,
+            Placement::Spread(_) => Record::Dense,
+        }
+    }
+
+    /// The Lua a script that touches transactions starts with (after the shared prelude): each
+    /// takes the transaction's name ([`Keys::transaction`]: `rec`) and returns what Redis would.
+    ///
+    /// - `tx_meta(rec)`: the metadata (false when the transaction is gone), as [`decode_meta`]
+    ///   reads it: the hash's field-value list, or the dense record's JSON;
+    /// - `tx_live(rec)`, `tx_priority(rec)`: whether it exists; its priority (`H`/`L`) or false;
+    /// - `tx_state(rec, queue)`, `tx_set_state(rec, queue, state)`: its state in a queue (false:
+    ///   none); setting it, only ever on a live transaction (a dense record would be made anew,
+    ///   without expiry);
+    /// - `record_state(rec, line)`: appends a state change to its history, keeping the latest
+    ///   `HISTORY_LIMIT`; likewise only on a live one. The node writes the change's JSON line:
+    ///   building it here would cost Redis, which every node shares, more than the change;
+    /// - `tx_update(rec, at, from)`: merges the field-value pairs of ARGV from index `from` into
+    ///   the metadata and, when `at` is not empty, moves the expiry there; 0 when gone, else 1.
+    pub(super) fn lua(self) -> &'static str {
+        match self {
+            Record::Split => SPLIT_LUA,
+            Record::Dense => DENSE_LUA,
+        }
+    }
+
+    /// Adds to `pipe` the commands that store a new transaction: its metadata, each queue's state
+    /// `Pending`, and the history of those states, all expiring with the transaction. Fields
+    /// and lines are written in batches, so that 10,000 queues do not make one huge command. The
+    /// pipeline is meant to be read as `()`: its replies are not `ignore`d one by one, which would
+    /// cost a hash-set insert each for nothing.
+    pub(super) fn store(self, pipe: &mut ::redis::Pipeline, keys: &Keys, tx: &NewTransaction) {
+        let at = unix_now_ms();
+        let expires_at = tx.expires_at.to_string();
+        // The history keeps the latest lines: of a provisioning into more queues, the last.
+        let first_kept = tx.queues.len().saturating_sub(HISTORY_LIMIT);
+        let lines = (tx.queues.iter().enumerate().skip(first_kept))
+            .map(|(n, queue)| (n + 1, history_line(queue, DeliveryState::Pending, at)));
+        let pending = DeliveryState::Pending.as_str();
+        match self {
+            Record::Split => {
+                let meta = keys.meta(&tx.id);
+                let fields = (tx.meta.iter()).flat_map(|(k, v)| [k.as_bytes(), v.as_bytes()]);
+                pipe.add_command(command("HSET", iter::once(meta.as_bytes()).chain(fields)));
+                pipe.add_command(command(
+                    "EXPIREAT",
+                    [meta.as_bytes(), expires_at.as_bytes()],
+                ));
+                if tx.queues.is_empty() {
+                    return;
+                }
+                let (state, history) = (keys.state(&tx.id), keys.history(&tx.id));
+                for batch in tx.queues.chunks(BATCH) {
+                    let states = batch
+                        .iter()
+                        .flat_map(|q| [q.as_bytes(), pending.as_bytes()]);
+                    pipe.add_command(command("HSET", iter::once(state.as_bytes()).chain(states)));
+                }
+                let lines: Vec<String> = lines.map(|(_, line)| line).collect();
+                let lines = lines.iter().map(String::as_bytes);
+                pipe.add_command(command(
+                    "RPUSH",
+                    iter::once(history.as_bytes()).chain(lines),
+                ));
+                for key in [&state, &history] {
+                    pipe.add_command(command("EXPIREAT", [key.as_bytes(), expires_at.as_bytes()]));
+                }
+            }
+            Record::Dense => {
+                let record = keys.record(&tx.id);
+                let meta = serde_json::to_string(&tx.meta).expect("metadata serialises");
+                let mut fields: Vec<String> = vec!["m".to_owned(), meta];
+                for queue in &tx.queues {
+                    fields.extend([format!("{STATE_FIELD}{queue}"), pending.to_owned()]);
+                }
+                for (n, line) in lines {
+                    fields.extend([format!("{HISTORY_FIELD}{n}"), line]);
+                }
+                fields.extend(["h".to_owned(), tx.queues.len().to_string()]);
+                for batch in fields.chunks(2 * BATCH) {
+                    let batch = batch.iter().map(String::as_bytes);
+                    pipe.add_command(command("HSET", iter::once(record.as_bytes()).chain(batch)));
+                }
+                pipe.add_command(command(
+                    "EXPIREAT",
+                    [record.as_bytes(), expires_at.as_bytes()],
+                ));
+            }
+        }
+    }
+
+    /// Adds to `pipe` the command that loads a transaction's metadata, for [`decode_meta`].
+    pub(super) fn load_meta(self, pipe: &mut ::redis::Pipeline, keys: &Keys, id: &TxId) {
+        match self {
+            Record::Split => pipe.hgetall(keys.meta(id)),
+            Record::Dense => pipe.hget(keys.record(id), "m"),
+        };
+    }
+
+    /// A transaction's metadata, if it is live.
+    pub(super) async fn meta(self, server: &Server, id: &TxId) -> StoreResult<Option<Meta>> {
+        let mut pipe = ::redis::pipe();
+        self.load_meta(&mut pipe, &server.keys, id);
+        let (value,): (Value,) =
+            (pipe.query_async(&mut server.conn()).await).map_err(|e| server.error(e))?;
+        Ok(decode_meta(server, value))
+    }
+
+    /// A transaction's state in each of its queues.
+    pub(super) async fn states(
+        self,
+        server: &Server,
+        id: &TxId,
+    ) -> StoreResult<Vec<(String, String)>> {
+        let keys = &server.keys;
+        let key = match self {
+            Record::Split => keys.state(id),
+            Record::Dense => keys.record(id),
+        };
+        let fields: Vec<(String, String)> =
+            (server.conn().hgetall(key).await).map_err(|e| server.error(e))?;
+        Ok(match self {
+            Record::Split => fields,
+            Record::Dense => (fields.into_iter())
+                .filter_map(|(k, v)| Some((k.strip_prefix(STATE_FIELD)?.to_owned(), v)))
+                .collect(),
+        })
+    }
+
+    /// A transaction's history lines, oldest first.
+    pub(super) async fn history(self, server: &Server, id: &TxId) -> StoreResult<Vec<String>> {
+        let keys = &server.keys;
+        let mut conn = server.conn();
+        let answer = match self {
+            Record::Split => conn.lrange(keys.history(id), 0, -1).await,
+            Record::Dense => {
+                conn.hgetall(keys.record(id))
+                    .await
+                    .map(|fields: Vec<(String, String)>| {
+                        let mut lines: Vec<(u64, String)> = (fields.into_iter())
+                            .filter_map(|(k, v)| {
+                                Some((k.strip_prefix(HISTORY_FIELD)?.parse().ok()?, v))
+                            })
+                            .collect();
+                        lines.sort_unstable_by_key(|(n, _)| *n);
+                        lines.into_iter().map(|(_, line)| line).collect()
+                    })
+            }
+        };
+        answer.map_err(|e| server.error(e))
+    }
+
+    /// The keys of a transaction (its held push apart).
+    pub(super) fn keys(self, keys: &Keys, id: &TxId) -> Vec<String> {
+        match self {
+            Record::Split => vec![keys.meta(id), keys.state(id), keys.history(id)],
+            Record::Dense => vec![keys.record(id)],
+        }
+    }
+}
+
+/// How many queues' states one command writes at most.
+const BATCH: usize = 1000;
+
+/// A transaction's metadata as `tx_meta` or [`Record::load_meta`] gives it: the split layout's
+/// field-value list (empty: gone) or the dense one's JSON (nil: gone). Metadata that cannot be
+/// read (written by something else than a node) counts as gone, as PopBox counts a hash without
+/// a payload, with a warning: failing instead would strand what a take already took.
+pub(super) fn decode_meta(server: &Server, value: Value) -> Option<Meta> {
+    let decoded = match value {
+        Value::Nil => return None,
+        Value::BulkString(json) => serde_json::from_slice(&json).map_err(|e| e.to_string()),
+        fields => ::redis::from_redis_value::<Vec<(String, String)>>(fields)
+            .map(|fields| fields.into_iter().collect())
+            .map_err(|e| e.to_string()),
+    };
+    match decoded {
+        Ok(meta) => (!Meta::is_empty(&meta)).then_some(meta),
+        Err(reason) => {
+            warn!(server = %server.name, %reason, "unreadable transaction metadata, taken as gone");
+            None
+        }
+    }
+}
+
+const SPLIT_LUA: &str = r#"
+    local function tx_meta(rec)
+        local meta = redis.call('HGETALL', rec .. ':meta')
+        if #meta == 0 then return false end
+        return meta
+    end
+
+    local function tx_live(rec) return redis.call('EXISTS', rec .. ':meta') == 1 end
+
+    local function tx_priority(rec) return redis.call('HGET', rec .. ':meta', 'priority') end
+
+    local function tx_state(rec, queue) return redis.call('HGET', rec .. ':state', queue) end
+
+    local function tx_set_state(rec, queue, state)
+        redis.call('HSET', rec .. ':state', queue, state)
+    end
+
+    local function record_state(rec, line)
+        local key = rec .. ':history'
+        local len = redis.call('RPUSH', key, line)
+        if len > HISTORY_LIMIT then redis.call('LTRIM', key, -HISTORY_LIMIT, -1) end
+        if len == 1 then
+            local ttl = redis.call('PTTL', rec .. ':meta')
+            if ttl > 0 then redis.call('PEXPIRE', key, ttl) end
+        end
+    end
+
+    local function tx_update(rec, at, from)
+        local meta = rec .. ':meta'
+        if redis.call('EXISTS', meta) == 0 then return 0 end
+        if #ARGV >= from then redis.call('HSET', meta, unpack(ARGV, from)) end
+        if at ~= '' then
+            for _, key in ipairs({meta, rec .. ':state', rec .. ':history'}) do
+                redis.call('EXPIREAT', key, at)
+            end
+        end
+        return 1
+    end
+"#;
+
+const DENSE_LUA: &str = r#"
+    local function tx_meta(rec) return redis.call('HGET', rec .. ':tx', 'm') end
+
+    local function tx_live(rec) return redis.call('EXISTS', rec .. ':tx') == 1 end
+
+    local function tx_priority(rec)
+        local meta = redis.call('HGET', rec .. ':tx', 'm')
+        return meta and cjson.decode(meta).priority or false
+    end
+
+    local function tx_state(rec, queue) return redis.call('HGET', rec .. ':tx', 's:' .. queue) end
+
+    local function tx_set_state(rec, queue, state) redis.call('HSET', rec .. ':tx', 's:' .. queue, state) end
+
+    local function record_state(rec, line)
+        local key = rec .. ':tx'
+        local n = redis.call('HINCRBY', key, 'h', 1)
+        redis.call('HSET', key, 'h:' .. n, line)
+        if n > HISTORY_LIMIT then redis.call('HDEL', key, 'h:' .. (n - HISTORY_LIMIT)) end
+    end
+
+    local function tx_update(rec, at, from)
+        local json = redis.call('HGET', rec .. ':tx', 'm')
+        if not json then return 0 end
+        if #ARGV >= from then
+            local meta = cjson.decode(json)
+            for i = from, #ARGV, 2 do meta[ARGV[i]] = ARGV[i + 1] end
+            redis.call('HSET', rec .. ':tx', 'm', cjson.encode(meta))
+        end
+        if at ~= '' then redis.call('EXPIREAT', rec .. ':tx', at) end
+        return 1
+    end
+"#;
