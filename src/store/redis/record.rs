@@ -46,12 +46,13 @@ impl Record {
     /// - `tx_meta(rec)`: the metadata (false when the transaction is gone), as [`decode_meta`]
     ///   reads it: the hash's field-value list, or the dense record's JSON;
     /// - `tx_live(rec)`, `tx_priority(rec)`: whether it exists; its priority (`H`/`L`) or false;
-    /// - `tx_state(rec, queue)`, `tx_set_state(rec, queue, state)`: its state in a queue (false:
-    ///   none); setting it, only ever on a live transaction (a dense record would be made anew,
-    ///   without expiry);
-    /// - `record_state(rec, line)`: appends a state change to its history, keeping the latest
-    ///   `HISTORY_LIMIT`; likewise only on a live one. The node writes the change's JSON line:
-    ///   building it here would cost Redis, which every node shares, more than the change;
+    /// - `tx_state(rec, queue)`: its state in a queue (false: none);
+    /// - `tx_mark(rec, queue, state, line)`: sets its state in a queue and, unless `line` is
+    ///   false, appends that change to its history, keeping the latest `HISTORY_LIMIT`; only
+    ///   ever on a live transaction (a dense record would be made anew, without expiry). The
+    ///   node writes the change's JSON line: building it here would cost Redis, which every
+    ///   node shares, more than the change. Dense, it is two calls (count, then state and line
+    ///   in one `HSET`): each call from Lua costs Redis about as much as a command;
     /// - `tx_update(rec, at, from)`: merges the field-value pairs of ARGV from index `from` into
     ///   the metadata and, when `at` is not empty, moves the expiry there; 0 when gone, else 1.
     pub(super) fn lua(self) -> &'static str {
@@ -233,11 +234,9 @@ const SPLIT_LUA: &str = r#"
 
     local function tx_state(rec, queue) return redis.call('HGET', rec .. ':state', queue) end
 
-    local function tx_set_state(rec, queue, state)
+    local function tx_mark(rec, queue, state, line)
         redis.call('HSET', rec .. ':state', queue, state)
-    end
-
-    local function record_state(rec, line)
+        if not line then return end
         local key = rec .. ':history'
         local len = redis.call('RPUSH', key, line)
         if len > HISTORY_LIMIT then redis.call('LTRIM', key, -HISTORY_LIMIT, -1) end
@@ -272,12 +271,14 @@ const DENSE_LUA: &str = r#"
 
     local function tx_state(rec, queue) return redis.call('HGET', rec .. ':tx', 's:' .. queue) end
 
-    local function tx_set_state(rec, queue, state) redis.call('HSET', rec .. ':tx', 's:' .. queue, state) end
-
-    local function record_state(rec, line)
+    local function tx_mark(rec, queue, state, line)
         local key = rec .. ':tx'
+        if not line then
+            redis.call('HSET', key, 's:' .. queue, state)
+            return
+        end
         local n = redis.call('HINCRBY', key, 'h', 1)
-        redis.call('HSET', key, 'h:' .. n, line)
+        redis.call('HSET', key, 's:' .. queue, state, 'h:' .. n, line)
         if n > HISTORY_LIMIT then redis.call('HDEL', key, 'h:' .. (n - HISTORY_LIMIT)) end
     end
 

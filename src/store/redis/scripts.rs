@@ -150,8 +150,8 @@ const TAKE: &str = r#"
                 for _, ref in ipairs(list) do
                     local meta = tx_meta(tag .. ref)
                     if meta then
-                        tx_set_state(tag .. ref, ARGV[3], ARGV[4])
-                        if not recorded then record_state(tag .. ref, ARGV[11]) end
+                        -- A replayed take has recorded the change already.
+                        tx_mark(tag .. ref, ARGV[3], ARGV[4], not recorded and ARGV[11])
                     end
                     metas[#metas + 1] = meta or {}
                 end
@@ -168,8 +168,7 @@ const MARK: &str = r#"
         for _, rec in ipairs(KEYS) do
             local meta = tx_meta(rec)
             if meta then
-                tx_set_state(rec, ARGV[1], ARGV[2])
-                record_state(rec, ARGV[3])
+                tx_mark(rec, ARGV[1], ARGV[2], ARGV[3])
             end
             out[#out + 1] = meta or {}
         end
@@ -219,8 +218,7 @@ const RETURN_TAKEN: &str = r#"
                 local ref = refs[i]
                 put_back(list, ref, KEYS[4], ARGV[4], ARGV[5])
                 if ARGV[6] ~= '' and tx_live(tag .. ref) then
-                    tx_set_state(tag .. ref, ARGV[6], 'Pending')
-                    record_state(tag .. ref, ARGV[7])
+                    tx_mark(tag .. ref, ARGV[6], 'Pending', ARGV[7])
                 end
                 count = count + 1
             end
@@ -437,8 +435,7 @@ const ACK_STATES: &str = r#"
         local out = {}
         for _, rec in ipairs(KEYS) do
             if tx_state(rec, ARGV[1]) then
-                tx_set_state(rec, ARGV[1], 'Delivered')
-                record_state(rec, ARGV[2])
+                tx_mark(rec, ARGV[1], 'Delivered', ARGV[2])
                 out[#out + 1] = 1
             else
                 out[#out + 1] = 0
@@ -469,8 +466,7 @@ const REOPEN: &str = r#"
             local queue = ARGV[2 * i - 1]
             local priority = tx_priority(rec)
             if priority and tx_state(rec, queue) ~= 'Delivered' then
-                tx_set_state(rec, queue, 'Pending')
-                record_state(rec, ARGV[2 * i])
+                tx_mark(rec, queue, 'Pending', ARGV[2 * i])
                 out[#out + 1] = priority
             else
                 out[#out + 1] = ''
