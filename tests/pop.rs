@@ -290,8 +290,23 @@ fn many_clients_disconnecting_lose_nothing(backend: Backend) {
     drop(alive);
 }
 
+/// A message pushed into many queues lives beside the first at most: a peek at each of the
+/// others reads its payload from the shard of its transaction (on a cluster, another tag).
+fn peek_reads_messages_whose_transaction_lives_apart(backend: Backend) {
+    let node = TestNode::start(backend);
+    let queues: Vec<String> = (0..12).map(|i| format!("apart{i}")).collect();
+    let names: Vec<&str> = queues.iter().map(String::as_str).collect();
+    let id = node.push(&names, "everywhere", "H");
+    for queue in &names {
+        let peeked = node.peek(queue, "");
+        assert_eq!(peeked.transactions, [id.clone()], "{queue}");
+        assert_eq!(peeked.payloads(), ["everywhere"], "{queue}");
+    }
+}
+
 crate::every_store!(
     high_before_low_fifo_within_and_max,
+    peek_reads_messages_whose_transaction_lives_apart,
     max_defaults_and_limits,
     an_empty_queue_waits_for_the_timeout,
     a_message_arriving_during_the_wait_is_delivered_at_once,
