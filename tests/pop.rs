@@ -299,7 +299,7 @@ fn peek_reads_messages_whose_transaction_lives_apart(backend: Backend) {
     let id = node.push(&names, "everywhere", "H");
     for queue in &names {
         let peeked = node.peek(queue, "");
-        assert_eq!(peeked.transactions, [id.clone()], "{queue}");
+        assert_eq!(peeked.transactions, [id.as_str()], "{queue}");
         assert_eq!(peeked.payloads(), ["everywhere"], "{queue}");
     }
 }

@@ -143,6 +143,35 @@ impl RedisStore {
             .collect())
     }
 
+    /// Reopens, on their transactions' servers, the deliveries `due` back (member of the set of
+    /// unacknowledged ones, queue, transaction): each still live and not `Delivered` becomes
+    /// `Pending` and answers its priority (`H`/`L`); one that stays out answers `''`.
+    pub(super) async fn reopen(
+        &self,
+        due: &[(String, QueueName, TxId)],
+    ) -> Vec<StoreResult<String>> {
+        let now = unix_now_ms();
+        self.per_tx_server(
+            due,
+            |(_, _, tx)| tx,
+            |server, due| async move {
+                let mut reopen = self.scripts().reopen.prepare_invoke();
+                for (_, queue, tx) in due {
+                    let line = history_line(queue.id(), DeliveryState::Pending, now);
+                    reopen
+                        .key(server.keys.transaction(tx))
+                        .arg(queue.id())
+                        .arg(line);
+                }
+                reopen
+                    .invoke_async::<Vec<String>>(&mut server.conn())
+                    .await
+                    .map_err(|e| server.error(e))
+            },
+        )
+        .await
+    }
+
     /// After a take on `server`: marks the transactions it could not mark itself (those that
     /// live elsewhere) on their servers. The messages of a server that fails go back to the
     /// head of `queue` (once, by token) and the take answers the rest; if that is nothing, the

@@ -313,27 +313,7 @@ impl Queues for RedisStore {
                 Some((member, QueueName::from_parts(&key, &id)?, TxId::from(tx)))
             })
             .collect();
-        let now = unix_now_ms();
-        let reopened = self
-            .per_tx_server(
-                &due,
-                |(_, _, tx)| tx,
-                |server, due| async move {
-                    let mut reopen = self.scripts().reopen.prepare_invoke();
-                    for (_, queue, tx) in due {
-                        let line = history_line(queue.id(), DeliveryState::Pending, now);
-                        reopen
-                            .key(server.keys.transaction(tx))
-                            .arg(queue.id())
-                            .arg(line);
-                    }
-                    reopen
-                        .invoke_async::<Vec<String>>(&mut server.conn())
-                        .await
-                        .map_err(|e| server.error(e))
-                },
-            )
-            .await;
+        let reopened = self.reopen(&due).await;
         // Those whose transaction's server failed stay in the set, due, for the next sweep.
         let mut priorities = Vec::with_capacity(due.len());
         let mut kept = Vec::with_capacity(due.len());
