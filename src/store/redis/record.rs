@@ -69,61 +69,13 @@ impl Record {
     /// cost a hash-set insert each for nothing.
     pub(super) fn store(self, pipe: &mut ::redis::Pipeline, keys: &Keys, tx: &NewTransaction) {
         let at = unix_now_ms();
-        let expires_at = tx.expires_at.to_string();
         // The history keeps the latest lines: of a provisioning into more queues, the last.
         let first_kept = tx.queues.len().saturating_sub(HISTORY_LIMIT);
         let lines = (tx.queues.iter().enumerate().skip(first_kept))
             .map(|(n, queue)| (n + 1, history_line(queue, DeliveryState::Pending, at)));
-        let pending = DeliveryState::Pending.as_str();
         match self {
-            Record::Split => {
-                let meta = keys.meta(&tx.id);
-                let fields = (tx.meta.iter()).flat_map(|(k, v)| [k.as_bytes(), v.as_bytes()]);
-                pipe.add_command(command("HSET", iter::once(meta.as_bytes()).chain(fields)));
-                pipe.add_command(command(
-                    "EXPIREAT",
-                    [meta.as_bytes(), expires_at.as_bytes()],
-                ));
-                if tx.queues.is_empty() {
-                    return;
-                }
-                let (state, history) = (keys.state(&tx.id), keys.history(&tx.id));
-                for batch in tx.queues.chunks(BATCH) {
-                    let states = batch
-                        .iter()
-                        .flat_map(|q| [q.as_bytes(), pending.as_bytes()]);
-                    pipe.add_command(command("HSET", iter::once(state.as_bytes()).chain(states)));
-                }
-                let lines: Vec<String> = lines.map(|(_, line)| line).collect();
-                let lines = lines.iter().map(String::as_bytes);
-                pipe.add_command(command(
-                    "RPUSH",
-                    iter::once(history.as_bytes()).chain(lines),
-                ));
-                for key in [&state, &history] {
-                    pipe.add_command(command("EXPIREAT", [key.as_bytes(), expires_at.as_bytes()]));
-                }
-            }
-            Record::Dense => {
-                let record = keys.record(&tx.id);
-                let meta = serde_json::to_string(&tx.meta).expect("metadata serialises");
-                let mut fields: Vec<String> = vec!["m".to_owned(), meta];
-                for queue in &tx.queues {
-                    fields.extend([format!("{STATE_FIELD}{queue}"), pending.to_owned()]);
-                }
-                for (n, line) in lines {
-                    fields.extend([format!("{HISTORY_FIELD}{n}"), line]);
-                }
-                fields.extend(["h".to_owned(), tx.queues.len().to_string()]);
-                for batch in fields.chunks(2 * BATCH) {
-                    let batch = batch.iter().map(String::as_bytes);
-                    pipe.add_command(command("HSET", iter::once(record.as_bytes()).chain(batch)));
-                }
-                pipe.add_command(command(
-                    "EXPIREAT",
-                    [record.as_bytes(), expires_at.as_bytes()],
-                ));
-            }
+            Record::Split => store_split(pipe, keys, tx, lines.map(|(_, line)| line).collect()),
+            Record::Dense => store_dense(pipe, keys, tx, lines),
         }
     }
 
@@ -199,6 +151,66 @@ impl Record {
 
 /// How many queues' states one command writes at most.
 const BATCH: usize = 1000;
+
+/// [`Record::store`] in PopBox's keys, with the history `lines`.
+fn store_split(pipe: &mut ::redis::Pipeline, keys: &Keys, tx: &NewTransaction, lines: Vec<String>) {
+    let expires_at = tx.expires_at.to_string();
+    let meta = keys.meta(&tx.id);
+    let fields = (tx.meta.iter()).flat_map(|(k, v)| [k.as_bytes(), v.as_bytes()]);
+    pipe.add_command(command("HSET", iter::once(meta.as_bytes()).chain(fields)));
+    pipe.add_command(command(
+        "EXPIREAT",
+        [meta.as_bytes(), expires_at.as_bytes()],
+    ));
+    if tx.queues.is_empty() {
+        return;
+    }
+    let (state, history) = (keys.state(&tx.id), keys.history(&tx.id));
+    let pending = DeliveryState::Pending.as_str();
+    for batch in tx.queues.chunks(BATCH) {
+        let states = batch
+            .iter()
+            .flat_map(|q| [q.as_bytes(), pending.as_bytes()]);
+        pipe.add_command(command("HSET", iter::once(state.as_bytes()).chain(states)));
+    }
+    let lines = lines.iter().map(String::as_bytes);
+    pipe.add_command(command(
+        "RPUSH",
+        iter::once(history.as_bytes()).chain(lines),
+    ));
+    for key in [&state, &history] {
+        pipe.add_command(command("EXPIREAT", [key.as_bytes(), expires_at.as_bytes()]));
+    }
+}
+
+/// [`Record::store`] in one hash, with the history `lines` numbered.
+fn store_dense(
+    pipe: &mut ::redis::Pipeline,
+    keys: &Keys,
+    tx: &NewTransaction,
+    lines: impl Iterator<Item = (usize, String)>,
+) {
+    let record = keys.record(&tx.id);
+    let meta = serde_json::to_string(&tx.meta).expect("metadata serialises");
+    let mut fields: Vec<String> = vec!["m".to_owned(), meta];
+    let pending = DeliveryState::Pending.as_str();
+    for queue in &tx.queues {
+        fields.extend([format!("{STATE_FIELD}{queue}"), pending.to_owned()]);
+    }
+    for (n, line) in lines {
+        fields.extend([format!("{HISTORY_FIELD}{n}"), line]);
+    }
+    fields.extend(["h".to_owned(), tx.queues.len().to_string()]);
+    for batch in fields.chunks(2 * BATCH) {
+        let batch = batch.iter().map(String::as_bytes);
+        pipe.add_command(command("HSET", iter::once(record.as_bytes()).chain(batch)));
+    }
+    let expires_at = tx.expires_at.to_string();
+    pipe.add_command(command(
+        "EXPIREAT",
+        [record.as_bytes(), expires_at.as_bytes()],
+    ));
+}
 
 /// A transaction's metadata as `tx_meta` or [`Record::load_meta`] gives it: the split layout's
 /// field-value list (empty: gone) or the dense one's JSON (nil: gone). Metadata that cannot be
