@@ -112,6 +112,24 @@ fn updates_change_what_is_delivered(backend: Backend) {
     assert_eq!(node.pop("u", "timeout=1").payloads(), ["new"]);
 }
 
+/// Metadata merged by an update reads back exactly, whatever its text (the Redis store merges
+/// it as JSON inside Redis).
+fn updates_keep_any_text_exactly(backend: Backend) {
+    let node = TestNode::start(backend);
+    let id = node.push(&["text"], "plain", "H");
+    let tricky = "é ✓ \"quoted\" a/b back\\slash\n\ttab \u{1} {\"json\": [1]}";
+    let update =
+        json!({"payload": tricky, "1": "one", "note": "", "callback": "http://x/y?a=1&b=2"});
+    assert_eq!(node.put(&format!("/trans/{id}"), &update).0, 200);
+    let (_, meta) = node.get(&format!("/trans/{id}"));
+    assert_eq!(meta["payload"], tricky);
+    assert_eq!(meta["1"], "one");
+    assert_eq!(meta["note"], "");
+    assert_eq!(meta["callback"], "http://x/y?a=1&b=2");
+    assert_eq!(meta["priority"], "H");
+    assert_eq!(node.pop("text", "timeout=1").payloads(), [tricky]);
+}
+
 fn update_edge_cases(backend: Backend) {
     let node = TestNode::start_with(backend, &[("RELAYBOX__INBOX__MAX_PAYLOAD_SIZE", "10")]);
     let id = node.push(&["e"], "p", "H");
@@ -249,6 +267,7 @@ crate::every_store!(
     unknown_transactions_read_as_empty,
     state_endpoint,
     updates_change_what_is_delivered,
+    updates_keep_any_text_exactly,
     update_edge_cases,
     moving_the_expiry,
     delete_leaves_a_null_in_the_queue,
