@@ -88,8 +88,6 @@ pub struct RedisStore {
     /// The region's records: groups, locations, ID books, held pushes, statistics.
     regional: Server,
     transactions: Placement,
-    /// How each transaction is kept: follows from `transactions`.
-    record: Record,
     /// On a Redis Cluster, the sharded pub/sub connection the shards' announcements share.
     hub: Option<subscriber::Hub>,
     /// How long an interrupted take or put-back is retried.
@@ -146,7 +144,6 @@ impl RedisStore {
         Ok(RedisStore {
             shards,
             regional,
-            record: Record::of(&transactions),
             transactions,
             hub,
             recovery: Duration::from_secs(settings.redis_recovery),
@@ -165,7 +162,12 @@ impl RedisStore {
 
     /// The scripts that touch transactions, for the layout they are in.
     fn scripts(&self) -> &'static scripts::RecordScripts {
-        scripts::RecordScripts::of(self.record)
+        scripts::RecordScripts::of(self.record())
+    }
+
+    /// How each transaction is kept: PopBox's keys where PopBox's placement is.
+    fn record(&self) -> Record {
+        Record::of(&self.transactions)
     }
 
     /// How many shards of their own the store has (shards may share a server).
@@ -403,7 +405,7 @@ impl RedisStore {
         // and every other message in it.
         let queues = if ttl > 0 { queues } else { &[] };
         if let Some(tx) = create.filter(|tx| !tx.meta.is_empty()) {
-            self.record.store(pipe, keys, tx);
+            self.record().store(pipe, keys, tx);
         }
         let (reference, ttl) = (keys::reference(target.id), ttl.to_string());
         for queue in queues {

@@ -381,7 +381,7 @@ impl Queues for RedisStore {
                 |server, refs| async move {
                     let mut pipe = ::redis::pipe();
                     for r in refs {
-                        self.record.load_meta(&mut pipe, &server.keys, &r.tx);
+                        self.record().load_meta(&mut pipe, &server.keys, &r.tx);
                     }
                     let metas: Vec<::redis::Value> = (pipe.query_async(&mut server.conn()).await)
                         .map_err(|e| server.error(e))?;
@@ -439,11 +439,11 @@ impl Queues for RedisStore {
     }
 
     async fn transaction(&self, id: &TxId) -> StoreResult<Option<Meta>> {
-        self.record.meta(self.tx_server(id), id).await
+        self.record().meta(self.tx_server(id), id).await
     }
 
     async fn states(&self, id: &TxId) -> StoreResult<BTreeMap<String, DeliveryState>> {
-        let raw = self.record.states(self.tx_server(id), id).await?;
+        let raw = self.record().states(self.tx_server(id), id).await?;
         Ok(raw
             .into_iter()
             .filter_map(|(q, s)| DeliveryState::parse(&s).map(|s| (q, s)))
@@ -451,7 +451,7 @@ impl Queues for RedisStore {
     }
 
     async fn history(&self, id: &TxId) -> StoreResult<Vec<StateChange>> {
-        let lines = self.record.history(self.tx_server(id), id).await?;
+        let lines = self.record().history(self.tx_server(id), id).await?;
         Ok(lines
             .iter()
             .filter_map(|line| serde_json::from_str(line).ok())
@@ -477,7 +477,7 @@ impl Queues for RedisStore {
 
     async fn delete_transaction(&self, id: &TxId) -> StoreResult<()> {
         let server = self.tx_server(id);
-        let keys = self.record.keys(&server.keys, id);
+        let keys = self.record().keys(&server.keys, id);
         (server.conn().del::<_, ()>(&keys).await).map_err(|e| server.error(e))
     }
 }

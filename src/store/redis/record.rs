@@ -195,7 +195,7 @@ fn store_dense(
     let mut fields: Vec<String> = vec!["m".to_owned(), meta];
     let pending = DeliveryState::Pending.as_str();
     for queue in &tx.queues {
-        fields.extend([format!("{STATE_FIELD}{queue}"), pending.to_owned()]);
+        fields.extend([[STATE_FIELD, queue.as_str()].concat(), pending.to_owned()]);
     }
     for (n, line) in lines {
         fields.extend([format!("{HISTORY_FIELD}{n}"), line]);

@@ -160,9 +160,9 @@ const TAKE: &str = r#"
         return {taken[1], taken[2], metas}
 "#;
 
-/// For each transaction (KEYS: their records): if it is live, sets its state in queue ARGV[1]
-/// to ARGV[2] (history line ARGV[3]) and returns its metadata (`tx_meta`); else returns an
-/// empty array for it.
+/// For each transaction (KEYS: their names, `Keys::transaction`): if it is live, sets its state
+/// in queue ARGV[1] to ARGV[2] (history line ARGV[3]) and returns its metadata (`tx_meta`);
+/// else returns an empty array for it.
 const MARK: &str = r#"
         local out = {}
         for _, rec in ipairs(KEYS) do
@@ -428,7 +428,7 @@ pub static MEMBER_OK: LazyLock<Script> = LazyLock::new(|| {
     )
 });
 
-/// On the transactions' server: for each transaction whose record is KEYS[i] and that has a
+/// On the transactions' server: for each transaction named KEYS[i] (`Keys::transaction`) that has a
 /// state in queue ARGV[1], sets it to `Delivered` (history line ARGV[2]). Returns one 1 or 0
 /// per transaction.
 const ACK_STATES: &str = r#"
@@ -458,8 +458,9 @@ pub static FORGET_UNACKED: LazyLock<Script> = LazyLock::new(|| {
 });
 
 /// On the transactions' server, for unacknowledged deliveries due back: KEYS are their
-/// transactions' records, ARGV pairs (queue id, history line). Each one still live and not
-/// `Delivered` becomes `Pending`; returns its priority (`H`/`L`), or '' for one that stays out.
+/// transactions' names (`Keys::transaction`), ARGV pairs (queue id, history line). Each one
+/// still live and not `Delivered` becomes `Pending`; returns its priority (`H`/`L`), or '' for
+/// one that stays out.
 const REOPEN: &str = r#"
         local out = {}
         for i, rec in ipairs(KEYS) do
