@@ -780,3 +780,31 @@ fn every_key_a_push_writes_expires_with_its_message() {
     let token = tokens.lines().next().expect("the take left its record");
     assert!((1..=120).contains(&ttl(token)), "{token}: {}", ttl(token));
 }
+
+/// Metadata the node cannot read (written into Redis by something else) counts as gone, as a
+/// transaction without a payload does, with a warning: the pop that took its reference still
+/// answers, and nothing else is lost with it.
+#[test]
+fn unreadable_metadata_counts_as_gone() {
+    if skip_redis() {
+        return;
+    }
+    let redis = RedisServer::start();
+    let node = TestNode::on_redis(&[&redis], &[]);
+    let broken = node.push(&["mixed"], "lost", "H");
+    let kept = node.push(&["mixed"], "kept", "H");
+    redis.cli(&["HSET", &format!("PB:T|{broken}:tx"), "m", "not json"]);
+
+    assert_eq!(node.get(&format!("/trans/{broken}")), (200, json!({})));
+    assert_eq!(node.peek("mixed", "").payloads(), ["<null>", "kept"]);
+    let popped = node.pop("mixed", "max=2&timeout=1");
+    assert_eq!(popped.transactions, [broken.as_str(), kept.as_str()]);
+    assert_eq!(popped.payloads(), ["<null>", "kept"]);
+    assert_eq!(node.state(&kept, "mixed"), "Delivered");
+    assert!(
+        node.log()
+            .iter()
+            .any(|line| line.contains("unreadable transaction metadata")),
+        "the node says why"
+    );
+}
