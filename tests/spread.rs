@@ -18,7 +18,7 @@ use serde_json::{Value, json};
 const ON_FIRST: &str = "qa";
 const ON_SECOND: &str = "qb";
 
-/// Whether `server` holds transaction `id` (spread, it is one string: `PB:T|<id>:tx`).
+/// Whether `server` holds transaction `id` (spread, it is one hash: `PB:T|<id>:tx`).
 fn holds(server: &RedisServer, id: &str) -> bool {
     server.cli(&["EXISTS", &format!("PB:T|{id}:tx")]).trim() == "1"
 }

@@ -2,9 +2,8 @@
 //!
 //! - `PB:T|<id>:meta` (transactions server): hash of the transaction's fields;
 //! - `PB:T|<id>:state` (transactions server): hash queue id → `Pending`/`Blocked`/`Delivered`;
-//! - `PB:T|<id>:tx` and `PB:T|<id>:ch` (transactions server), instead of those and the history
-//!   when transactions spread: the transaction as its push wrote it (JSON), and the changes since
-//!   (a hash, from the first one on; see `record`);
+//! - `PB:T|<id>:tx` (transactions server), instead of those and the history when transactions
+//!   spread: the three in one hash (see `record`);
 //! - `PB:Q|H:<prefix><queue>`, `PB:Q|L:…` (the queue's shard): lists of `PB:T|<id>` references,
 //!   where `<prefix>` is `[<org>:]UNSEC:` or `[<org>:]SEC:` with the org spelled by
 //!   [`org_in_keys`](crate::model::org_in_keys), so that no name reaches another's keys;
@@ -116,14 +115,9 @@ impl Keys {
         self.key(&[TRANSACTION_PREFIX, id.as_str()])
     }
 
-    /// A transaction as its push wrote it, in the dense layout (see `record`).
+    /// A transaction's one hash in the dense layout (see `record`).
     pub fn record(&self, id: &TxId) -> String {
         self.key(&[TRANSACTION_PREFIX, id.as_str(), ":tx"])
-    }
-
-    /// The changes to a transaction since its push, in the dense layout (see `record`).
-    pub fn changes(&self, id: &TxId) -> String {
-        self.key(&[TRANSACTION_PREFIX, id.as_str(), ":ch"])
     }
 
     pub fn history(&self, id: &TxId) -> String {
@@ -358,7 +352,6 @@ mod tests {
             let id = TxId::from(name.as_str());
             for key in [
                 keys.record(&id),
-                keys.changes(&id),
                 keys.meta(&id),
                 keys.state(&id),
                 keys.history(&id),

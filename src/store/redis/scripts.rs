@@ -151,7 +151,7 @@ const TAKE: &str = r#"
                     local meta = tx_meta(tag .. ref)
                     if meta then
                         -- A replayed take has recorded the change already.
-                        tx_mark(tag .. ref, ARGV[3], ARGV[4], not recorded and ARGV[11], meta)
+                        tx_mark(tag .. ref, ARGV[3], ARGV[4], not recorded and ARGV[11])
                     end
                     metas[#metas + 1] = meta or {}
                 end
@@ -168,7 +168,7 @@ const MARK: &str = r#"
         for _, rec in ipairs(KEYS) do
             local meta = tx_meta(rec)
             if meta then
-                tx_mark(rec, ARGV[1], ARGV[2], ARGV[3], meta)
+                tx_mark(rec, ARGV[1], ARGV[2], ARGV[3])
             end
             out[#out + 1] = meta or {}
         end
