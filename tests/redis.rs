@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::link::FaultyLink;
-use common::{RedisServer, TestNode, skip_redis};
+use common::{RedisServer, TestNode, skip_redis, unix_now};
 use serde_json::json;
 
 #[test]
@@ -750,6 +750,17 @@ fn every_key_a_push_writes_expires_with_its_message() {
                 "PB:T|{tx}{part} still expires: {left}"
             );
         }
+        // A moved expiry moves every key.
+        let later = unix_now() + 5000;
+        let moved = node.put(&format!("/trans/{tx}"), &json!({"expirationDate": later}));
+        assert_eq!(moved.0, 200);
+        for part in parts {
+            let left = ttl(&format!("PB:T|{tx}{part}"));
+            assert!(
+                (4990..=5000).contains(&left),
+                "PB:T|{tx}{part} lives 5000 s: {left}"
+            );
+        }
         redis.cli(&["FLUSHALL"]);
     }
 
@@ -801,6 +812,26 @@ fn unreadable_metadata_counts_as_gone() {
     assert_eq!(popped.transactions, [broken.as_str(), kept.as_str()]);
     assert_eq!(popped.payloads(), ["<null>", "kept"]);
     assert_eq!(node.state(&kept, "mixed"), "Delivered");
+    // Scripts that read the metadata count it as gone too, rather than failing.
+    assert_eq!(
+        node.put(&format!("/trans/{broken}"), &json!({"payload": "new"})),
+        (400, json!({"errors": [format!("{broken} does not exist")]}))
+    );
+    // A reliable take of it coming due back stays out, and the one beside it comes back.
+    let broken = node.push(&["due"], "lost", "H");
+    let kept = node.push(&["due"], "kept", "H");
+    redis.cli(&["HSET", &format!("PB:T|{broken}:tx"), "m", "{"]);
+    let (status, _) = node.post("/queue/due/poprel?max=2&timeoutACK=1", &json!({}));
+    assert_eq!(status, 200);
+    let back = Instant::now();
+    while node.peek("due", "").transactions.is_empty() {
+        assert!(
+            back.elapsed() < Duration::from_secs(5),
+            "the kept one came back"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(node.peek("due", "").transactions, [kept]);
     assert!(
         node.log()
             .iter()

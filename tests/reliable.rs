@@ -106,6 +106,13 @@ fn ack_answers_per_transaction(backend: Backend) {
         json!([{"err": format!("{id}/elsewhere does not exist"), "data": id}])
     );
     assert_eq!(node.state(&id, "elsewhere"), "");
+    // One not taken yet has a state there (Pending) too: it is acknowledged as PopBox did.
+    let waiting = node.push(&["r4"], "not taken", "H");
+    assert_eq!(
+        ack(&node, "r4", &[&waiting]).1,
+        json!([{"err": null, "data": waiting}])
+    );
+    assert_eq!(node.state(&waiting, "r4"), "Delivered");
     // PopBox never answered an empty list.
     assert_eq!(ack(&node, "r4", &[]), (200, json!([])));
 }

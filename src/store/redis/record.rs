@@ -276,9 +276,19 @@ const DENSE_LUA: &str = r#"
 
     local function tx_live(rec) return redis.call('EXISTS', rec .. ':tx') == 1 end
 
+    -- The metadata decoded; nil when gone, or when something else than a node wrote it: then
+    -- it counts as gone, as the node counts metadata it cannot read.
+    local function tx_decoded(rec)
+        local json = redis.call('HGET', rec .. ':tx', 'm')
+        if not json then return nil end
+        local ok, meta = pcall(cjson.decode, json)
+        if ok and type(meta) == 'table' then return meta end
+        return nil
+    end
+
     local function tx_priority(rec)
-        local meta = redis.call('HGET', rec .. ':tx', 'm')
-        return meta and cjson.decode(meta).priority or false
+        local meta = tx_decoded(rec)
+        return meta and meta.priority or false
     end
 
     local function tx_state(rec, queue) return redis.call('HGET', rec .. ':tx', 's:' .. queue) end
@@ -295,10 +305,9 @@ const DENSE_LUA: &str = r#"
     end
 
     local function tx_update(rec, at, from)
-        local json = redis.call('HGET', rec .. ':tx', 'm')
-        if not json then return 0 end
+        local meta = tx_decoded(rec)
+        if not meta then return 0 end
         if #ARGV >= from then
-            local meta = cjson.decode(json)
             for i = from, #ARGV, 2 do meta[ARGV[i]] = ARGV[i + 1] end
             redis.call('HSET', rec .. ':tx', 'm', cjson.encode(meta))
         end
