@@ -283,7 +283,7 @@ const DENSE_LUA: &str = r#"
     -- The metadata decoded; nil when gone, or when something else than a node wrote it: then
     -- it counts as gone, as the node counts metadata it cannot read.
     local function tx_decoded(rec)
-        local json = redis.call('HGET', rec .. ':tx', 'm')
+        local json = tx_meta(rec)
         if not json then return nil end
         local ok, meta = pcall(cjson.decode, json)
         if ok and type(meta) == 'table' then return meta end
