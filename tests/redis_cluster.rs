@@ -286,6 +286,133 @@ fn a_node_follows_its_shards_when_the_cluster_is_resharded() {
     );
 }
 
+/// A slot held half-moved between two masters, as every resharding leaves each slot for a
+/// moment: keys written meanwhile must go where the cluster says (`ASK`), never onto the new
+/// master while they still live on the old one, or moving them fails (`BUSYKEY`) and the slot
+/// stays stuck half-moved. With one shard every key of the node is in the slot: its heartbeat
+/// (every second), pushes and pops go on through the move, answer 200 or 503 but never fail
+/// otherwise, and every push answered 200 is popped once, after the move as during it.
+#[test]
+fn a_slot_held_half_moved_gets_no_key_twice_and_loses_nothing() {
+    if skip_redis() {
+        return;
+    }
+    let cluster = RedisCluster::start(3, 0);
+    let node = TestNode::on_cluster(
+        &cluster,
+        &[
+            ("RELAYBOX__STORE__SHARDS", "1"),
+            ("RELAYBOX__STORE__REDIS_RECOVERY", "10"),
+        ],
+    );
+    let queues: Vec<String> = (0..8).map(|i| format!("hm{i}")).collect();
+    let (stop, answered) = (AtomicBool::new(false), Mutex::new(Vec::new()));
+    let popped = Mutex::new(Vec::new());
+    std::thread::scope(|scope| {
+        scope.spawn(|| push_until(&node, &queues, &stop, &answered));
+        scope.spawn(|| pop_until(&node, &queues, &stop, &popped));
+        // A failed check below must stop the loops, or the scope waits for them for good.
+        let _stops = StopOnDrop(&stop);
+        std::thread::sleep(Duration::from_secs(1));
+        let slot = shard_slot(&cluster);
+        let to = (cluster.master_of(slot) + 1) % 3;
+        let moving = cluster.begin_move(slot, to);
+        // Half of the keys over, the node's heartbeat left behind: it is written again while
+        // its other keys are asked for on the new master.
+        let keys =
+            cluster.nodes[moving.from].cli(&["CLUSTER", "COUNTKEYSINSLOT", &slot.to_string()]);
+        let half = keys.parse::<usize>().unwrap() / 2;
+        assert!(half >= 10, "{keys} keys in the slot");
+        cluster.move_keys(&moving, half, |key| !key.contains("RB:N|"));
+        std::thread::sleep(Duration::from_secs(3));
+        let on = |i: usize| -> HashSet<String> {
+            let keys =
+                cluster.nodes[i].cli(&["CLUSTER", "GETKEYSINSLOT", &slot.to_string(), "100000"]);
+            keys.lines().map(str::to_owned).collect()
+        };
+        let twice: Vec<String> = on(moving.from)
+            .intersection(&on(moving.to))
+            .cloned()
+            .collect();
+        assert!(twice.is_empty(), "keys on both masters: {twice:?}");
+        cluster.finish_move(moving);
+        std::thread::sleep(Duration::from_secs(1));
+        stop.store(true, Ordering::SeqCst);
+    });
+    let answered = answered.into_inner().unwrap();
+    let failed: Vec<u16> = (answered.iter())
+        .map(|(_, _, status)| *status)
+        .filter(|status| *status != 200 && *status != 503)
+        .collect();
+    assert!(failed.is_empty(), "pushes that failed: {failed:?}");
+    let (popped, failed_pops) = popped.into_inner().unwrap().into_iter().fold(
+        (Vec::new(), Vec::new()),
+        |(mut popped, mut failed), (payloads, status)| {
+            popped.extend(payloads);
+            if status != 200 && status != 503 {
+                failed.push(status);
+            }
+            (popped, failed)
+        },
+    );
+    assert!(failed_pops.is_empty(), "pops that failed: {failed_pops:?}");
+    let ok: HashSet<&String> = (answered.iter())
+        .filter(|(_, _, status)| *status == 200)
+        .map(|(_, payload, _)| payload)
+        .collect();
+    assert!(ok.len() >= 50, "{} pushes answered 200", ok.len());
+    let mut received = popped;
+    received.extend(drain(&node, &queues));
+    let mut unique: HashSet<&String> = HashSet::new();
+    let twice: Vec<&String> = received.iter().filter(|p| !unique.insert(p)).collect();
+    assert!(twice.is_empty(), "delivered twice: {twice:?}");
+    let lost: Vec<&&String> = ok.iter().filter(|p| !unique.contains(**p)).collect();
+    assert!(
+        lost.is_empty(),
+        "{} answered 200 and lost: {lost:?}",
+        lost.len()
+    );
+}
+
+/// Sets its flag when dropped, a panic's unwinding included.
+struct StopOnDrop<'a>(&'a AtomicBool);
+
+impl Drop for StopOnDrop<'_> {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::SeqCst);
+    }
+}
+
+/// The slot of the node's only shard (`store.shards = 1`): that of any key in the cluster.
+fn shard_slot(cluster: &RedisCluster) -> u16 {
+    let key = (cluster.nodes.iter())
+        .map(|n| n.cli(&["RANDOMKEY"]))
+        .find(|key| !key.is_empty())
+        .expect("the node wrote keys");
+    let slot = cluster.nodes[0].cli(&["CLUSTER", "KEYSLOT", &key]);
+    slot.parse().unwrap()
+}
+
+/// Pops from `queues` in turn until `stop`, recording what each pop gave and its status.
+fn pop_until(
+    node: &TestNode,
+    queues: &[String],
+    stop: &AtomicBool,
+    popped: &Mutex<Vec<(Vec<String>, u16)>>,
+) {
+    let mut i = 0;
+    while !stop.load(Ordering::SeqCst) {
+        let path = format!("/queue/{}/pop?max=5&timeout=0", queues[i % queues.len()]);
+        let (status, reply) = node.post(&path, &json!({}));
+        let payloads = (reply["data"].as_array().into_iter().flatten())
+            .filter_map(|p| p.as_str().map(str::to_owned))
+            .collect();
+        popped.lock().unwrap().push((payloads, status));
+        i += 1;
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
 /// The cluster fails over by itself: a standby role, or one server for all transactions, is
 /// refused with it, naming the key.
 #[test]

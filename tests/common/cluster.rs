@@ -87,4 +87,96 @@ impl RedisCluster {
         self.wait_until_ok(Duration::from_secs(30));
         self.nodes.len() - 1
     }
+
+    /// The index of the master that serves `slot`.
+    pub fn master_of(&self, slot: u16) -> usize {
+        let serves = |node: &RedisServer| {
+            let nodes = node.cli(&["CLUSTER", "NODES"]);
+            let me = nodes.lines().find(|l| l.contains("myself")).unwrap_or("");
+            let fields: Vec<&str> = me.split_whitespace().collect();
+            fields.len() > 8
+                && fields[2].contains("master")
+                && fields[8..].iter().any(|range| {
+                    let (low, high) = range.split_once('-').unwrap_or((range, range));
+                    match (low.parse::<u16>(), high.parse::<u16>()) {
+                        (Ok(low), Ok(high)) => (low..=high).contains(&slot),
+                        _ => false,
+                    }
+                })
+        };
+        (self.nodes.iter())
+            .position(|n| n.is_running() && serves(n))
+            .unwrap_or_else(|| panic!("no master serves slot {slot}"))
+    }
+
+    /// Starts moving `slot` to master `to` as `redis-cli --cluster reshard` does, step by step,
+    /// so that a test can hold it half-moved: `IMPORTING` on `to`, `MIGRATING` on its master.
+    pub fn begin_move(&self, slot: u16, to: usize) -> SlotMove {
+        let from = self.master_of(slot);
+        let id = |i: usize| self.nodes[i].cli(&["CLUSTER", "MYID"]);
+        let slot_arg = slot.to_string();
+        let set = |i: usize, state: &str, other: usize| {
+            let said = self.nodes[i].cli(&["CLUSTER", "SETSLOT", &slot_arg, state, &id(other)]);
+            assert_eq!(said, "OK", "CLUSTER SETSLOT {slot} {state}: {said}");
+        };
+        set(to, "IMPORTING", from);
+        set(from, "MIGRATING", to);
+        SlotMove { slot, from, to }
+    }
+
+    /// Moves up to `max` of the slot's keys that `pick` chooses to its new master (`MIGRATE`,
+    /// which refuses with `BUSYKEY` a key the new master has already: written on both sides);
+    /// returns how many moved.
+    pub fn move_keys(&self, moving: &SlotMove, max: usize, pick: impl Fn(&str) -> bool) -> usize {
+        let (from, to) = (&self.nodes[moving.from], &self.nodes[moving.to]);
+        let listed = from.cli(&[
+            "CLUSTER",
+            "GETKEYSINSLOT",
+            &moving.slot.to_string(),
+            "100000",
+        ]);
+        let keys: Vec<&str> = (listed.lines())
+            .filter(|k| !k.is_empty() && pick(k))
+            .take(max)
+            .collect();
+        if keys.is_empty() {
+            return 0;
+        }
+        let port = to.port.to_string();
+        let mut args = vec!["MIGRATE", "127.0.0.1", &port, "", "0", "5000", "KEYS"];
+        args.extend(&keys);
+        let said = from.cli(&args);
+        assert!(
+            said == "OK" || said == "NOKEY",
+            "MIGRATE of {} keys: {said}",
+            keys.len()
+        );
+        keys.len()
+    }
+
+    /// Moves the slot's other keys and gives the slot to its new master, on every master.
+    pub fn finish_move(&self, moving: SlotMove) {
+        while self.move_keys(&moving, 100, |_| true) > 0 {}
+        let (slot, to) = (
+            moving.slot.to_string(),
+            self.nodes[moving.to].cli(&["CLUSTER", "MYID"]),
+        );
+        let masters = (0..self.nodes.len()).filter(|&i| {
+            self.nodes[i].is_running() && self.nodes[i].cli(&["ROLE"]).starts_with("master")
+        });
+        // The new master first, then the old, as the cluster specification asks.
+        let mut order = vec![moving.to, moving.from];
+        order.extend(masters.filter(|i| *i != moving.to && *i != moving.from));
+        for i in order {
+            let said = self.nodes[i].cli(&["CLUSTER", "SETSLOT", &slot, "NODE", &to]);
+            assert_eq!(said, "OK", "CLUSTER SETSLOT {slot} NODE: {said}");
+        }
+    }
+}
+
+/// A slot on its way from one master to another (see [`RedisCluster::begin_move`]).
+pub struct SlotMove {
+    pub slot: u16,
+    pub from: usize,
+    pub to: usize,
 }

@@ -20,9 +20,7 @@ impl Archives for RedisStore {
         for (span, slot, record) in slots {
             pipe.hset(keys.archive(node, *span), slot, record);
         }
-        pipe.query_async::<()>(&mut server.conn())
-            .await
-            .map_err(|e| server.error(e))
+        server.pipeline(&pipe).await
     }
 
     async fn archive_slots(

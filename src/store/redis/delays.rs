@@ -73,14 +73,10 @@ impl Delays for RedisStore {
     async fn settle_due(&self, id: &TxId) -> StoreResult<()> {
         let server = &self.regional;
         let keys = &server.keys;
-        ::redis::pipe()
-            .atomic()
-            .zrem(keys.delayed_due(), id.as_str())
-            .ignore()
+        let mut pipe = ::redis::pipe();
+        (pipe.atomic().zrem(keys.delayed_due(), id.as_str()).ignore())
             .del(keys.delayed(id))
-            .ignore()
-            .query_async::<()>(&mut server.conn())
-            .await
-            .map_err(|e| server.error(e))
+            .ignore();
+        server.transaction(&pipe, self.recovery).await
     }
 }

@@ -107,15 +107,14 @@ impl IdBooks for RedisStore {
     async fn block_add(&self, node: &str, block: IdRange) -> StoreResult<()> {
         let server = &self.regional;
         let keys = &server.keys;
-        ::redis::pipe()
+        let mut pipe = ::redis::pipe();
+        (pipe
             .atomic()
             .rpush(keys.blocks(node), block.to_string())
-            .ignore()
-            .sadd(keys.block_owners(), node)
-            .ignore()
-            .query_async::<()>(&mut server.conn())
-            .await
-            .map_err(|e| server.error(e))
+            .ignore())
+        .sadd(keys.block_owners(), node)
+        .ignore();
+        server.transaction(&pipe, self.recovery).await
     }
 
     async fn block_take(&self, node: &str, max: u64) -> StoreResult<Option<(IdRange, u64)>> {

@@ -28,6 +28,7 @@ mod id_books;
 mod keys;
 mod locations;
 mod metered;
+mod pipelines;
 mod placement;
 mod queues;
 mod record;
@@ -73,7 +74,7 @@ use keys::Keys;
 use metered::{Connection, Metered};
 use placement::Placement;
 use record::{Record, decode_meta};
-use server::Server;
+use server::{Link, Server};
 
 /// How many due unacknowledged deliveries one sweep returns at most.
 const UNACKED_BATCH: isize = 500;
@@ -137,9 +138,7 @@ impl RedisStore {
         let origin: Arc<str> = uuid::Uuid::new_v4().simple().to_string().into();
         // Alive before its first waiter counts: a count whose node is not is dropped when read.
         for server in &shards {
-            subscriber::say_alive(server, &origin)
-                .await
-                .map_err(|e| server.error(e))?;
+            subscriber::say_alive(server, &origin).await?;
         }
         Ok(RedisStore {
             shards,
@@ -249,13 +248,16 @@ async fn check_layout(
         return Ok(());
     }
     let ours = format!("{} {}", hash.name(), transactions.name());
-    let (recorded,): (String,) = ::redis::pipe()
-        .set_nx(first.keys.layout(), &ours)
-        .ignore()
-        .get(first.keys.layout())
+    // One command (the earlier record, if any), so that it goes whole to the key's server.
+    let earlier: Option<String> = ::redis::cmd("SET")
+        .arg(first.keys.layout())
+        .arg(&ours)
+        .arg("NX")
+        .arg("GET")
         .query_async(&mut first.conn())
         .await
         .map_err(|e| first.error(e))?;
+    let recorded = earlier.unwrap_or(ours);
     let (placed, spread) = recorded.split_once(' ').unwrap_or((&recorded, "one"));
     let advice = if placed != hash.name() {
         format!(
@@ -436,11 +438,7 @@ impl RedisStore {
             if pipe.is_empty() {
                 return Ok(None);
             }
-            return pipe
-                .query_async::<()>(&mut server.conn())
-                .await
-                .map(|()| None)
-                .map_err(|e| server.error(e));
+            return (server.transaction::<()>(&pipe, self.recovery).await).map(|()| None);
         };
         let mut invocation = scripts::ONCE.prepare_invoke();
         for key in &marks.keys {

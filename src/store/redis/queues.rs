@@ -383,8 +383,7 @@ impl Queues for RedisStore {
                     for r in refs {
                         self.record().load_meta(&mut pipe, &server.keys, &r.tx);
                     }
-                    let metas: Vec<::redis::Value> = (pipe.query_async(&mut server.conn()).await)
-                        .map_err(|e| server.error(e))?;
+                    let metas: Vec<::redis::Value> = server.pipeline(&pipe).await?;
                     Ok((metas.into_iter())
                         .map(|meta| decode_meta(server, meta).and_then(|mut m| m.remove("payload")))
                         .collect())

@@ -95,8 +95,7 @@ impl Record {
     pub(super) async fn meta(self, server: &Server, id: &TxId) -> StoreResult<Option<Meta>> {
         let mut pipe = ::redis::pipe();
         self.load_meta(&mut pipe, &server.keys, id);
-        let (value,): (Value,) =
-            (pipe.query_async(&mut server.conn()).await).map_err(|e| server.error(e))?;
+        let (value,): (Value,) = server.pipeline(&pipe).await?;
         Ok(decode_meta(server, value))
     }
 

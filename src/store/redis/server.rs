@@ -140,13 +140,14 @@ impl Server {
         let (shard, reason) = (self.name.to_string(), e.to_string());
         // A server that answers `LOADING` (restarting from its AOF), `MASTERDOWN` or `TRYAGAIN`
         // is not there yet either: an operation cut off by its restart must go on retrying.
-        // Inside a pipeline those answers come one per command, the first not always among them.
+        // Inside a pipeline those answers come one per command, the first not always among them,
+        // and so do a cluster's redirections while it moves a slot (see `pipelines`).
         let in_pipeline = (e.clone().into_server_errors()).is_some_and(|errors| {
             errors.iter().any(|(_, error)| {
                 use ServerErrorKind::*;
                 matches!(
                     error.kind(),
-                    Some(BusyLoading | TryAgain | MasterDown | ClusterDown)
+                    Some(BusyLoading | TryAgain | MasterDown | ClusterDown | Ask | Moved)
                 )
             })
         });

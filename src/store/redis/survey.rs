@@ -61,15 +61,13 @@ impl Survey for RedisStore {
             keys.list(queue, Priority::High),
             keys.list(queue, Priority::Low),
         );
-        let (h, l): (u64, u64) = ::redis::pipe()
-            .atomic()
+        let mut pipe = ::redis::pipe();
+        pipe.atomic()
             .llen(&high)
             .llen(&low)
             .del(&[&high, &low])
-            .ignore()
-            .query_async(&mut server.conn())
-            .await
-            .map_err(|e| server.error(e))?;
+            .ignore();
+        let (h, l): (u64, u64) = server.transaction(&pipe, self.recovery).await?;
         Ok(h + l)
     }
 }
@@ -111,10 +109,7 @@ async fn lengths(server: &Server, queues: Vec<String>) -> StoreResult<Vec<QueueD
         pipe.llen(server.keys.list_of(queue, Priority::High))
             .llen(server.keys.list_of(queue, Priority::Low));
     }
-    let lengths: Vec<u64> = pipe
-        .query_async(&mut server.conn())
-        .await
-        .map_err(|e| server.error(e))?;
+    let lengths: Vec<u64> = server.pipeline(&pipe).await?;
     Ok((queues.into_iter().zip(lengths.chunks(2)))
         .map(|(name, n)| QueueDepth {
             name,

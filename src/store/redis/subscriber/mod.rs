@@ -35,7 +35,7 @@ use super::keys::{self, Keys};
 use super::scripts;
 use super::server::Server;
 use crate::model::Priority;
-use crate::store::{Interest, Notifications, ShardEvent};
+use crate::store::{Interest, Notifications, ShardEvent, StoreResult};
 
 /// How long to wait between attempts to reach a server that is down.
 const RETRY_DELAY: Duration = Duration::from_millis(500);
@@ -54,13 +54,12 @@ const ALIVE_FOR: Duration = Duration::from_secs(6);
 
 /// Says on `server` that node `node` is alive, for [`ALIVE_FOR`]; its set of the hashes where
 /// it counts waiters lasts as long.
-pub async fn say_alive(server: &Server, node: &str) -> ::redis::RedisResult<()> {
+pub async fn say_alive(server: &Server, node: &str) -> StoreResult<()> {
     let secs = ALIVE_FOR.as_secs();
-    ::redis::pipe()
-        .set_ex(server.keys.node_alive(node), 1, secs)
-        .expire(server.keys.node_waits(node), secs as i64)
-        .query_async(&mut server.conn())
-        .await
+    let mut pipe = ::redis::pipe();
+    (pipe.set_ex(server.keys.node_alive(node), 1, secs))
+        .expire(server.keys.node_waits(node), secs as i64);
+    server.pipeline(&pipe).await
 }
 
 /// Drops every count of waiters node `node` keeps on `server`.
@@ -234,7 +233,7 @@ impl Listener {
             let lists = [Priority::High, Priority::Low].map(|p| self.server.keys.list_of(queue, p));
             pipe.exists(&lists);
         }
-        match pipe.query_async::<Vec<u32>>(&mut self.server.conn()).await {
+        match self.server.pipeline::<Vec<u32>>(&pipe).await {
             Ok(found) => (queues.into_iter().zip(found))
                 .filter(|(_, lists)| *lists > 0)
                 .map(|(queue, _)| queue)
