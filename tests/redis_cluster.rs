@@ -5,7 +5,7 @@
 
 mod common;
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -289,9 +289,11 @@ fn a_node_follows_its_shards_when_the_cluster_is_resharded() {
 /// A slot held half-moved between two masters, as every resharding leaves each slot for a
 /// moment: keys written meanwhile must go where the cluster says (`ASK`), never onto the new
 /// master while they still live on the old one, or moving them fails (`BUSYKEY`) and the slot
-/// stays stuck half-moved. With one shard every key of the node is in the slot: its heartbeat
-/// (every second), pushes and pops go on through the move, answer 200 or 503 but never fail
-/// otherwise, and every push answered 200 is popped once, after the move as during it.
+/// stays stuck half-moved. Two shards, so that the moving slot holds a shard's every key (its
+/// heartbeat, written every second, included) and pushes into two queues often reach it from
+/// the other shard's transactions. Pushes (with and without an `Idempotency-Key`) and pops go
+/// on through the move, answer 200 or 503 but never fail otherwise, and every push answered
+/// 200 is popped once from each of its queues, during the move or after it.
 #[test]
 fn a_slot_held_half_moved_gets_no_key_twice_and_loses_nothing() {
     if skip_redis() {
@@ -301,7 +303,7 @@ fn a_slot_held_half_moved_gets_no_key_twice_and_loses_nothing() {
     let node = TestNode::on_cluster(
         &cluster,
         &[
-            ("RELAYBOX__STORE__SHARDS", "1"),
+            ("RELAYBOX__STORE__SHARDS", "2"),
             ("RELAYBOX__STORE__REDIS_RECOVERY", "10"),
         ],
     );
@@ -309,7 +311,7 @@ fn a_slot_held_half_moved_gets_no_key_twice_and_loses_nothing() {
     let (stop, answered) = (AtomicBool::new(false), Mutex::new(Vec::new()));
     let popped = Mutex::new(Vec::new());
     std::thread::scope(|scope| {
-        scope.spawn(|| push_until(&node, &queues, &stop, &answered));
+        scope.spawn(|| push_pairs_until(&node, &queues, &stop, &answered));
         scope.spawn(|| pop_until(&node, &queues, &stop, &popped));
         // A failed check below must stop the loops, or the scope waits for them for good.
         let _stops = StopOnDrop(&stop);
@@ -337,41 +339,63 @@ fn a_slot_held_half_moved_gets_no_key_twice_and_loses_nothing() {
         assert!(twice.is_empty(), "keys on both masters: {twice:?}");
         cluster.finish_move(moving);
         std::thread::sleep(Duration::from_secs(1));
-        stop.store(true, Ordering::SeqCst);
     });
     let answered = answered.into_inner().unwrap();
     let failed: Vec<u16> = (answered.iter())
-        .map(|(_, _, status)| *status)
+        .map(|(_, status)| *status)
         .filter(|status| *status != 200 && *status != 503)
         .collect();
     assert!(failed.is_empty(), "pushes that failed: {failed:?}");
-    let (popped, failed_pops) = popped.into_inner().unwrap().into_iter().fold(
-        (Vec::new(), Vec::new()),
-        |(mut popped, mut failed), (payloads, status)| {
-            popped.extend(payloads);
-            if status != 200 && status != 503 {
-                failed.push(status);
-            }
-            (popped, failed)
-        },
-    );
-    assert!(failed_pops.is_empty(), "pops that failed: {failed_pops:?}");
-    let ok: HashSet<&String> = (answered.iter())
-        .filter(|(_, _, status)| *status == 200)
-        .map(|(_, payload, _)| payload)
+    let mut received = Vec::new();
+    for (payloads, status) in popped.into_inner().unwrap() {
+        assert!(status == 200 || status == 503, "a pop answered {status}");
+        received.extend(payloads);
+    }
+    received.extend(drain(&node, &queues));
+    let mut times: HashMap<&String, usize> = HashMap::new();
+    for payload in &received {
+        *times.entry(payload).or_default() += 1;
+    }
+    let ok: Vec<&String> = (answered.iter())
+        .filter(|(_, status)| *status == 200)
+        .map(|(payload, _)| payload)
         .collect();
     assert!(ok.len() >= 50, "{} pushes answered 200", ok.len());
-    let mut received = popped;
-    received.extend(drain(&node, &queues));
-    let mut unique: HashSet<&String> = HashSet::new();
-    let twice: Vec<&String> = received.iter().filter(|p| !unique.insert(p)).collect();
-    assert!(twice.is_empty(), "delivered twice: {twice:?}");
-    let lost: Vec<&&String> = ok.iter().filter(|p| !unique.contains(**p)).collect();
+    let wrong: Vec<(&String, usize)> = (ok.iter())
+        .map(|payload| (*payload, times.get(payload).copied().unwrap_or(0)))
+        .filter(|(_, n)| *n != 2)
+        .collect();
     assert!(
-        lost.is_empty(),
-        "{} answered 200 and lost: {lost:?}",
-        lost.len()
+        wrong.is_empty(),
+        "answered 200, not popped once per queue: {wrong:?}"
     );
+    let doubled: Vec<(&&String, &usize)> = times.iter().filter(|(_, n)| **n > 2).collect();
+    assert!(doubled.is_empty(), "delivered twice: {doubled:?}");
+}
+
+/// Pushes each payload into two neighbouring `queues` until `stop`, every other one with an
+/// `Idempotency-Key`, recording the payloads and their answers.
+fn push_pairs_until(
+    node: &TestNode,
+    queues: &[String],
+    stop: &AtomicBool,
+    answered: &Mutex<Vec<(String, u16)>>,
+) {
+    let mut i = 0;
+    while !stop.load(Ordering::SeqCst) {
+        let pair = [&queues[i % queues.len()], &queues[(i + 1) % queues.len()]];
+        let payload = format!("p{i}");
+        let body = json!({"payload": payload, "priority": "H",
+            "queue": pair.map(|q| json!({"id": q}))});
+        let mut request = node.client().post(node.url("/trans")).json(&body);
+        if i % 2 == 1 {
+            request = request.header("Idempotency-Key", format!("k{i}"));
+        }
+        let status = request.send().map_or(0, |r| r.status().as_u16());
+        answered.lock().unwrap().push((payload, status));
+        i += 1;
+        std::thread::sleep(Duration::from_millis(5));
+    }
 }
 
 /// Sets its flag when dropped, a panic's unwinding included.

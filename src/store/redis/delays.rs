@@ -52,6 +52,7 @@ impl Delays for RedisStore {
         let keys = &server.keys;
         let records: Vec<String> = scripts::CLAIM_DUE
             .key(keys.delayed_due())
+            .key(keys.steady())
             .arg(now_ms)
             .arg(lease_until_ms)
             .arg(max)
@@ -77,6 +78,6 @@ impl Delays for RedisStore {
         (pipe.atomic().zrem(keys.delayed_due(), id.as_str()).ignore())
             .del(keys.delayed(id))
             .ignore();
-        server.transaction(&pipe, self.recovery).await
+        server.multi(&pipe, self.recovery).await
     }
 }

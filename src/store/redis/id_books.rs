@@ -114,7 +114,7 @@ impl IdBooks for RedisStore {
             .ignore())
         .sadd(keys.block_owners(), node)
         .ignore();
-        server.transaction(&pipe, self.recovery).await
+        server.multi(&pipe, self.recovery).await
     }
 
     async fn block_take(&self, node: &str, max: u64) -> StoreResult<Option<(IdRange, u64)>> {

@@ -32,6 +32,8 @@
 //!   queues got it. Both expire with the transaction;
 //! - `PB:G|<name>` (transactions server): set of a group's queue ids. PopBox used the bare name,
 //!   which let a group name address any key; the prefix keeps groups to themselves;
+//! - `RB:steady` (every shard): never written, declared by scripts so that a cluster runs them
+//!   only while their slot stays put ([`Keys::steady`]);
 //! - `RB:H|layout` (the first shard's server, on a set of several): the hash that placed the
 //!   queues on their servers (`store.queue_hash`), written by the first node to start.
 //!
@@ -108,9 +110,9 @@ impl Keys {
             .strip_prefix(PUSHED_PREFIX)
     }
 
-    /// How scripts name a transaction, in either layout (see `record`): its reference after
-    /// the tag. Not a key itself: each of the transaction's keys is this and a suffix, so that
-    /// no id names another transaction's key.
+    /// A transaction's reference after the tag: how scripts name it in PopBox's layout (see
+    /// `record`). Not a key itself: each of its keys is this and a suffix, so that no id names
+    /// another transaction's key.
     pub fn transaction(&self, id: &TxId) -> String {
         self.key(&[TRANSACTION_PREFIX, id.as_str()])
     }
@@ -185,6 +187,16 @@ impl Keys {
 
     pub fn location(&self, customer: &str) -> String {
         self.key(&["RB:L|", customer])
+    }
+
+    /// Never written: a script that reaches keys it cannot name in advance (found in a list, a
+    /// set or its arguments) declares this one too. Missing, it makes Redis Cluster run the
+    /// script only while its slot is not moving (a missing key of a moving slot is `ASK`ed on
+    /// the old master, then `TRYAGAIN` on the new one), and so never where those keys are not:
+    /// there a write would put a key beside the one still on the other master, a read would
+    /// find nothing, and either fails the move or loses a message.
+    pub fn steady(&self) -> String {
+        self.key(&["RB:steady"])
     }
 
     /// That node `node` (its [`RedisStore`](super::RedisStore) origin) is alive, on each of its

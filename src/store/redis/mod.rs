@@ -438,13 +438,14 @@ impl RedisStore {
             if pipe.is_empty() {
                 return Ok(None);
             }
-            return (server.transaction::<()>(&pipe, self.recovery).await).map(|()| None);
+            return (server.multi::<()>(&pipe, self.recovery).await).map(|()| None);
         };
         let mut invocation = scripts::ONCE.prepare_invoke();
         for key in &marks.keys {
             invocation.key(key);
         }
-        invocation.arg(marks.value).arg(marks.until);
+        (invocation.arg(marks.value).arg(marks.until)).arg(marks.keys.len());
+        let mut written = std::collections::HashSet::new();
         for cmd in pipe.cmd_iter() {
             let args: Vec<&[u8]> = (cmd.args_iter())
                 .filter_map(|arg| match arg {
@@ -452,6 +453,14 @@ impl RedisStore {
                     _ => None,
                 })
                 .collect();
+            // Every command sent here names its key first, but for a publication's channel.
+            if let [name, key, ..] = args[..]
+                && !name.eq_ignore_ascii_case(b"PUBLISH")
+                && !name.eq_ignore_ascii_case(b"SPUBLISH")
+                && written.insert(key)
+            {
+                invocation.key(key);
+            }
             invocation.arg(args.len());
             for arg in args {
                 invocation.arg(arg);
@@ -546,6 +555,7 @@ impl RedisStore {
             .key(keys.unacked())
             .key(keys.user_info(queue))
             .key(keys.node_waits(&self.origin))
+            .key(keys.steady())
             .arg(keys.pushed_channel(queue.key()))
             // From nobody: the node's own waiters must hear of it too, and no shard actor
             // awaits this task to drain the queue for them.

@@ -12,7 +12,7 @@
 //!
 //! - [`Server::pipeline`]: on a cluster each command goes on its own, and each is redirected
 //!   as the cluster asks; on a server the pipeline is one round trip, as before;
-//! - [`Server::transaction`] (`MULTI`/`EXEC`): Redis runs all of it or none, and discards the
+//! - [`Server::multi`] (`MULTI`/`EXEC`): Redis runs all of it or none, and discards the
 //!   whole of it when some of its keys have moved and others not yet (`EXECABORT` with `ASK`,
 //!   `TRYAGAIN` at `EXEC`). Discarded, it is sure not to have run: it is sent again once the
 //!   keys have moved, which takes milliseconds per slot.
@@ -51,7 +51,7 @@ impl Server {
 
     /// Runs `pipe`, a transaction (`MULTI`/`EXEC`), and reads its replies as `T`; sent again
     /// for up to `budget` while a moving slot has Redis discard it.
-    pub(super) async fn transaction<T: ::redis::FromRedisValue>(
+    pub(super) async fn multi<T: ::redis::FromRedisValue>(
         &self,
         pipe: &::redis::Pipeline,
         budget: Duration,

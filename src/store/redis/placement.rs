@@ -128,7 +128,7 @@ impl RedisStore {
         }
         let mut invocation = self.scripts().mark.prepare_invoke();
         for r in refs {
-            invocation.key(server.keys.transaction(&r.tx));
+            invocation.key(self.record().name(&server.keys, &r.tx));
         }
         invocation
             .arg(queue.id())
@@ -159,7 +159,7 @@ impl RedisStore {
                 for (_, queue, tx) in due {
                     let line = history_line(queue.id(), DeliveryState::Pending, now);
                     reopen
-                        .key(server.keys.transaction(tx))
+                        .key(self.record().name(&server.keys, tx))
                         .arg(queue.id())
                         .arg(line);
                 }

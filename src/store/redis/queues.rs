@@ -172,6 +172,7 @@ impl Queues for RedisStore {
                     .key(keys.user_info(queue))
                     .key(keys.unacked())
                     .key(keys.node_waits(&self.origin))
+                    .key(keys.steady())
                     .arg(max)
                     .arg(self.token_lifetime)
                     .arg(if together { queue.id() } else { "" })
@@ -250,7 +251,7 @@ impl Queues for RedisStore {
                     async move {
                         let mut invocation = self.scripts().ack_states.prepare_invoke();
                         for id in ids {
-                            invocation.key(server.keys.transaction(id));
+                            invocation.key(self.record().name(&server.keys, id));
                         }
                         let found: Vec<i64> = invocation
                             .arg(queue.id())
@@ -330,6 +331,7 @@ impl Queues for RedisStore {
         }
         let due = kept;
         let mut give_back = scripts::RETURN_DUE.key(keys.unacked());
+        give_back.key(keys.steady());
         give_back.arg(keys.pushed_prefix()).arg(&*self.origin);
         let mut requeued = Vec::new();
         for ((member, queue, tx), priority) in due.into_iter().zip(priorities) {
@@ -412,6 +414,7 @@ impl Queues for RedisStore {
                 .key(keys.list(queue, Priority::High))
                 .key(keys.list(queue, Priority::Low))
                 .key(keys.user_info(queue))
+                .key(keys.steady())
                 .arg(cap as isize - 1)
                 .invoke_async(&mut server.conn())
                 .await
@@ -464,7 +467,10 @@ impl Queues for RedisStore {
         expires_at: Option<i64>,
     ) -> StoreResult<bool> {
         let server = self.tx_server(id);
-        let mut invocation = self.scripts().update.key(server.keys.transaction(id));
+        let mut invocation = self
+            .scripts()
+            .update
+            .key(self.record().name(&server.keys, id));
         invocation.arg(expires_at.map(|at| at.to_string()).unwrap_or_default());
         for (k, v) in fields {
             invocation.arg(k).arg(v);

@@ -15,8 +15,9 @@
 //! state and line although they could be derived from its queues: a push that wrote only its
 //! metadata (one `SET … EXAT`) cost half, but the first change then had to make a second key
 //! with an expiry, and on fan-outs a small hash that Redis scans at each change, so a pop cost a
-//! tenth more and a message pushed and popped more in all. Scripts name a transaction by its
-//! reference after the shard's tag ([`Keys::transaction`]) and reach its keys through the Lua of
+//! tenth more and a message pushed and popped more in all. Scripts name a transaction as
+//! [`Record::name`] says (the dense record's key, declared, so that a Redis Cluster moving its
+//! slot runs the script where the record is) and reach its keys through the Lua of
 //! [`Record::lua`], so that each script is written once for both.
 
 use ::redis::Value;
@@ -44,9 +45,21 @@ impl Record {
         }
     }
 
+    /// How scripts name a transaction (`rec`), in KEYS: the dense record's one key, declared so
+    /// that a cluster moving its slot runs the script where the record is; in PopBox's layout
+    /// (never on a cluster) the prefix of its three keys ([`Keys::transaction`]).
+    pub(super) fn name(self, keys: &Keys, id: &TxId) -> String {
+        match self {
+            Record::Split => keys.transaction(id),
+            Record::Dense => keys.record(id),
+        }
+    }
+
     /// The Lua a script that touches transactions starts with (after the shared prelude): each
-    /// takes the transaction's name ([`Keys::transaction`]: `rec`) and returns what Redis would.
+    /// takes the transaction's name ([`Record::name`]: `rec`) and returns what Redis would.
     ///
+    /// - `tx_of(tag, ref)`: the name of the transaction a queue's reference `ref` (`PB:T|<id>`)
+    ///   points at, on the shard whose keys start with `tag`;
     /// - `tx_meta(rec)`: the metadata (false when the transaction is gone), as [`decode_meta`]
     ///   reads it: the hash's field-value list, or the dense record's JSON;
     /// - `tx_live(rec)`, `tx_priority(rec)`: whether it exists; its priority (`H`/`L`) or false;
@@ -237,6 +250,8 @@ pub(super) fn decode_meta(server: &Server, value: Value) -> Option<Meta> {
 }
 
 const SPLIT_LUA: &str = r#"
+    local function tx_of(tag, ref) return tag .. ref end
+
     local function tx_meta(rec)
         local meta = redis.call('HGETALL', rec .. ':meta')
         if #meta == 0 then return false end
@@ -275,9 +290,11 @@ const SPLIT_LUA: &str = r#"
 "#;
 
 const DENSE_LUA: &str = r#"
-    local function tx_meta(rec) return redis.call('HGET', rec .. ':tx', 'm') end
+    local function tx_of(tag, ref) return tag .. ref .. ':tx' end
 
-    local function tx_live(rec) return redis.call('EXISTS', rec .. ':tx') == 1 end
+    local function tx_meta(rec) return redis.call('HGET', rec, 'm') end
+
+    local function tx_live(rec) return redis.call('EXISTS', rec) == 1 end
 
     -- The metadata decoded; nil when gone, or when something else than a node wrote it: then
     -- it counts as gone, as the node counts metadata it cannot read.
@@ -294,10 +311,10 @@ const DENSE_LUA: &str = r#"
         return meta and meta.priority or false
     end
 
-    local function tx_state(rec, queue) return redis.call('HGET', rec .. ':tx', 's:' .. queue) end
+    local function tx_state(rec, queue) return redis.call('HGET', rec, 's:' .. queue) end
 
     local function tx_mark(rec, queue, state, line)
-        local key = rec .. ':tx'
+        local key = rec
         if not line then
             redis.call('HSET', key, 's:' .. queue, state)
             return
@@ -312,9 +329,9 @@ const DENSE_LUA: &str = r#"
         if not meta then return 0 end
         if #ARGV >= from then
             for i = from, #ARGV, 2 do meta[ARGV[i]] = ARGV[i + 1] end
-            redis.call('HSET', rec .. ':tx', 'm', cjson.encode(meta))
+            redis.call('HSET', rec, 'm', cjson.encode(meta))
         end
-        if at ~= '' then redis.call('EXPIREAT', rec .. ':tx', at) end
+        if at ~= '' then redis.call('EXPIREAT', rec, at) end
         return 1
     end
 "#;

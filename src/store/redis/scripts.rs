@@ -1,4 +1,10 @@
 //! The Lua scripts that make each store operation one atomic step on its server.
+//!
+//! A script declares in KEYS every key it touches that it can name in advance. Those that also
+//! reach keys they find as they go (transactions of references taken from a list, queues of a
+//! set, held pushes of a sorted set: `TAKE`, `RETURN_TAKEN`, `QUEUE_INFO`, `RETURN_DUE`,
+//! `CLAIM_DUE`, `FORGET_WAITING`) declare [`Keys::steady`](super::keys::Keys::steady) last,
+//! so that a Redis Cluster runs them only while their slot is not moving between masters.
 
 use std::sync::LazyLock;
 
@@ -148,10 +154,11 @@ const TAKE: &str = r#"
         if ARGV[3] ~= '' then
             for _, list in ipairs(taken) do
                 for _, ref in ipairs(list) do
-                    local meta = tx_meta(tag .. ref)
+                    local rec = tx_of(tag, ref)
+                    local meta = tx_meta(rec)
                     if meta then
                         -- A replayed take has recorded the change already.
-                        tx_mark(tag .. ref, ARGV[3], ARGV[4], not recorded and ARGV[11])
+                        tx_mark(rec, ARGV[3], ARGV[4], not recorded and ARGV[11])
                     end
                     metas[#metas + 1] = meta or {}
                 end
@@ -217,8 +224,8 @@ const RETURN_TAKEN: &str = r#"
             for i = #refs, 1, -1 do
                 local ref = refs[i]
                 put_back(list, ref, KEYS[4], ARGV[4], ARGV[5])
-                if ARGV[6] ~= '' and tx_live(tag .. ref) then
-                    tx_mark(tag .. ref, ARGV[6], 'Pending', ARGV[7])
+                if ARGV[6] ~= '' and tx_live(tx_of(tag, ref)) then
+                    tx_mark(tx_of(tag, ref), ARGV[6], 'Pending', ARGV[7])
                 end
                 count = count + 1
             end
@@ -526,16 +533,21 @@ pub static CLAIM_DUE: LazyLock<Script> = LazyLock::new(|| {
 });
 
 /// Runs a list of commands once per marker: if KEYS[1] is set, returns its value and does
-/// nothing; else sets every key of KEYS to ARGV[1] (expiring at Unix time ARGV[2]) and runs the
-/// commands, which follow in ARGV as their argument count, then name and arguments. Returns
-/// false when it ran them. Idempotent provisioning wraps its MULTI's commands in it.
+/// nothing; else sets the first ARGV[3] keys of KEYS (the marks) to ARGV[1] (expiring at Unix
+/// time ARGV[2]) and runs the commands, which follow in ARGV as their argument count, then
+/// name and arguments. Returns false when it ran them. The rest of KEYS are the keys the
+/// commands write: declared, so that a cluster moving the slot runs the script where they all
+/// are, or nowhere yet (`TRYAGAIN`), and never where the marks alone are missing. Idempotent
+/// provisioning wraps its MULTI's commands in it.
 pub static ONCE: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
         r#"
         local held = redis.call('GET', KEYS[1])
         if held then return held end
-        for _, key in ipairs(KEYS) do redis.call('SET', key, ARGV[1], 'EXAT', ARGV[2]) end
-        local i = 3
+        for m = 1, tonumber(ARGV[3]) do
+            redis.call('SET', KEYS[m], ARGV[1], 'EXAT', ARGV[2])
+        end
+        local i = 4
         while i <= #ARGV do
             local n = tonumber(ARGV[i])
             redis.call(unpack(ARGV, i + 1, i + n))

@@ -67,7 +67,7 @@ impl Survey for RedisStore {
             .llen(&low)
             .del(&[&high, &low])
             .ignore();
-        let (h, l): (u64, u64) = server.transaction(&pipe, self.recovery).await?;
+        let (h, l): (u64, u64) = server.multi(&pipe, self.recovery).await?;
         Ok(h + l)
     }
 }

@@ -66,6 +66,7 @@ pub async fn say_alive(server: &Server, node: &str) -> StoreResult<()> {
 async fn forget_waiting(server: &Server, node: &str) -> ::redis::RedisResult<()> {
     scripts::FORGET_WAITING
         .key(server.keys.node_waits(node))
+        .key(server.keys.steady())
         .arg(keys::waiting_field(node))
         .invoke_async(&mut server.conn())
         .await
