@@ -15,7 +15,10 @@
 //! - [`Server::multi`] (`MULTI`/`EXEC`): Redis runs all of it or none, and discards the
 //!   whole of it when some of its keys have moved and others not yet (`EXECABORT` with `ASK`,
 //!   `TRYAGAIN` at `EXEC`). Discarded, it is sure not to have run: it is sent again once the
-//!   keys have moved, which takes milliseconds per slot.
+//!   keys have moved, which takes milliseconds per slot. Once the slot has moved, the old
+//!   master discards it with `MOVED`, which redis-rs does not learn from inside a transaction;
+//!   the next single command to the slot (each shard's heartbeat, every second) has it read
+//!   the new map.
 
 use futures_util::future::try_join_all;
 
