@@ -3,6 +3,8 @@
 
 mod common;
 
+use std::time::Duration;
+
 use common::{Backend, TestNode, free_port, relay};
 
 const TOKEN: &str = "an-admin-token-for-tests";
@@ -382,9 +384,7 @@ fn the_log_filter_changes_at_run_time() {
     let (status, said) = node.put("/admin/log", &serde_json::json!({"filter": "info"}));
     assert_eq!((status, &said["filter"]), (200, &serde_json::json!("info")));
     assert!(
-        node.log()
-            .iter()
-            .any(|l| l.contains("log filter changed by an operator")),
+        node.logs_within("log filter changed by an operator", Duration::from_secs(5)),
         "an info line is logged now"
     );
 }

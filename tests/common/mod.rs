@@ -593,6 +593,21 @@ impl TestNode {
         self.log.lock().unwrap().clone()
     }
 
+    /// Whether a line containing `what` is printed within `limit`: the node's output reaches
+    /// the test through a pipe and a reader thread, a little after the node wrote it.
+    pub fn logs_within(&self, what: &str, limit: Duration) -> bool {
+        let started = Instant::now();
+        loop {
+            if self.log().iter().any(|l| l.contains(what)) {
+                return true;
+            }
+            if started.elapsed() > limit {
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     pub fn get(&self, path: &str) -> (u16, Value) {
         read(self.client.get(self.url(path)).send().unwrap())
     }
