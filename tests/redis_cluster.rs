@@ -373,6 +373,28 @@ fn a_slot_held_half_moved_gets_no_key_twice_and_loses_nothing() {
     assert!(doubled.is_empty(), "delivered twice: {doubled:?}");
 }
 
+/// A held push (`delay`) that comes due while its slot is half-moved, the set of due pushes
+/// already on the new master and the push itself still on the old one, is pushed once the
+/// slot has moved: not taken for one that expired with its transaction and dropped.
+#[test]
+fn a_held_push_due_while_its_slot_moves_is_pushed_after_the_move() {
+    if skip_redis() {
+        return;
+    }
+    let cluster = RedisCluster::start(3, 0);
+    let node = TestNode::on_cluster(&cluster, &[("RELAYBOX__STORE__SHARDS", "1")]);
+    let body = json!({"payload": "held", "priority": "H", "queue": [{"id": "later"}]});
+    let (status, reply) = node.post("/trans?delay=1", &body);
+    assert_eq!(status, 200, "{reply}");
+    let slot = shard_slot(&cluster);
+    let moving = cluster.begin_move(slot, (cluster.master_of(slot) + 1) % 3);
+    let moved = cluster.move_keys(&moving, 1, |key| key.ends_with("PB:D|due"));
+    assert_eq!(moved, 1, "the set of due pushes moved");
+    std::thread::sleep(Duration::from_secs(3));
+    cluster.finish_move(moving);
+    assert_eq!(node.pop("later", "timeout=10").payloads(), ["held"]);
+}
+
 /// Pushes each payload into two neighbouring `queues` until `stop`, every other one with an
 /// `Idempotency-Key`, recording the payloads and their answers.
 fn push_pairs_until(
