@@ -314,14 +314,13 @@ const DENSE_LUA: &str = r#"
     local function tx_state(rec, queue) return redis.call('HGET', rec, 's:' .. queue) end
 
     local function tx_mark(rec, queue, state, line)
-        local key = rec
         if not line then
-            redis.call('HSET', key, 's:' .. queue, state)
+            redis.call('HSET', rec, 's:' .. queue, state)
             return
         end
-        local n = redis.call('HINCRBY', key, 'h', 1)
-        redis.call('HSET', key, 's:' .. queue, state, 'h:' .. n, line)
-        if n > HISTORY_LIMIT then redis.call('HDEL', key, 'h:' .. (n - HISTORY_LIMIT)) end
+        local n = redis.call('HINCRBY', rec, 'h', 1)
+        redis.call('HSET', rec, 's:' .. queue, state, 'h:' .. n, line)
+        if n > HISTORY_LIMIT then redis.call('HDEL', rec, 'h:' .. (n - HISTORY_LIMIT)) end
     end
 
     local function tx_update(rec, at, from)

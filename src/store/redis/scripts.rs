@@ -224,8 +224,9 @@ const RETURN_TAKEN: &str = r#"
             for i = #refs, 1, -1 do
                 local ref = refs[i]
                 put_back(list, ref, KEYS[4], ARGV[4], ARGV[5])
-                if ARGV[6] ~= '' and tx_live(tx_of(tag, ref)) then
-                    tx_mark(tx_of(tag, ref), ARGV[6], 'Pending', ARGV[7])
+                local rec = tx_of(tag, ref)
+                if ARGV[6] ~= '' and tx_live(rec) then
+                    tx_mark(rec, ARGV[6], 'Pending', ARGV[7])
                 end
                 count = count + 1
             end
